@@ -1,0 +1,14 @@
+"""preflight: get a neural network ready to train, and prove it.
+
+Normalize inputs, initialize weights, diagnose vanishing/exploding signals, and check gradients. The core needs
+NumPy only; plotting, scikit-learn data sets, PyTorch and dask are optional extras.
+"""
+
+from __future__ import annotations
+
+from preflight import data, init, nn
+from preflight.nn import Network
+
+__all__ = ["Network", "__version__", "data", "init", "nn"]
+
+__version__ = "0.1.0"

@@ -1,0 +1,60 @@
+"""The ``preflight`` command: argparse front end over the library, no logic of its own.
+
+Each subcommand lives in its own module here and offers ``register(subparsers)``; the handler it sets returns the
+exit code. Bad input of any kind ends with exit code 2 and one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from preflight._optional import MissingExtraError
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+#: Subcommand modules (preflight.cli.<name>), in the order ``--help`` lists them.
+COMMANDS: tuple[str, ...] = ("tour", "experiment")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with a one-line error message (exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> ArgumentParser:
+    """The full parser with every subcommand registered."""
+    parser = ArgumentParser(
+        prog="preflight",
+        description="Get a neural network ready to train, and prove it: normalize, initialize, diagnose, "
+        "gradient-check.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"preflight.cli.{name.replace('-', '_')}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``preflight`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except (ValueError, FileNotFoundError, IsADirectoryError, MissingExtraError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"preflight {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("preflight: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""The course's "Initialization" exercise: zeros vs large random vs He initialization on the circles data.
+
+Reproduces the Deep Learning Specialization's table with the reference network: data from
+``np.random.seed(1)`` / ``np.random.seed(2)`` and ``make_circles(n, noise=.05)``, network [2, 10, 5, 1]
+relu-relu-sigmoid, full-batch gradient descent at learning rate 0.01 for 15,000 iterations, weights drawn after
+``np.random.seed(3)`` layer by layer as ``randn(n_l, n_{l-1}) * scale``, zero biases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from preflight import data, init
+from preflight._typing import Params
+from preflight._validation import check_in_range, check_positive_int
+from preflight.nn import Network
+from preflight.report.text import format_table
+
+__all__ = ["SCHEMES", "SUMMARY", "InitSchemesResult", "SchemeRun", "add_arguments", "run"]
+
+SUMMARY = "The course's initialization table: zeros, randn x 10 and He on the circles data."
+SIZES = [2, 10, 5, 1]
+#: Course label -> weight initializer (each drawn after np.random.seed(3), layer by layer).
+SCHEMES: dict[str, init.Initializer] = {
+    "zeros": init.zeros,
+    "randn x 10": init.normal(10.0),
+    "He": init.he_normal,
+}
+SATURATION_NOTE = (
+    "randn x 10: the course prints cost inf at iteration 0: its sigmoid rounds to exactly 1.0 for large logits "
+    "and log(1 - a) = log(0). preflight computes the cross-entropy from the logits, so the same cost is large "
+    "but finite."
+)
+
+
+@dataclass(frozen=True)
+class SchemeRun:
+    """One row of the table."""
+
+    scheme: str
+    iterations: list[int]
+    costs: list[float]
+    train_accuracy: float
+    test_accuracy: float
+    params: Params = field(repr=False)
+
+
+@dataclass(frozen=True)
+class InitSchemesResult:
+    """The table and what drew it."""
+
+    runs: list[SchemeRun]
+    network: Network
+    train: tuple[Any, Any] = field(repr=False)
+    test: tuple[Any, Any] = field(repr=False)
+
+    def to_json(self) -> list[dict[str, Any]]:
+        """A list of objects with keys scheme, costs (every 1000 iterations from 0), accuracies."""
+        return [
+            {
+                "scheme": r.scheme,
+                "costs": r.costs,
+                "train_accuracy": r.train_accuracy,
+                "test_accuracy": r.test_accuracy,
+            }
+            for r in self.runs
+        ]
+
+    def __str__(self) -> str:
+        last = self.runs[0].iterations[-1] if self.runs and self.runs[0].iterations else 0
+        rows = [[r.scheme, repr(r.costs[0]), repr(r.costs[-1]), r.train_accuracy, r.test_accuracy] for r in self.runs]
+        table = format_table(
+            ["init", "cost at 0", f"cost at {last}", "train", "test"],
+            rows,
+            title=f"Initialization on the course's circles data ({self.network})",
+        )
+        notes = [SATURATION_NOTE] if any(r.scheme == "randn x 10" for r in self.runs) else []
+        return "\n".join([table, "", *notes])
+
+    def plot(self, directory: Path) -> list[Path]:
+        """Cost curves and the decision boundary of each scheme."""
+        from preflight.report.figures import pyplot, save_figure
+
+        plt = pyplot()
+        fig, axes = plt.subplots(1, 1 + len(self.runs), figsize=(4.2 * (1 + len(self.runs)), 3.6))
+        for r in self.runs:
+            axes[0].plot(r.iterations, r.costs, marker="o", label=r.scheme)
+        axes[0].set(xlabel="iteration", ylabel="cost", yscale="log", title="training cost")
+        axes[0].legend()
+        X, y = self.train
+        grid = np.linspace(-1.5, 1.5, 200)
+        gx, gy = np.meshgrid(grid, grid)
+        points = np.c_[gx.ravel(), gy.ravel()]
+        for ax, r in zip(axes[1:], self.runs, strict=True):
+            labels = self.network.predict(r.params, points).reshape(gx.shape)
+            ax.contourf(gx, gy, labels, levels=[-0.5, 0.5, 1.5], cmap="coolwarm", alpha=0.3)
+            ax.scatter(X[:, 0], X[:, 1], c=y, cmap="coolwarm", s=8)
+            ax.set(title=f"{r.scheme}: train {r.train_accuracy:.2f}", xticks=[], yticks=[])
+        path = Path(directory) / "init_schemes.png"
+        return [save_figure(fig, path)]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Command-line options (the defaults are the course's)."""
+    parser.add_argument("--iterations", type=int, default=15000, help="gradient descent steps (default 15000)")
+    parser.add_argument("--learning-rate", type=float, default=0.01, help="step size (default 0.01)")
+
+
+def run(*, iterations: int = 15000, learning_rate: float = 0.01, record_every: int = 1000) -> InitSchemesResult:
+    """Train the course's network from each initialization and measure it.
+
+    Examples
+    --------
+    >>> result = run(iterations=1000)  # doctest: +SKIP
+    >>> result.to_json()[2]["costs"][0]  # doctest: +SKIP
+    0.883053746341976
+    """
+    iterations = check_positive_int(iterations, name="iterations")
+    learning_rate = check_in_range(learning_rate, name="learning_rate", low=0.0, high=math.inf, low_open=True)
+    (X_train, y_train), (X_test, y_test) = data.course_circles()
+    network = Network(SIZES, hidden="relu", output="sigmoid")
+    runs = []
+    for name, scheme in SCHEMES.items():
+        params = network.init(np.random.RandomState(3), scheme)
+        history = network.fit(
+            params,
+            X_train,
+            y_train,
+            learning_rate=learning_rate,
+            iterations=iterations,
+            record_every=record_every,
+        )
+        runs.append(
+            SchemeRun(
+                scheme=name,
+                iterations=history.iterations,
+                costs=history.costs,
+                train_accuracy=network.accuracy(history.params, X_train, y_train),
+                test_accuracy=network.accuracy(history.params, X_test, y_test),
+                params=history.params,
+            )
+        )
+    return InitSchemesResult(runs, network, (X_train, y_train), (X_test, y_test))

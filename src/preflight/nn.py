@@ -1,0 +1,371 @@
+"""The reference network: a fully connected deep network in NumPy with hand-written backpropagation.
+
+Samples are rows: ``X`` has shape (m, n_features). Layer l has ``W{l}`` of shape (n_l, n_{l-1}) (as
+``torch.nn.Linear``) and ``b{l}`` of shape (n_l,), so ``Z_l = A_{l-1} W_l^T + b_l``. The dtype of the parameters
+decides the dtype of the whole computation (float32 and float64 alike); costs are summed in float64.
+
+The cost is the head's mean loss plus ``l2 / (2 m) * sum_l ||W_l||_F^2``. Dropout is inverted dropout on hidden
+layers: a unit is kept with probability ``keep_prob`` and scaled by ``1 / keep_prob``. Pass ``masks=`` (from
+:meth:`Network.dropout_masks`) to freeze the masks: the cost is then a deterministic function of the parameters and
+its gradient can be checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import DTypeLike, NDArray
+
+from preflight import init as initializers
+from preflight._typing import Params, RngLike
+from preflight._validation import check_array, check_choice, check_in_range, check_positive_int, describe
+from preflight.activations import ACTIVATIONS, Activation
+from preflight.heads import HEADS, Head
+
+__all__ = ["DropoutMasks", "History", "Network"]
+
+A = NDArray[Any]
+#: One boolean keep-mask per hidden layer, shape (m, n_l): True where the unit is kept.
+DropoutMasks = tuple[NDArray[np.bool_], ...]
+Callback = Callable[[int, Params], None]
+
+
+@dataclass(frozen=True)
+class _Cache:
+    """What the forward pass keeps for backprop: inputs of every layer, logits, pre-dropout activations."""
+
+    inputs: list[A]  # A_0 = X, A_1, ..., A_{L-1} (after dropout): the input of layer l is inputs[l - 1]
+    logits: list[A]  # Z_1, ..., Z_L
+    activations: list[A]  # phi(Z_1), ..., phi(Z_{L-1}) before dropout, for the derivative
+
+
+@dataclass
+class History:
+    """What :meth:`Network.fit` returns: the trained parameters (a copy) and the cost along the way."""
+
+    params: Params
+    iterations: list[int] = field(default_factory=list)
+    costs: list[float] = field(default_factory=list)
+
+
+class Network:
+    """A fully connected network with a hand-written backward pass.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Layer widths, input first: ``[64, 100, 50, 10]`` has three layers.
+    hidden : str or sequence of str
+        Activation of the hidden layers, one name for all or one per hidden layer:
+        relu, leaky_relu, tanh, sigmoid, linear.
+    output : {"sigmoid", "softmax", "linear"}
+        The head: sigmoid + binary cross-entropy, softmax + categorical cross-entropy, linear + squared error.
+    l2 : float
+        L2 regularization strength lambda (>= 0).
+    keep_prob : float
+        Dropout keep probability for hidden layers, in (0, 1]; 1 means no dropout.
+
+    Examples
+    --------
+    >>> net = Network([2, 4, 1], hidden="tanh", output="sigmoid")
+    >>> params = net.init(0, scheme="lecun")
+    >>> X = np.array([[0.0, 1.0], [1.0, 0.0]]); y = np.array([0, 1])
+    >>> sorted(net.gradients(params, X, y)) == sorted(params)
+    True
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        hidden: str | Sequence[str] = "relu",
+        output: str = "sigmoid",
+        *,
+        l2: float = 0.0,
+        keep_prob: float = 1.0,
+    ) -> None:
+        if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or len(sizes) < 2:
+            raise ValueError(f"sizes: expected a sequence of at least 2 layer widths, got {describe(sizes)}")
+        self.sizes = [check_positive_int(s, name=f"sizes[{i}]") for i, s in enumerate(sizes)]
+        names = [hidden] * (len(sizes) - 2) if isinstance(hidden, str) else list(hidden)
+        if len(names) != len(sizes) - 2:
+            raise ValueError(f"hidden: expected one name or {len(sizes) - 2} names, got {len(names)}")
+        self.hidden = [check_choice(h, name="hidden", allowed=ACTIVATIONS) for h in names]
+        self.output = check_choice(output, name="output", allowed=HEADS)
+        self.l2 = check_in_range(l2, name="l2", low=0.0, high=np.inf, high_open=True)
+        self.keep_prob = check_in_range(keep_prob, name="keep_prob", low=0.0, high=1.0, low_open=True)
+
+    def __repr__(self) -> str:
+        return (
+            f"Network({self.sizes}, hidden={self.hidden}, output={self.output!r}, "
+            f"l2={self.l2}, keep_prob={self.keep_prob})"
+        )
+
+    @property
+    def depth(self) -> int:
+        """Number of layers with parameters."""
+        return len(self.sizes) - 1
+
+    @property
+    def head(self) -> Head:
+        """The output head (activation and loss)."""
+        return HEADS[self.output]
+
+    def activation(self, layer: int) -> Activation:
+        """Activation of hidden layer ``layer`` (1-based)."""
+        return ACTIVATIONS[self.hidden[layer - 1]]
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Expected shape of every parameter, in order W1, b1, W2, b2, ..."""
+        out: dict[str, tuple[int, ...]] = {}
+        for layer in range(1, self.depth + 1):
+            out[f"W{layer}"] = (self.sizes[layer], self.sizes[layer - 1])
+            out[f"b{layer}"] = (self.sizes[layer],)
+        return out
+
+    # ------------------------------------------------------------------ parameters
+    def init(
+        self,
+        rng: RngLike,
+        scheme: str | initializers.Initializer = "he",
+        *,
+        dtype: DTypeLike = np.float64,
+    ) -> Params:
+        """Fresh parameters: weights from ``scheme``, drawn layer by layer with ``rng``; biases zero.
+
+        Parameters
+        ----------
+        rng : numpy Generator, RandomState or int seed
+            A RandomState reproduces ``np.random.seed(s)`` code that calls ``randn`` layer by layer.
+        scheme : str or initializer
+            A name from ``preflight.init.SCHEMES`` ("he", "lecun", "glorot", "zeros", ...), or any
+            ``init(rng, shape, dtype)`` callable such as ``preflight.init.normal(10.0)``.
+        dtype : float32 or float64
+        """
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype: expected float32 or float64, got {dtype}")
+        weights = initializers.get(scheme)
+        generator = initializers.as_generator(rng)
+        params: Params = {}
+        for name, shape in self.shapes().items():
+            params[name] = weights(generator, shape, dtype) if name[0] == "W" else np.zeros(shape, dtype=dtype)
+        return params
+
+    def check_params(self, params: Params) -> np.dtype[Any]:
+        """Check names, shapes and dtypes of ``params``; return their common float dtype."""
+        if not isinstance(params, dict):
+            raise ValueError(f"params: expected a dict of arrays, got {describe(params)}")
+        expected = self.shapes()
+        if set(params) != set(expected):
+            missing, extra = sorted(set(expected) - set(params)), sorted(set(params) - set(expected))
+            raise ValueError(f"params: expected keys {list(expected)}, missing {missing}, unexpected {extra}")
+        dtypes = set()
+        for name, shape in expected.items():
+            value = params[name]
+            if not isinstance(value, np.ndarray) or value.shape != shape:
+                raise ValueError(f"params[{name!r}]: expected an array of shape {shape}, got {describe(value)}")
+            if value.dtype not in (np.float32, np.float64):
+                raise ValueError(f"params[{name!r}]: expected float32 or float64, got dtype {value.dtype}")
+            dtypes.add(value.dtype)
+        if len(dtypes) != 1:
+            raise ValueError(f"params: expected one dtype for all arrays, got {sorted(str(d) for d in dtypes)}")
+        return dtypes.pop()
+
+    def _inputs(self, params: Params, X: Any) -> tuple[np.dtype[Any], A]:
+        dtype = self.check_params(params)
+        X = check_array(X, name="X", ndim=2)
+        if X.shape[1] != self.sizes[0]:
+            raise ValueError(f"X: expected {self.sizes[0]} features (columns), got {X.shape[1]}")
+        return dtype, X.astype(dtype, copy=False)
+
+    def _targets(self, X: A, y: Any) -> A:
+        return self.head.targets(y, m=X.shape[0], k=self.sizes[-1], dtype=X.dtype)
+
+    # ------------------------------------------------------------------ dropout
+    def dropout_masks(self, rng: RngLike, m: int) -> DropoutMasks:
+        """Draw one keep-mask per hidden layer for a batch of ``m`` samples (freeze them by reusing them)."""
+        generator = initializers.as_generator(rng)
+        m = check_positive_int(m, name="m")
+        return tuple(generator.random((m, n)) < self.keep_prob for n in self.sizes[1:-1])
+
+    def _masks(self, m: int, rng: RngLike | None, masks: DropoutMasks | None) -> DropoutMasks | None:
+        if masks is not None:
+            if self.keep_prob == 1.0:
+                raise ValueError("masks: given, but keep_prob is 1.0 (this network has no dropout)")
+            expected = [(m, n) for n in self.sizes[1:-1]]
+            got = [getattr(mask, "shape", None) for mask in masks]
+            if got != expected:
+                raise ValueError(f"masks: expected boolean arrays of shapes {expected}, got {got}")
+            return tuple(np.asarray(mask, dtype=bool) for mask in masks)
+        if self.keep_prob == 1.0:
+            return None
+        return self.dropout_masks(np.random.default_rng() if rng is None else rng, m)
+
+    # ------------------------------------------------------------------ forward and backward
+    def _forward_pass(self, params: Params, X: A, masks: DropoutMasks | None) -> _Cache:
+        cache = _Cache(inputs=[X], logits=[], activations=[])
+        scale = X.dtype.type(1.0 / self.keep_prob)
+        a = X
+        for layer in range(1, self.depth + 1):
+            z = a @ params[f"W{layer}"].T + params[f"b{layer}"]
+            cache.logits.append(z)
+            if layer < self.depth:
+                a = self.activation(layer).forward(z)
+                cache.activations.append(a)
+                if masks is not None:
+                    a = a * masks[layer - 1] * scale
+                cache.inputs.append(a)
+        return cache
+
+    def _cost(self, params: Params, cache: _Cache, targets: A) -> float:
+        m = int(targets.shape[0])
+        data: float = float(np.sum(self.head.losses(cache.logits[-1], targets), dtype=np.float64)) / m
+        if self.l2 == 0.0:
+            return data
+        squares = sum(float(np.sum(np.square(params[f"W{k}"], dtype=np.float64))) for k in range(1, self.depth + 1))
+        return data + self.l2 / (2 * m) * float(squares)
+
+    def _backward(self, params: Params, cache: _Cache, targets: A, masks: DropoutMasks | None) -> Params:
+        m = targets.shape[0]
+        dtype = targets.dtype.type
+        scale = dtype(1.0 / self.keep_prob)
+        dz = self.head.delta(cache.logits[-1], targets) / dtype(m)
+        grads: Params = {}
+        for layer in range(self.depth, 0, -1):
+            w = params[f"W{layer}"]
+            grads[f"W{layer}"] = dz.T @ cache.inputs[layer - 1] + dtype(self.l2 / m) * w
+            grads[f"b{layer}"] = dz.sum(axis=0)
+            if layer > 1:
+                da = dz @ w
+                if masks is not None:
+                    da = da * masks[layer - 2] * scale
+                dz = da * self.activation(layer - 1).derivative(cache.logits[layer - 2], cache.activations[layer - 2])
+        return {name: grads[name] for name in self.shapes()}
+
+    def cost(
+        self, params: Params, X: Any, y: Any, *, rng: RngLike | None = None, masks: DropoutMasks | None = None
+    ) -> float:
+        """The training cost: mean loss plus the L2 term (with dropout when keep_prob < 1).
+
+        With dropout and neither ``masks`` nor ``rng`` given, fresh masks are drawn from fresh entropy, so the
+        cost is random; pass ``masks=net.dropout_masks(rng, m)`` for a deterministic cost.
+        """
+        _, X = self._inputs(params, X)
+        targets = self._targets(X, y)
+        masks = self._masks(X.shape[0], rng, masks)
+        return self._cost(params, self._forward_pass(params, X, masks), targets)
+
+    def gradients(
+        self, params: Params, X: Any, y: Any, *, rng: RngLike | None = None, masks: DropoutMasks | None = None
+    ) -> Params:
+        """Gradient of :meth:`cost` by backpropagation: same keys, shapes and dtype as ``params``."""
+        return self.cost_and_gradients(params, X, y, rng=rng, masks=masks)[1]
+
+    def cost_and_gradients(
+        self, params: Params, X: Any, y: Any, *, rng: RngLike | None = None, masks: DropoutMasks | None = None
+    ) -> tuple[float, Params]:
+        """:meth:`cost` and :meth:`gradients` from one forward pass (and one set of dropout masks)."""
+        _, X = self._inputs(params, X)
+        targets = self._targets(X, y)
+        masks = self._masks(X.shape[0], rng, masks)
+        cache = self._forward_pass(params, X, masks)
+        return self._cost(params, cache, targets), self._backward(params, cache, targets, masks)
+
+    # ------------------------------------------------------------------ inference
+    def forward(self, params: Params, X: Any) -> A:
+        """The network's output (no dropout): probabilities for classification heads, values for linear."""
+        _, X = self._inputs(params, X)
+        return self.head.output(self._forward_pass(params, X, None).logits[-1])
+
+    def predict(self, params: Params, X: Any) -> A:
+        """Predicted labels (sigmoid: output > 0.5; softmax: argmax) or values (linear)."""
+        _, X = self._inputs(params, X)
+        return self.head.predict(self._forward_pass(params, X, None).logits[-1])
+
+    def accuracy(self, params: Params, X: Any, y: Any) -> float:
+        """Fraction of correct predictions (classification heads only)."""
+        if self.output == "linear":
+            raise ValueError("accuracy: a linear (regression) head has no accuracy; compare costs instead")
+        _, X = self._inputs(params, X)
+        targets = self._targets(X, y)
+        predicted = self.head.predict(self._forward_pass(params, X, None).logits[-1])
+        truth = targets.argmax(axis=1) if self.output == "softmax" else targets.reshape(predicted.shape) > 0.5
+        return float(np.mean(predicted == truth))
+
+    # ------------------------------------------------------------------ training
+    def fit(
+        self,
+        params: Params,
+        X: Any,
+        y: Any,
+        *,
+        learning_rate: float,
+        iterations: int,
+        batch_size: int | None = None,
+        rng: RngLike | None = None,
+        record_every: int = 100,
+        callbacks: Sequence[Callback] = (),
+    ) -> History:
+        """Gradient descent from ``params`` (left untouched); returns the trained copy and the cost history.
+
+        Parameters
+        ----------
+        learning_rate : float
+        iterations : int
+            Number of parameter updates.
+        batch_size : int, optional
+            Mini-batch size; None for full-batch gradient descent. Batches come from a shuffle per epoch.
+        rng : Generator, RandomState or int, optional
+            For shuffling and dropout; required when either is used, so runs are reproducible.
+        record_every : int
+            The cost (of the batch, before the update, as in the course) is recorded at iterations
+            0, record_every, 2 record_every, ...
+        callbacks : sequence of callables
+            Each is called as ``callback(iteration, params)`` before every update, and once more with
+            ``iteration == iterations`` after the last.
+        """
+        learning_rate = check_in_range(learning_rate, name="learning_rate", low=0.0, high=np.inf, low_open=True)
+        iterations = check_positive_int(iterations, name="iterations", minimum=0)
+        record_every = check_positive_int(record_every, name="record_every")
+        _, X = self._inputs(params, X)
+        targets = self._targets(X, y)
+        m = X.shape[0]
+        if batch_size is not None:
+            batch_size = min(check_positive_int(batch_size, name="batch_size"), m)
+        needs_rng = (batch_size is not None and batch_size < m) or self.keep_prob < 1.0
+        if needs_rng and rng is None:
+            raise ValueError("rng: expected a Generator or seed for mini-batches or dropout, got None")
+        generator = initializers.as_generator(rng) if rng is not None else None
+        trained = {name: value.copy() for name, value in params.items()}
+        history = History(params=trained)
+        batches = _batches(m, batch_size, generator)
+        lr = X.dtype.type(learning_rate)
+        for iteration in range(iterations):
+            for callback in callbacks:
+                callback(iteration, trained)
+            rows = next(batches)
+            xb, tb = (X, targets) if rows is None else (X[rows], targets[rows])
+            masks = self._masks(xb.shape[0], generator, None)
+            cache = self._forward_pass(trained, xb, masks)
+            if iteration % record_every == 0:
+                history.iterations.append(iteration)
+                history.costs.append(self._cost(trained, cache, tb))
+            for name, grad in self._backward(trained, cache, tb, masks).items():
+                trained[name] -= lr * grad
+        for callback in callbacks:
+            callback(iterations, trained)
+        return history
+
+
+def _batches(m: int, batch_size: int | None, rng: np.random.Generator | np.random.RandomState | None) -> Any:
+    """Endless row-index batches: None (the full batch) or index arrays from a fresh shuffle every epoch."""
+    while True:
+        if batch_size is None or batch_size >= m or rng is None:
+            yield None
+            continue
+        order = rng.permutation(m)
+        for start in range(0, m, batch_size):
+            yield order[start : start + batch_size]

@@ -1,0 +1,1 @@
+"""Presenting results: plain-text tables, figures (matplotlib, extra ``plot``), and the HTML report."""
