@@ -1,0 +1,7 @@
+"""``python -m preflight`` runs the command line."""
+
+import sys
+
+from preflight.cli import main
+
+sys.exit(main())

@@ -1,0 +1,39 @@
+"""Shared fixtures for the test suite."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from preflight.nn import Network
+
+from .oracle import labels_for
+
+
+@pytest.fixture
+def small_problem() -> Callable[..., tuple[Network, dict[str, np.ndarray], np.ndarray, np.ndarray]]:
+    """Factory: a small network, its parameters and a batch, for any activation / head / dtype."""
+
+    def make(
+        hidden: Any = "tanh",
+        output: str = "softmax",
+        dtype: Any = np.float64,
+        *,
+        l2: float = 0.0,
+        keep_prob: float = 1.0,
+        sizes: tuple[int, ...] = (4, 5, 3, 3),
+        m: int = 7,
+        seed: int = 0,
+    ) -> tuple[Network, dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        net = Network(list(sizes), hidden=hidden, output=output, l2=l2, keep_prob=keep_prob)
+        params = net.init(rng, "glorot", dtype=dtype)
+        params = {k: (v + 0.1 * rng.standard_normal(v.shape)).astype(dtype) for k, v in params.items()}
+        X = rng.standard_normal((m, sizes[0]))
+        y = labels_for(output, m, sizes[-1], rng)
+        return net, params, X, y
+
+    return make
