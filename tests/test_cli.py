@@ -39,11 +39,11 @@ def test_bad_input_exits_2_with_one_line_and_no_traceback(args, message) -> None
     assert "Traceback" not in result.stderr
 
 
-def test_tour_quick_runs_and_prints_json(capsys) -> None:
+def test_tour_quick_runs_and_prints_json(capsys, tmp_path) -> None:
     pytest.importorskip("sklearn")
-    assert main(["tour", "--quick", "--json"]) == 0
+    assert main(["tour", "--quick", "--json", "-o", str(tmp_path)]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert "initialization" in summary
+    assert "initialization" in summary["sections"]
 
 
 def test_parser_lists_the_registered_commands() -> None:

@@ -9,7 +9,7 @@ import textwrap
 OPTIONAL = ["sklearn", "matplotlib", "scipy", "torch", "dask", "distributed", "pandas", "tqdm"]
 
 
-def run_without_optional(code: str) -> subprocess.CompletedProcess[str]:
+def run_without_optional(code: str, *args: str) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter where every optional dependency fails to import."""
     blocker = textwrap.dedent(
         f"""
@@ -21,7 +21,7 @@ def run_without_optional(code: str) -> subprocess.CompletedProcess[str]:
         sys.meta_path.insert(0, Block())
         """
     )
-    return subprocess.run([sys.executable, "-c", blocker + code], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-c", blocker + code, *args], capture_output=True, text=True, timeout=120)
 
 
 def test_the_core_imports_with_numpy_alone() -> None:
@@ -39,7 +39,10 @@ def test_an_optional_part_without_its_extra_names_the_extra() -> None:
     assert "pip install 'nn-preflight[data]'" in result.stderr
 
 
-def test_the_cli_reports_a_missing_extra_in_one_line() -> None:
-    result = run_without_optional("import sys; from preflight.cli import main; sys.exit(main(['tour', '--quick']))")
+def test_the_cli_reports_a_missing_extra_in_one_line(tmp_path) -> None:
+    result = run_without_optional(
+        "import sys; from preflight.cli import main; sys.exit(main(['tour', '--quick', '-o', sys.argv[1]]))",
+        str(tmp_path),
+    )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "nn-preflight[data]" in result.stderr

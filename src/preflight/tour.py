@@ -1,33 +1,117 @@
-"""The tour: every part of preflight that exists, run in sequence, its results collected."""
+"""The tour: every part of preflight run on real and generated data, written up as a report people look at.
+
+``run_tour(output)`` runs each section in turn (showing progress on stderr), writes the PNG figures, a
+self-contained ``report.html`` and ``summary.json`` into ``output``, and returns the :class:`Tour`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
+from preflight._io import atomic_write_text
+from preflight._optional import require
 from preflight.experiments import load
+from preflight.report.html import Section, render_html
 
-__all__ = ["Tour", "run_tour"]
+__all__ = ["SECTIONS", "Tour", "TourSection", "run_tour"]
+
+
+@dataclass(frozen=True)
+class TourSection:
+    """What one section found: its text and figures, and a JSON summary with its verdicts."""
+
+    key: str
+    title: str
+    intro: str
+    text: str
+    figures: list[Path]
+    summary: dict[str, Any]
+    verdicts: list[tuple[str, bool]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class Tour:
-    """The sections of the tour, by name, each an experiment result."""
+    """The sections of the tour and where its files went."""
 
-    sections: dict[str, Any]
+    sections: list[TourSection]
+    output: Path
+    seconds: float
 
     def to_json(self) -> dict[str, Any]:
-        return {name: result.to_json() for name, result in self.sections.items()}
+        """The summary: per section its figures and verdicts (also written as summary.json)."""
+        return {
+            "seconds": round(self.seconds, 2),
+            "report": str(self.output / "report.html"),
+            "sections": {s.key: {**s.summary, "figures": [p.name for p in s.figures]} for s in self.sections},
+        }
 
     def __str__(self) -> str:
-        return "\n\n".join(f"== {name} ==\n{result}" for name, result in self.sections.items())
+        blocks = [f"== {s.title} ==\n{s.text}" for s in self.sections]
+        blocks.append(f"Report written to {self.output / 'report.html'} ({self.seconds:.1f} s)")
+        return "\n\n".join(blocks)
 
-    def plot(self, directory: Path) -> list[Path]:
-        return [path for result in self.sections.values() for path in result.plot(directory)]
+
+def _initialization(quick: bool, figures: Path) -> TourSection:
+    result = load("init-schemes").run(iterations=2000 if quick else 15000, record_every=200 if quick else 1000)
+    runs = {r.scheme: r for r in result.runs}
+    he, zeros = runs["He"], runs["zeros"]
+    return TourSection(
+        key="initialization",
+        title="Initialization: the course's table",
+        intro="The same [2, 10, 5, 1] ReLU network on the course's circles data, started three ways. Zeros never "
+        "break symmetry, huge random weights saturate the output, He initialization learns.",
+        text=str(result),
+        figures=result.plot(figures),
+        summary={"table": result.to_json()},
+        verdicts=[
+            (f"He: train accuracy {he.train_accuracy:.4f}, test {he.test_accuracy:.2f}", he.test_accuracy >= 0.9),
+            (f"zeros: stuck at cost {zeros.costs[-1]:.4f} (log 2)", zeros.train_accuracy == 0.5),
+        ],
+    )
 
 
-def run_tour(*, quick: bool = False) -> Tour:
-    """Run every section; ``quick`` shortens the training runs (for tests)."""
-    sections = {"initialization": load("init-schemes").run(iterations=2000 if quick else 15000)}
-    return Tour(sections)
+#: The tour's sections, in order.
+SECTIONS: list[Callable[[bool, Path], TourSection]] = [_initialization]
+
+
+def run_tour(output: str | Path = "preflight-report", *, quick: bool = False, progress: TextIO | None = None) -> Tour:
+    """Run every section, write figures, report.html and summary.json into ``output``.
+
+    Parameters
+    ----------
+    output : path
+        Folder for the report (created if needed).
+    quick : bool
+        Shorter training runs and smaller networks (for tests).
+    progress : text stream, optional
+        Where progress lines go (default: stderr).
+    """
+    require("sklearn", extra="data", purpose="The tour (its data sets)")
+    require("matplotlib", extra="plot", purpose="The tour (its figures)")
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"output: expected a folder, got the file {str(output)!r}")
+    output.mkdir(parents=True, exist_ok=True)
+    stream = sys.stderr if progress is None else progress
+    start = time.perf_counter()
+    sections = []
+    for number, build in enumerate(SECTIONS, start=1):
+        began = time.perf_counter()
+        print(f"[{number}/{len(SECTIONS)}] {build.__name__.strip('_')} ...", file=stream, flush=True)
+        sections.append(build(quick, output))
+        print(f"      done in {time.perf_counter() - began:.1f} s", file=stream, flush=True)
+    tour = Tour(sections, output, time.perf_counter() - start)
+    page = render_html(
+        "preflight tour",
+        [Section(s.title, s.intro, s.text, s.figures, s.verdicts) for s in sections],
+        footer=f"Generated by preflight tour{' --quick' if quick else ''} in {tour.seconds:.1f} s.",
+    )
+    atomic_write_text(output / "report.html", page)
+    atomic_write_text(output / "summary.json", json.dumps(tour.to_json(), indent=2))
+    return tour

@@ -1,11 +1,12 @@
-"""``preflight tour``: the whole toolkit, end to end, on real and generated data."""
+"""``preflight tour``: the whole toolkit, end to end, written up as a report."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 from typing import Any
 
-from preflight.cli._common import add_output_options, emit
 from preflight.tour import run_tour
 
 __all__ = ["register"]
@@ -13,11 +14,16 @@ __all__ = ["register"]
 
 def register(subparsers: Any) -> None:
     """Add the ``tour`` command."""
-    parser = subparsers.add_parser("tour", help="run the whole toolkit end to end and print what it finds")
+    parser = subparsers.add_parser(
+        "tour", help="run the whole toolkit end to end and write a report (report.html, figures, summary.json)"
+    )
+    parser.add_argument("-o", "--output", type=Path, default=Path("preflight-report"), help="report folder")
     parser.add_argument("--quick", action="store_true", help="a reduced version (fewer iterations), for tests")
-    add_output_options(parser)
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of the tables")
     parser.set_defaults(handler=_handle)
 
 
 def _handle(args: argparse.Namespace) -> int:
-    return emit(run_tour(quick=args.quick), args)
+    tour = run_tour(args.output, quick=args.quick)
+    print(json.dumps(tour.to_json(), indent=2) if args.json else str(tour))
+    return 0

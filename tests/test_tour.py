@@ -1,0 +1,49 @@
+"""The tour writes a report people can open offline: report.html with embedded figures, PNGs, summary.json."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from preflight.cli import main
+
+pytest.importorskip("sklearn")
+pytest.importorskip("matplotlib")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tour") / "report"
+    assert main(["tour", "--quick", "-o", str(folder)]) == 0
+    return folder
+
+
+def test_the_report_files_exist_and_are_not_empty(report) -> None:
+    for name in ("report.html", "summary.json"):
+        assert (report / name).stat().st_size > 0
+    pngs = list(report.glob("*.png"))
+    assert pngs and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+def test_the_html_is_self_contained(report) -> None:
+    page = (report / "report.html").read_text()
+    sources = re.findall(r'src="([^"]*)"', page)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert not re.search(r'(href|src)="(https?:)?//', page)
+    assert len(sources) == len(list(report.glob("*.png")))
+
+
+def test_the_summary_carries_the_expected_verdicts(report) -> None:
+    summary = json.loads((report / "summary.json").read_text())
+    table = {row["scheme"]: row for row in summary["sections"]["initialization"]["table"]}
+    assert table["zeros"]["train_accuracy"] == 0.5
+    assert table["He"]["costs"][0] == pytest.approx(0.8830537463419761, rel=1e-9)
+
+
+def test_a_file_in_place_of_the_folder_is_a_clear_error(tmp_path, capsys) -> None:
+    blocker = tmp_path / "taken"
+    blocker.write_text("x")
+    assert main(["tour", "--quick", "-o", str(blocker)]) == 2
+    assert "output: expected a folder" in capsys.readouterr().err
