@@ -7,8 +7,9 @@ NumPy only; plotting, scikit-learn data sets, PyTorch and dask are optional extr
 from __future__ import annotations
 
 from preflight import data, init, nn
+from preflight.gradcheck import gradcheck
 from preflight.nn import Network
 
-__all__ = ["Network", "__version__", "data", "init", "nn"]
+__all__ = ["Network", "__version__", "data", "gradcheck", "init", "nn"]
 
 __version__ = "0.1.0"
