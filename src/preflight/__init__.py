@@ -9,7 +9,8 @@ from __future__ import annotations
 from preflight import data, init, nn
 from preflight.gradcheck import gradcheck
 from preflight.nn import Network
+from preflight.normalize import NotFittedError, Standardizer
 
-__all__ = ["Network", "__version__", "data", "gradcheck", "init", "nn"]
+__all__ = ["Network", "NotFittedError", "Standardizer", "__version__", "data", "gradcheck", "init", "nn"]
 
 __version__ = "0.1.0"

@@ -1,0 +1,203 @@
+"""Exact per-feature mean and variance: float64 shifted sums in cache-sized blocks, merged with Chan's update.
+
+A chunk of rows is summed block by block (``BLOCK_BYTES`` of float64 scratch, so the work stays in cache) after
+subtracting a *shift* close to the mean: the statistics seen so far, or the mean of the first block. Summing
+``d = x - shift`` and ``d * d`` then loses nothing to cancellation, even for 1e9 + N(0, 1). Chunks are merged with
+the pairwise update of Chan, Golub & LeVeque (1979), so any chunking gives the same result to rounding.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "BLOCK_BYTES",
+    "Moments",
+    "block_rows",
+    "chunk_moments",
+    "near_constant",
+    "nonfinite_columns",
+    "parallel_rows",
+]
+
+F64 = NDArray[np.float64]
+#: Scratch per block: 512 KiB of float64 fits the L2 cache of current x86 and ARM cores.
+BLOCK_BYTES = 1 << 19
+
+
+def block_rows(n_features: int) -> int:
+    """Rows per block so that one block of float64 takes about ``BLOCK_BYTES``.
+
+    Examples
+    --------
+    >>> block_rows(20)
+    3276
+    """
+    return max(64, BLOCK_BYTES // (8 * max(n_features, 1)))
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Count, mean and sum of squared deviations (M2) per feature, all float64."""
+
+    count: F64
+    mean: F64
+    m2: F64
+
+    @classmethod
+    def empty(cls, n_features: int) -> Moments:
+        """No samples yet."""
+        zeros = np.zeros(n_features)
+        return cls(zeros, zeros.copy(), zeros.copy())
+
+    @property
+    def variance(self) -> F64:
+        """Population variance (ddof=0); 0 where no sample was seen."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            var = self.m2 / self.count
+        return np.where(self.count > 0, np.maximum(var, 0.0), 0.0)
+
+    def merge(self, other: Moments) -> Moments:
+        """Chan, Golub & LeVeque's pairwise update: the moments of both sets of samples together.
+
+        Examples
+        --------
+        >>> a = chunk_moments(np.array([[1.0], [2.0]])); b = chunk_moments(np.array([[3.0], [4.0]]))
+        >>> a.merge(b).mean, a.merge(b).variance
+        (array([2.5]), array([1.25]))
+        """
+        count = self.count + other.count
+        with np.errstate(invalid="ignore", divide="ignore"):
+            delta = other.mean - self.mean
+            weight = np.where(count > 0, other.count / count, 0.0)
+            mean = self.mean + delta * weight
+            m2 = self.m2 + other.m2 + delta * delta * self.count * weight
+        return Moments(count, mean, m2)
+
+
+def chunk_moments(x: NDArray[Any], *, shift: F64 | None = None, skip_nan: bool = False) -> Moments:
+    """The moments of the rows of a 2-D chunk, read in cache-sized blocks with float64 accumulation.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n_samples, n_features)
+        Any real dtype (float32 is summed in float64); a memory map is read block by block.
+    shift : ndarray of shape (n_features,), optional
+        A value near the mean (the statistics seen so far); by default the mean of the first block.
+    skip_nan : bool
+        Leave NaN out of the counts and sums of their feature (infinities still make the sums non-finite).
+
+    Returns
+    -------
+    Moments
+        Non-finite mean or M2 where the chunk holds NaN/inf (or squares overflow): the caller checks.
+
+    Examples
+    --------
+    >>> m = chunk_moments(np.array([[1e9 + 1.0], [1e9 - 1.0]], dtype=np.float64))
+    >>> m.mean - 1e9, m.variance
+    (array([0.]), array([1.]))
+    """
+    n, p = x.shape
+    if n == 0:
+        return Moments.empty(p)
+    rows = block_rows(p)
+    if shift is None:
+        head = np.asarray(x[:rows], dtype=np.float64)
+        shift = np.nanmean(head, axis=0) if skip_nan and np.isnan(head).any() else head.mean(axis=0)
+        shift = np.where(np.isfinite(shift), shift, 0.0)
+    buffer = np.empty((min(rows, n), p))
+    ones = np.ones(buffer.shape[0])
+    s1, s2 = np.zeros(p), np.zeros(p)
+    count = np.full(p, float(n))
+    for start in range(0, n, rows):
+        block = x[start : start + rows]
+        d = buffer[: block.shape[0]]
+        np.subtract(block, shift, out=d)
+        if skip_nan:
+            missing = np.isnan(d)
+            if missing.any():
+                count -= missing.sum(axis=0)
+                d[missing] = 0.0
+        # A matrix-vector product with ones is BLAS's fastest column sum; its error is that of float64 summation.
+        s1 += ones[: d.shape[0]] @ d
+        np.multiply(d, d, out=d)
+        s2 += ones[: d.shape[0]] @ d
+    with np.errstate(invalid="ignore", divide="ignore"):
+        offset = np.where(count > 0, s1 / count, 0.0)
+        m2 = s2 - s1 * offset
+    return Moments(count, shift + offset, np.maximum(m2, 0.0) if np.isfinite(m2).all() else m2)
+
+
+def nonfinite_columns(x: NDArray[Any], *, skip_nan: bool = False) -> list[int]:
+    """Indices of the columns of ``x`` holding NaN or infinity (only infinity with ``skip_nan``), block by block.
+
+    Examples
+    --------
+    >>> nonfinite_columns(np.array([[1.0, np.nan, np.inf]]))
+    [1, 2]
+    """
+    n, p = x.shape
+    bad = np.zeros(p, dtype=bool)
+    if not np.issubdtype(x.dtype, np.inexact):
+        return []
+    test = np.isinf if skip_nan else (lambda b: ~np.isfinite(b))
+    for start in range(0, n, block_rows(p)):
+        bad |= test(x[start : start + block_rows(p)]).any(axis=0)
+    return [int(i) for i in np.flatnonzero(bad)]
+
+
+def near_constant(moments: Moments, n_features: int) -> NDArray[np.bool_]:
+    """Features whose variance is within rounding error of zero, given the magnitude of their mean.
+
+    The shifted float64 sums of one block of ``b`` rows err by at most about ``b`` units in the last place of the
+    values summed, so a spread ``std <= b * eps * |mean|`` cannot be told from values that are equal but were
+    rounded differently (``0.1 * 3`` and ``0.3``). Chan's merges add no more than that (they are stable). A feature
+    with no samples counts as constant. This is scikit-learn's test with the block size in place of ``n``: their
+    bound grows with the number of samples, ours stops at one block, so 1e9 + N(0, 1) is never flagged.
+
+    Examples
+    --------
+    >>> x = np.array([[0.1, 1.0], [0.1 * 3 / 3, 2.0], [np.nextafter(0.1, 1), 3.0]])
+    >>> near_constant(chunk_moments(x), 2)
+    array([ True, False])
+    """
+    b = np.minimum(moments.count, float(block_rows(n_features)))
+    bound = (b * np.finfo(np.float64).eps * moments.mean) ** 2
+    constant: NDArray[np.bool_] = (moments.count == 0) | (moments.variance <= bound)
+    return constant
+
+
+#: Below this many elements one thread is faster than starting more.
+PARALLEL_ELEMENTS = 1 << 22
+
+
+def parallel_rows(n_rows: int, n_features: int, work: Callable[[int, int], None]) -> None:
+    """Run ``work(start, stop)`` over contiguous row ranges, one per core when the array is large.
+
+    NumPy releases the GIL inside ufuncs, so threads on disjoint row ranges run in parallel; the first exception
+    is re-raised.
+
+    Examples
+    --------
+    >>> seen = []
+    >>> parallel_rows(10, 1, lambda a, b: seen.append((a, b)))
+    >>> seen
+    [(0, 10)]
+    """
+    threads = min(os.cpu_count() or 1, 8) if n_rows * n_features >= PARALLEL_ELEMENTS else 1
+    if threads == 1:
+        work(0, n_rows)
+        return
+    bounds = [n_rows * i // threads for i in range(threads + 1)]
+    with ThreadPoolExecutor(threads) as pool:
+        futures = [pool.submit(work, bounds[i], bounds[i + 1]) for i in range(threads)]
+        for future in futures:
+            future.result()

@@ -1,0 +1,385 @@
+"""Normalizing inputs: ``x <- (x - mu) / sigma`` with the training set's mean and standard deviation.
+
+:class:`Standardizer` follows scikit-learn's estimator conventions (it works in a Pipeline and passes
+``check_estimator``) without depending on scikit-learn: statistics are float64 whatever the input dtype, chunks are
+merged exactly (:mod:`preflight._moments`), the output keeps the input dtype, and the work runs in cache-sized
+blocks so the extra memory stays small. Files, chunked sources, dask and PyTorch live in
+:mod:`preflight.normalize_io`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from preflight import normalize_io as io
+from preflight._moments import Moments, block_rows, chunk_moments, near_constant, nonfinite_columns, parallel_rows
+
+__all__ = ["ConstantFeatureWarning", "NotFittedError", "Standardizer"]
+
+_PARAMS = ("copy", "ignore_nan", "with_mean", "with_std")
+
+
+class NotFittedError(ValueError, AttributeError):
+    """The Standardizer was used before ``fit`` (a ValueError and an AttributeError, as scikit-learn's)."""
+
+
+class ConstantFeatureWarning(UserWarning):
+    """A feature is constant or nearly so: it gets scale 1, so transform only centers it."""
+
+
+class Standardizer:
+    """Standardize features with the training set's mean and standard deviation: ``z = (x - mean_) / scale_``.
+
+    Parameters
+    ----------
+    with_mean : bool
+        Subtract the mean in ``transform``.
+    with_std : bool
+        Divide by the standard deviation in ``transform``.
+    copy : bool
+        False lets ``transform`` and ``inverse_transform`` work in place when the input is a writeable float array.
+    ignore_nan : bool
+        Leave NaN out of the statistics in ``fit`` and pass them through ``transform``; by default NaN (and always
+        infinity) is an error naming the features.
+
+    Attributes
+    ----------
+    mean_, var_ : ndarray of shape (n_features,), float64
+        Mean and population variance of the training samples.
+    scale_ : ndarray of shape (n_features,) or None
+        ``sqrt(var_)``, with 1 for constant and near-constant features; None when ``with_std=False``.
+    n_samples_seen_ : int or ndarray of int
+        Samples seen (per feature when NaNs were ignored and the counts differ).
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Column names, when fitted on a DataFrame with string column names.
+
+    Examples
+    --------
+    >>> s = Standardizer().fit(np.array([[1.0, 10.0], [3.0, 30.0]], dtype=np.float32))
+    >>> s.mean_, s.scale_
+    (array([ 2., 20.]), array([ 1., 10.]))
+    >>> s.transform(np.array([[3.0, 10.0]], dtype=np.float32))
+    array([[ 1., -1.]], dtype=float32)
+    """
+
+    def __init__(self, *, with_mean: bool = True, with_std: bool = True, copy: bool = True, ignore_nan: bool = False):
+        self.with_mean = with_mean
+        self.with_std = with_std
+        self.copy = copy
+        self.ignore_nan = ignore_nan
+
+    # ------------------------------------------------------------------ scikit-learn protocol
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's arguments (scikit-learn protocol)."""
+        return {name: getattr(self, name) for name in _PARAMS}
+
+    def set_params(self, **params: Any) -> Standardizer:
+        """Set constructor arguments by name (scikit-learn protocol); unknown names are a ValueError."""
+        for name, value in params.items():
+            if name not in _PARAMS:
+                raise ValueError(f"Standardizer.set_params: got {name!r}; expected one of {list(_PARAMS)}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {"with_mean": True, "with_std": True, "copy": True, "ignore_nan": False}
+        changed = ", ".join(f"{k}={getattr(self, k)!r}" for k in _PARAMS if getattr(self, k) != defaults[k])
+        return f"Standardizer({changed})"
+
+    def __sklearn_tags__(self) -> Any:
+        """Tags for scikit-learn (only scikit-learn calls this, so it may import it)."""
+        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
+
+        return Tags(
+            estimator_type=None,
+            target_tags=TargetTags(required=False),
+            transformer_tags=TransformerTags(preserves_dtype=["float64", "float32"]),
+            input_tags=InputTags(allow_nan=bool(self.ignore_nan)),
+        )
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "mean_")
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X: Any, y: Any = None) -> Standardizer:
+        """Learn the mean and standard deviation of ``X`` (rows are samples) from scratch.
+
+        ``X`` may be an array, a pandas DataFrame (its column names are kept), a memory-mapped array (read in
+        blocks), a dask array or dask DataFrame (reduced by dask, so on a cluster when one is active).
+
+        Raises
+        ------
+        ValueError
+            Non-numeric, empty or non-2-D input; NaN or infinity (named by feature) unless ``ignore_nan``.
+        """
+        self._reset()
+        return self.partial_fit(X, y)
+
+    def partial_fit(self, X: Any, y: Any = None) -> Standardizer:
+        """Update the statistics with the rows of ``X``; any chunking gives the statistics of ``fit`` on all rows.
+
+        Examples
+        --------
+        >>> x = np.arange(12.0).reshape(6, 2)
+        >>> s = Standardizer().partial_fit(x[:1]).partial_fit(x[1:])
+        >>> bool(np.allclose(s.var_, Standardizer().fit(x).var_, rtol=1e-12))
+        True
+        """
+        self._check_params()
+        first = not hasattr(self, "n_features_in_")
+        if io.is_dask(X):
+            moments, names = io.dask_moments(X, skip_nan=self.ignore_nan, shift=self._shift())
+            self._check_features(moments.count.shape[0], names, reset=first)
+        else:
+            x, names = io.as_2d(X)
+            self._check_features(x.shape[1], names, reset=first)
+            moments = chunk_moments(x, shift=self._shift(), skip_nan=self.ignore_nan)
+            if not (np.isfinite(moments.mean).all() and np.isfinite(moments.m2).all()):
+                self._raise_nonfinite(x, nonfinite_columns(x, skip_nan=self.ignore_nan))
+        previous = self._moments if hasattr(self, "_moments") else Moments.empty(moments.count.shape[0])
+        self._set_statistics(previous.merge(moments))
+        return self
+
+    def fit_chunks(
+        self, chunks: Iterable[Any], *, total_rows: int | None = None, progress: bool | None = None
+    ) -> Standardizer:
+        """Fit from an iterable of 2-D chunks (arrays or DataFrames) that need not fit in memory together.
+
+        Parameters
+        ----------
+        chunks : iterable of array_like
+            Row blocks with the same columns.
+        total_rows : int, optional
+            For the progress bar.
+        progress : bool, optional
+            Show a progress bar (tqdm, the ``progress`` extra); by default when tqdm is installed and stderr is a
+            terminal.
+
+        Examples
+        --------
+        >>> x = np.arange(20.0).reshape(10, 2)
+        >>> Standardizer().fit_chunks(x[i : i + 3] for i in range(0, 10, 3)).mean_
+        array([ 9., 10.])
+        """
+        self._reset()
+        for chunk in io.with_progress(chunks, total=total_rows, enabled=progress):
+            self.partial_fit(chunk)
+        if not hasattr(self, "mean_"):
+            raise ValueError("chunks: expected at least one chunk of rows, got none")
+        return self
+
+    def fit_file(
+        self, path: str | Path, *, label: str | int | None = None, chunk_rows: int = 65536, progress: bool | None = None
+    ) -> Standardizer:
+        """Fit from a ``.npy`` file (memory-mapped) or a ``.csv`` file (read in chunks), out of core.
+
+        ``label`` names a column to leave out (by name, or by position); CSV column names become
+        ``feature_names_in_``.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "train.csv"
+        >>> _ = path.write_text("a,b,y\\n1,10,0\\n3,30,1\\n")
+        >>> Standardizer().fit_file(path, label="y").feature_names_in_.tolist()
+        ['a', 'b']
+        """
+        source = io.open_table(path, label=label, chunk_rows=chunk_rows)
+        return self.fit_chunks(source.chunks, total_rows=source.rows, progress=progress)
+
+    # ------------------------------------------------------------------ transforming
+    def transform(self, X: Any, copy: bool | None = None) -> NDArray[Any]:
+        """``(X - mean_) / scale_`` in the dtype of ``X`` (float64 for integer input).
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        ValueError
+            A different number of features than in ``fit`` (expected vs got), or NaN/inf (unless ``ignore_nan``,
+            which passes NaN through).
+        """
+        return self._apply(X, copy, inverse=False)
+
+    def inverse_transform(self, X: Any, copy: bool | None = None) -> NDArray[Any]:
+        """``X * scale_ + mean_``: back to the original units.
+
+        Examples
+        --------
+        >>> x = np.array([[1.0, 2.0], [3.0, 8.0]])
+        >>> s = Standardizer().fit(x)
+        >>> bool(np.allclose(s.inverse_transform(s.transform(x)), x))
+        True
+        """
+        return self._apply(X, copy, inverse=True)
+
+    def fit_transform(self, X: Any, y: Any = None) -> NDArray[Any]:
+        """``fit(X).transform(X)``."""
+        return self.fit(X, y).transform(X)
+
+    def get_feature_names_out(self, input_features: Any = None) -> NDArray[np.object_]:
+        """Output feature names: the input names (``feature_names_in_``, or ``x0, x1, ...``)."""
+        self._check_fitted()
+        if input_features is None:
+            names = getattr(self, "feature_names_in_", [f"x{i}" for i in range(self.n_features_in_)])
+            return np.asarray(names, dtype=object)
+        names = [str(v) for v in input_features]
+        if len(names) != self.n_features_in_:
+            raise ValueError(f"input_features: expected {self.n_features_in_} names, got {len(names)}")
+        if hasattr(self, "feature_names_in_") and names != list(self.feature_names_in_):
+            raise ValueError("input_features is not equal to feature_names_in_")
+        return np.asarray(names, dtype=object)
+
+    # ------------------------------------------------------------------ persistence and interop
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted statistics as JSON (with a schema version), atomically.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> s = Standardizer().fit(np.array([[1.0], [3.0]]))
+        >>> path = s.save(pathlib.Path(tempfile.mkdtemp()) / "stats.json")
+        >>> Standardizer.load(path).mean_
+        array([2.])
+        """
+        self._check_fitted()
+        return io.save_state(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Standardizer:
+        """Read a file written by :meth:`save`; a malformed, truncated or wrong-version file is a ValueError."""
+        state = io.load_state(path)
+        standardizer = cls(**state.params)
+        if state.names is not None:
+            standardizer.feature_names_in_ = np.asarray(state.names, dtype=object)
+        standardizer._set_statistics(state.moments)
+        return standardizer
+
+    def to_torch(self, dtype: Any = None) -> Any:
+        """A ``torch.nn.Module`` applying this transform, with the statistics as buffers (saved in state_dict).
+
+        Parameters
+        ----------
+        dtype : torch.dtype, optional
+            Of the buffers; torch's default dtype (float32) when omitted.
+        """
+        self._check_fitted()
+        return io.torch_module(self.mean_, self.scale_, with_mean=self.with_mean, with_std=self.with_std, dtype=dtype)
+
+    # ------------------------------------------------------------------ internals
+    def _reset(self) -> None:
+        for name in ("_moments", "mean_", "var_", "scale_", "n_samples_seen_", "n_features_in_", "feature_names_in_"):
+            self.__dict__.pop(name, None)
+
+    def _check_params(self) -> None:
+        for name in _PARAMS:
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"Standardizer: {name} expected True or False, got {value!r}")
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "mean_"):
+            raise NotFittedError("This Standardizer is not fitted yet: call fit (or partial_fit) before using it")
+
+    def _shift(self) -> NDArray[np.float64] | None:
+        return self._moments.mean if hasattr(self, "_moments") else None
+
+    def _check_features(self, n_features: int, names: list[str] | None, *, reset: bool) -> None:
+        if reset:
+            self.n_features_in_ = n_features
+            if names is not None:
+                self.feature_names_in_ = np.asarray(names, dtype=object)
+            return
+        io.check_feature_names(getattr(self, "feature_names_in_", None), names)
+        if n_features != self.n_features_in_:
+            raise ValueError(
+                f"X has {n_features} features, but Standardizer is expecting {self.n_features_in_} features as "
+                f"input (it was fitted on {self.n_features_in_}; got {n_features})"
+            )
+
+    def _feature_names(self, columns: Iterable[int]) -> list[str]:
+        names = getattr(self, "feature_names_in_", None)
+        return [str(names[i]) if names is not None else f"x{i}" for i in columns]
+
+    def _raise_nonfinite(self, x: NDArray[Any], columns: list[int]) -> None:
+        if not columns:
+            raise ValueError("X: values too large: their squares overflow float64; rescale the data first")
+        what = "infinity" if self.ignore_nan else "NaN or infinity"
+        fix = "" if self.ignore_nan else " (pass ignore_nan=True to leave NaN out of fit and pass it through)"
+        raise ValueError(f"Input X contains {what} in feature(s) {self._feature_names(columns)}{fix}")
+
+    def _set_statistics(self, moments: Moments) -> None:
+        self._moments = moments
+        p = moments.count.shape[0]
+        self.n_features_in_ = p
+        self.mean_ = moments.mean.copy()
+        self.var_ = moments.variance
+        counts = moments.count.astype(np.int64)
+        self.n_samples_seen_ = int(counts[0]) if p and (counts == counts[0]).all() else counts
+        constant = near_constant(moments, p)
+        scale = np.where(constant, 1.0, np.sqrt(self.var_))
+        self.scale_ = scale if self.with_std else None
+        if constant.any() and self.with_std:
+            warnings.warn(
+                f"Standardizer: feature(s) {self._feature_names(np.flatnonzero(constant))} are constant or their "
+                "variance is within rounding error of zero; they get scale 1, so transform only centers them",
+                ConstantFeatureWarning,
+                stacklevel=3,
+            )
+
+    def _apply(self, X: Any, copy: bool | None, *, inverse: bool) -> NDArray[Any]:
+        self._check_fitted()
+        x, names = io.as_2d(X)
+        self._check_features(x.shape[1], names, reset=False)
+        copy = self.copy if copy is None else copy
+        dtype = x.dtype if x.dtype in (np.float16, np.float32, np.float64) else np.dtype(np.float64)
+        in_place = not copy and x.dtype == dtype and x.flags.writeable and x.flags.c_contiguous
+        out = x if in_place else np.empty(x.shape, dtype=dtype)
+        # Statistics in the output dtype: rounding the mean to float32 errs by half an ulp of the mean, no more than
+        # the rounding already in float32 data of that magnitude, and keeps the loop in float32 (twice as fast).
+        mean = self.mean_.astype(dtype) if self.with_mean else None
+        factor = None
+        if self.with_std and self.scale_ is not None:
+            factor = (self.scale_ if inverse else 1.0 / self.scale_).astype(dtype)
+        rows = block_rows(x.shape[1])
+        check = x.dtype.kind == "f"
+
+        def work(start: int, stop: int) -> None:
+            for first in range(start, stop, rows):
+                block, target = x[first : min(first + rows, stop)], out[first : min(first + rows, stop)]
+                # One sum per column finds NaN/inf in the block while it is in cache; only then look closer.
+                if check and not np.isfinite(np.add.reduce(block, axis=0)).all():
+                    bad = nonfinite_columns(block, skip_nan=self.ignore_nan)
+                    if bad:
+                        self._raise_nonfinite(block, bad)
+                _affine(block, target, mean, factor, inverse=inverse)
+
+        parallel_rows(x.shape[0], x.shape[1], work)
+        return out
+
+
+def _affine(
+    block: NDArray[Any], out: NDArray[Any], mean: NDArray[Any] | None, factor: NDArray[Any] | None, *, inverse: bool
+) -> None:
+    """``out = (block - mean) * factor`` or, inverse, ``out = block * factor + mean`` (None: skip that step)."""
+    if inverse:
+        if factor is not None:
+            np.multiply(block, factor, out=out)
+        elif out is not block:
+            out[...] = block
+        if mean is not None:
+            np.add(out, mean, out=out)
+        return
+    if mean is not None:
+        np.subtract(block, mean, out=out)
+    elif out is not block:
+        out[...] = block
+    if factor is not None:
+        np.multiply(out, factor, out=out)

@@ -1,0 +1,435 @@
+"""What :class:`preflight.normalize.Standardizer` reads and writes: inputs, files, chunked sources, dask, PyTorch.
+
+Everything optional (pandas, dask, tqdm, torch) is imported on use; the core needs NumPy alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from preflight._io import atomic_write_text
+from preflight._moments import Moments, block_rows
+from preflight._optional import require
+from preflight._validation import check_array, check_positive_int, describe
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "NamedRows",
+    "SavedState",
+    "TableSource",
+    "as_2d",
+    "check_feature_names",
+    "dask_moments",
+    "is_dask",
+    "load_state",
+    "nonfinite_error",
+    "open_table",
+    "save_state",
+    "torch_module",
+    "transform_csv",
+    "with_progress",
+]
+
+#: Version of the JSON written by ``Standardizer.save``; files of another version are refused, not guessed at.
+SCHEMA_VERSION = 1
+FORMAT = "preflight.Standardizer"
+PARAMS = ("copy", "ignore_nan", "with_mean", "with_std")
+
+
+@dataclass(frozen=True)
+class NamedRows:
+    """A block of rows with column names (what a chunked CSV reader yields; a DataFrame without pandas)."""
+
+    values: NDArray[np.float64]
+    names: list[str]
+
+
+# ---------------------------------------------------------------------- in-memory input
+def as_2d(X: Any) -> tuple[NDArray[Any], list[str] | None]:
+    """``X`` as a 2-D numeric ndarray (not copied when it already is one) and its column names, if any.
+
+    Examples
+    --------
+    >>> as_2d([[1, 2]])[0].shape, as_2d([[1, 2]])[1]
+    ((1, 2), None)
+    """
+    names: list[str] | None = None
+    if isinstance(X, NamedRows):
+        return X.values, X.names
+    if type(X).__module__.startswith("scipy.sparse"):
+        raise TypeError(
+            "X: sparse input is not supported by Standardizer (centering would make it dense); "
+            "pass a dense array (X.toarray())"
+        )
+    if hasattr(X, "columns") and hasattr(X, "to_numpy"):
+        columns = list(X.columns)
+        names = [str(c) for c in columns] if columns and all(isinstance(c, str) for c in columns) else None
+        X = X.to_numpy()
+    if isinstance(X, np.ndarray) and X.dtype == object:
+        X = X.astype(np.float64)
+    if np.ndim(X) != 2:
+        raise ValueError(
+            f"X: expected 2 dimensions (rows are samples), got shape {np.shape(X)}; Reshape your data with "
+            "X.reshape(-1, 1) if it has one feature or X.reshape(1, -1) if it is one sample"
+        )
+    x = check_array(X, name="X", ndim=2, finite=False)
+    if np.iscomplexobj(x):
+        raise ValueError("X: Complex data not supported; expected real numbers")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        what = "0 sample(s)" if x.shape[0] == 0 else "0 feature(s)"
+        raise ValueError(f"X: Found array with {what} (shape={x.shape}) while a minimum of 1 is required.")
+    return x, names
+
+
+def check_feature_names(fitted: NDArray[Any] | None, names: list[str] | None) -> None:
+    """scikit-learn's rules (and messages) for column names seen in fit vs now."""
+    if fitted is None and names is not None:
+        warnings.warn("X has feature names, but Standardizer was fitted without feature names", stacklevel=4)
+    elif fitted is not None and names is None:
+        warnings.warn(
+            "X does not have valid feature names, but Standardizer was fitted with feature names", stacklevel=4
+        )
+    elif fitted is not None and names is not None and list(fitted) != names:
+        unseen = [n for n in names if n not in set(fitted)]
+        missing = [str(n) for n in fitted if n not in set(names)]
+        raise ValueError(
+            "The feature names should match those that were passed during fit.\n"
+            f"Feature names unseen at fit time: {unseen}\nFeature names seen at fit time, yet now missing: {missing}"
+            + ("\nFeature names must be in the same order as they were in fit." if not unseen and not missing else "")
+        )
+
+
+def nonfinite_error(features: list[str], *, ignore_nan: bool) -> ValueError:
+    """The error for NaN/inf input, naming the features and the fix."""
+    if not features:
+        return ValueError("X: values too large: their squares overflow float64; rescale the data first")
+    what = "infinity" if ignore_nan else "NaN or infinity"
+    fix = "" if ignore_nan else " (pass ignore_nan=True to leave NaN out of fit and pass it through transform)"
+    return ValueError(f"Input X contains {what} in feature(s) {features}{fix}")
+
+
+# ---------------------------------------------------------------------- dask
+def is_dask(X: Any) -> bool:
+    """Whether ``X`` is a dask collection (array or DataFrame), without importing dask."""
+    return type(X).__module__.split(".")[0] == "dask"
+
+
+def dask_moments(X: Any, *, skip_nan: bool, shift: NDArray[np.float64] | None) -> tuple[Moments, list[str] | None]:
+    """Moments of a dask array or DataFrame by dask's own reductions (on a cluster when a Client is active).
+
+    The shift (the statistics seen so far, or the mean of the first rows) keeps the float64 sums exact, as in
+    :func:`preflight._moments.chunk_moments`; one ``dask.compute`` runs the three reductions together.
+    """
+    dask = require("dask", extra="dask", purpose="Fitting on a dask collection")
+    da = require("dask.array", extra="dask", purpose="Fitting on a dask collection")
+    names: list[str] | None = None
+    if hasattr(X, "columns"):
+        columns = list(X.columns)
+        names = [str(c) for c in columns] if columns and all(isinstance(c, str) for c in columns) else None
+        arr = X.to_dask_array()
+    else:
+        arr = X
+    if arr.ndim != 2:
+        raise ValueError(f"X: expected 2 dimensions, got a dask collection of shape {arr.shape}")
+    arr = arr.astype(np.float64)
+    if shift is None:
+        k = block_rows(arr.shape[1])
+        first = np.asarray(
+            X.head(k, npartitions=-1).to_numpy() if names is not None or hasattr(X, "columns") else arr[:k].compute(),
+            dtype=np.float64,
+        )
+        if first.shape[0] == 0:
+            raise ValueError(f"X: Found array with 0 sample(s) (shape={arr.shape}) while a minimum of 1 is required.")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            shift = np.nanmean(first, axis=0) if skip_nan else first.mean(axis=0)
+        shift = np.where(np.isfinite(shift), shift, 0.0)
+    d = arr - shift
+    if skip_nan:
+        missing = da.isnan(d)
+        count = (~missing).sum(axis=0)
+        d = da.where(missing, 0.0, d)
+    else:
+        count = da.ones_like(d).sum(axis=0)
+    s1, s2, n = dask.compute(d.sum(axis=0), (d * d).sum(axis=0), count)
+    s1, s2, n = (np.asarray(v, dtype=np.float64) for v in (s1, s2, n))
+    if not (np.isfinite(s1).all() and np.isfinite(s2).all()):
+        test = da.isinf(arr) if skip_nan else ~da.isfinite(arr)
+        bad = np.flatnonzero(np.asarray(test.any(axis=0).compute()))
+        labels = [names[i] if names else f"x{i}" for i in bad]
+        raise nonfinite_error(labels, ignore_nan=skip_nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        offset = np.where(n > 0, s1 / n, 0.0)
+    return Moments(n, shift + offset, np.maximum(s2 - s1 * offset, 0.0)), names
+
+
+# ---------------------------------------------------------------------- out of core
+def _rows(chunk: Any) -> int:
+    return int(chunk.values.shape[0]) if isinstance(chunk, NamedRows) else len(chunk)
+
+
+def with_progress(chunks: Iterable[Any], *, total: int | None, enabled: bool | None) -> Iterator[Any]:
+    """Yield ``chunks``, advancing a tqdm bar by their rows (by default when tqdm is there and stderr a terminal)."""
+    if enabled is None:
+        enabled = sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None
+    if not enabled:
+        yield from chunks
+        return
+    tqdm = require("tqdm", extra="progress", purpose="The progress bar").tqdm
+    with tqdm(total=total, unit=" rows", unit_scale=True, desc="Standardizer.fit", file=sys.stderr) as bar:
+        for chunk in chunks:
+            yield chunk
+            bar.update(_rows(chunk))
+
+
+@dataclass(frozen=True)
+class TableSource:
+    """A file read in chunks: its feature names (None for .npy), row count (None when unknown) and chunks."""
+
+    names: list[str] | None
+    rows: int | None
+    chunks: Iterator[Any]
+
+
+def open_table(path: str | Path, *, label: str | int | None = None, chunk_rows: int = 65536) -> TableSource:
+    """Read a ``.npy`` file as a memory map, or a ``.csv`` file (header row) lazily, ``chunk_rows`` at a time.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "t.csv"
+    >>> _ = path.write_text("a,y\\n1,0\\n2,1\\n3,0\\n")
+    >>> [c.values.ravel().tolist() for c in open_table(path, label="y", chunk_rows=2).chunks]
+    [[1.0, 2.0], [3.0]]
+    """
+    path = Path(path)
+    chunk_rows = check_positive_int(chunk_rows, name="chunk_rows")
+    if not path.is_file():
+        raise FileNotFoundError(f"path: no such file: {str(path)!r}")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return _open_npy(path, label, chunk_rows)
+    if suffix == ".csv":
+        with path.open(newline="") as handle:
+            header = [h.strip() for h in next(csv.reader(handle), [])]
+        if not header:
+            raise ValueError(f"path: {path.name} is empty; expected a header row")
+        keep = _feature_columns(header, label)
+        return TableSource([header[i] for i in keep], None, _csv_chunks(path, header, keep, chunk_rows))
+    raise ValueError(f"path: expected a .csv or .npy file, got {path.name!r}")
+
+
+def _feature_columns(names: list[str], label: str | int | None) -> list[int]:
+    if label is None:
+        return list(range(len(names)))
+    if isinstance(label, str) and label in names:
+        index = names.index(label)
+    elif isinstance(label, int) and not isinstance(label, bool) and -len(names) <= label < len(names):
+        index = label % len(names)
+    else:
+        raise ValueError(f"label: expected one of the columns {names} (or a position), got {describe(label)}")
+    return [i for i in range(len(names)) if i != index]
+
+
+def _open_npy(path: Path, label: str | int | None, chunk_rows: int) -> TableSource:
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        raise ValueError(f"path: {path.name} is not a readable .npy array ({exc})") from None
+    if array.ndim != 2 or array.dtype.names or not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"path: expected a 2-D numeric array in {path.name}, got {describe(array)}")
+    keep = _feature_columns([str(i) for i in range(array.shape[1])], label)
+    whole = len(keep) == array.shape[1]
+
+    def chunks() -> Iterator[NDArray[Any]]:
+        for start in range(0, array.shape[0], chunk_rows):
+            block = array[start : start + chunk_rows]
+            yield block if whole else block[:, keep]
+
+    return TableSource(None, int(array.shape[0]), chunks())
+
+
+def _csv_chunks(path: Path, header: list[str], keep: list[int], chunk_rows: int) -> Iterator[NamedRows]:
+    names = [header[i] for i in keep]
+    with path.open(newline="") as handle:
+        reader = csv.reader(handle)
+        next(reader)
+        line = 2
+        while True:
+            rows = [r for _, r in zip(range(chunk_rows), reader, strict=False) if r]
+            if not rows:
+                return
+            yield NamedRows(_parse_numbers(rows, header, keep, path, line), names)
+            line += len(rows)
+
+
+def _parse_numbers(rows: list[list[str]], header: list[str], keep: list[int], path: Path, line: int) -> Any:
+    widths = {len(r) for r in rows}
+    if widths != {len(header)}:
+        bad = next(i for i, r in enumerate(rows) if len(r) != len(header))
+        raise ValueError(f"path: {path.name} line {line + bad} has a different number of fields than the header")
+    text = np.array(rows, dtype=str)[:, keep]
+    text[np.char.strip(text) == ""] = "nan"  # an empty field is a missing value
+    try:
+        return text.astype(np.float64)
+    except ValueError:
+        for j, column in enumerate(text.T):
+            for i, value in enumerate(column):
+                try:
+                    float(value)
+                except ValueError:
+                    raise ValueError(
+                        f"path: column {header[keep[j]]!r} of {path.name} is not numeric ({value!r} on line {line + i})"
+                    ) from None
+        raise
+
+
+def transform_csv(standardizer: Any, source: str | Path, target: str | Path, *, chunk_rows: int = 65536) -> int:
+    """Standardize the feature columns of a CSV file into another, chunk by chunk; other columns pass through.
+
+    The output is written to a temporary file beside ``target`` and renamed over it at the end (atomic).
+    Returns the number of data rows written.
+    """
+    source, target = Path(source), Path(target)
+    names = [str(n) for n in standardizer.get_feature_names_out()]
+    table = open_table(source, chunk_rows=chunk_rows)
+    header = table.names or []
+    missing = [n for n in names if n not in header]
+    if missing:
+        raise ValueError(f"path: {source.name} lacks the fitted feature(s) {missing}; its columns are {header}")
+    positions = [header.index(n) for n in names]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    written = 0
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        with os.fdopen(fd, "w", newline="") as handle, source.open(newline="") as raw:
+            writer, reader = csv.writer(handle), csv.reader(raw)
+            writer.writerow(next(reader))
+            for chunk in table.chunks:
+                z = standardizer.transform(chunk.values[:, positions])
+                originals = [r for _, r in zip(range(chunk.values.shape[0]), reader, strict=False)]
+                for row, values in zip(originals, z.tolist(), strict=True):
+                    for position, value in zip(positions, values, strict=True):
+                        row[position] = repr(value)
+                    writer.writerow(row)
+                written += len(originals)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return written
+
+
+# ---------------------------------------------------------------------- persistence
+@dataclass(frozen=True)
+class SavedState:
+    """What a saved file holds: constructor arguments, feature names and the exact moments."""
+
+    params: dict[str, bool]
+    names: list[str] | None
+    moments: Moments
+
+
+def save_state(standardizer: Any, path: str | Path) -> Path:
+    """Write a fitted Standardizer as JSON (floats written with repr, so they read back bit for bit)."""
+    moments: Moments = standardizer._moments
+    names = getattr(standardizer, "feature_names_in_", None)
+    document = {
+        "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "params": {k: bool(getattr(standardizer, k)) for k in PARAMS},
+        "n_features_in": int(standardizer.n_features_in_),
+        "feature_names_in": None if names is None else [str(n) for n in names],
+        "count": [int(c) for c in moments.count],
+        "mean": moments.mean.tolist(),
+        "m2": moments.m2.tolist(),
+        "var": standardizer.var_.tolist(),
+        "scale": None if standardizer.scale_ is None else standardizer.scale_.tolist(),
+    }
+    return atomic_write_text(path, json.dumps(document, indent=1, allow_nan=False) + "\n")
+
+
+def load_state(path: str | Path) -> SavedState:
+    """Read and validate a file written by :func:`save_state`; anything wrong is a ValueError saying what."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"path: no such file: {str(path)!r}")
+    where = f"path: {path.name}"
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{where} is not a Standardizer file: malformed or truncated JSON ({exc})") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise ValueError(f"{where} is not a Standardizer file (expected a JSON object with format {FORMAT!r})")
+    version = document.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ValueError(
+            f"{where} has schema_version {version!r}; this preflight reads version {SCHEMA_VERSION} "
+            "(save it again with this version, or upgrade preflight)"
+        )
+    params = document.get("params")
+    if (
+        not isinstance(params, dict)
+        or sorted(params) != sorted(PARAMS)
+        or not all(isinstance(v, bool) for v in params.values())
+    ):
+        raise ValueError(f"{where}: 'params' must map {list(PARAMS)} to true/false, got {describe(params)}")
+    p = document.get("n_features_in")
+    if not isinstance(p, int) or isinstance(p, bool) or p < 1:
+        raise ValueError(f"{where}: 'n_features_in' must be a positive integer, got {describe(p)}")
+    names = document.get("feature_names_in")
+    if names is not None and (
+        not isinstance(names, list) or len(names) != p or not all(isinstance(n, str) for n in names)
+    ):
+        raise ValueError(f"{where}: 'feature_names_in' must be null or {p} strings, got {describe(names)}")
+    count, mean, m2 = (_vector(document, key, p, where) for key in ("count", "mean", "m2"))
+    if (count < 0).any() or (m2 < 0).any() or (count != np.round(count)).any():
+        raise ValueError(f"{where}: 'count' must be whole numbers >= 0 and 'm2' >= 0")
+    return SavedState(dict(params), names, Moments(count, mean, m2))
+
+
+def _vector(document: dict[str, Any], key: str, length: int, where: str) -> NDArray[np.float64]:
+    value = document.get(key)
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        array = np.empty(0)
+    if array.shape != (length,) or not np.isfinite(array).all():
+        raise ValueError(f"{where}: {key!r} must be a list of {length} finite numbers, got {describe(value)}")
+    return array
+
+
+# ---------------------------------------------------------------------- PyTorch
+def torch_module(
+    mean: NDArray[np.float64],
+    scale: NDArray[np.float64] | None,
+    *,
+    with_mean: bool,
+    with_std: bool,
+    dtype: Any = None,
+) -> Any:
+    """A ``torch.nn.Module`` computing ``(x - mean) / scale``; mean and scale are buffers (in its state_dict)."""
+    require("torch", extra="torch", purpose="Standardizer.to_torch")
+    from preflight._normalize_torch import Standardize
+
+    center = mean if with_mean else np.zeros_like(mean)
+    divide = scale if with_std and scale is not None else np.ones_like(mean)
+    return Standardize(center, divide, dtype=dtype)
