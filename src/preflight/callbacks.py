@@ -1,0 +1,124 @@
+"""Training callbacks for :meth:`preflight.nn.Network.fit`: a gradient check at initialization and after N steps.
+
+A backward pass can be right at initialization and wrong later (a branch that only a trained network takes, a
+saturated unit, a kink that training walks into), so the check runs at chosen iterations of training too.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from preflight._typing import Params
+from preflight._validation import check_array, check_positive_int
+from preflight.gradcheck import GradcheckReport, gradcheck
+from preflight.nn import DropoutMasks, Network
+
+__all__ = ["GradcheckCallback", "GradientCheckError", "check_network"]
+
+
+class GradientCheckError(AssertionError):
+    """A gradient check run during training failed (raised when ``raise_on_failure=True``)."""
+
+
+def check_network(
+    net: Network, params: Params, X: Any, y: Any, *, masks: DropoutMasks | None = None, **options: Any
+) -> GradcheckReport:
+    """Gradient check of ``net.gradients`` against ``net.cost`` at ``params`` on the batch ``(X, y)``.
+
+    Uses the structure-aware evaluator (``preflight.network_check``) when present, else the black-box check.
+
+    Examples
+    --------
+    >>> net = Network([2, 3, 1], hidden="tanh", output="sigmoid")
+    >>> check_network(net, net.init(0, "glorot"), np.eye(2), [0, 1]).passed
+    True
+    """
+    try:
+        structured = importlib.import_module("preflight.network_check").check_network
+    except ImportError:  # pragma: no cover - the structure-aware evaluator is an optional speed-up
+        structured = None
+    if structured is not None:
+        report: GradcheckReport = structured(net, params, X, y, masks=masks, **options)
+        return report
+    return gradcheck(
+        lambda p: net.cost(p, X, y, masks=masks), params, lambda p: net.gradients(p, X, y, masks=masks), **options
+    )
+
+
+class GradcheckCallback:
+    """Check the gradient at chosen iterations of :meth:`Network.fit` (``callbacks=[GradcheckCallback(...)]``).
+
+    Parameters
+    ----------
+    net : Network
+        The network being trained.
+    X, y : array-like
+        The batch to check on; the first ``batch`` rows are used.
+    at : sequence of int
+        Iterations at which to check (0 is the initialization).
+    after : int, optional
+        Shorthand: check at 0 and at ``after``.
+    batch : int
+        Rows of ``X`` used by the check (the check's cost grows with it).
+    raise_on_failure : bool
+        Raise :class:`GradientCheckError` on a failed check (default: warn and go on).
+    seed : int
+        Seeds the frozen dropout masks (when the network has dropout) and the check.
+    **options
+        Passed to :func:`preflight.gradcheck.gradcheck` (``sample=``, ``eps=``, ...).
+
+    Examples
+    --------
+    >>> net = Network([2, 4, 1], hidden="tanh", output="sigmoid")
+    >>> X, y = np.random.default_rng(0).standard_normal((8, 2)), np.arange(8) % 2
+    >>> callback = GradcheckCallback(net, X, y, after=20)
+    >>> _ = net.fit(net.init(0, "glorot"), X, y, learning_rate=0.1, iterations=30, callbacks=[callback])
+    >>> sorted(callback.reports), all(r.passed for r in callback.reports.values())
+    ([0, 20], True)
+    """
+
+    def __init__(
+        self,
+        net: Network,
+        X: Any,
+        y: Any,
+        *,
+        at: Sequence[int] = (0,),
+        after: int | None = None,
+        batch: int = 64,
+        raise_on_failure: bool = False,
+        seed: int = 0,
+        **options: Any,
+    ) -> None:
+        self.net = net
+        batch = check_positive_int(batch, name="batch")
+        self.X = check_array(X, name="X", ndim=2)[:batch]
+        self.y = np.asarray(y)[:batch]
+        iterations = {check_positive_int(i, name="at", minimum=0) for i in at}
+        if after is not None:
+            iterations |= {0, check_positive_int(after, name="after")}
+        self.at = sorted(iterations)
+        self.raise_on_failure = raise_on_failure
+        self.seed = seed
+        self.options = options
+        self.reports: dict[int, GradcheckReport] = {}
+
+    def __call__(self, iteration: int, params: Params) -> None:
+        """Run the check if ``iteration`` is one of ``at`` (the parameters are restored bit for bit)."""
+        if iteration not in self.at:
+            return
+        masks = self.net.dropout_masks(self.seed, self.X.shape[0]) if self.net.keep_prob < 1 else None
+        report = check_network(self.net, params, self.X, self.y, masks=masks, seed=self.seed, **self.options)
+        self.reports[iteration] = report
+        if not report.passed:
+            message = f"gradient check failed at iteration {iteration}: worst tensor {report.worst}"
+            if report.hints:
+                message += f"; {report.hints[0]}"
+            if self.raise_on_failure:
+                raise GradientCheckError(message + "\n" + str(report))
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
