@@ -135,16 +135,16 @@ class Standardizer:
         self._check_params()
         first = not hasattr(self, "n_features_in_")
         if io.is_dask(X):
-            moments, names = io.dask_moments(X, skip_nan=self.ignore_nan, shift=self._shift())
-            self._check_features(moments.count.shape[0], names, reset=first)
+            sums, names = io.dask_sums(X, skip_nan=self.ignore_nan, shift=self._shift())
+            self._check_features(sums.count.shape[0], names, reset=first)
         else:
             x, names = io.as_2d(X)
             self._check_features(x.shape[1], names, reset=first)
-            moments = chunk_moments(x, shift=self._shift(), skip_nan=self.ignore_nan)
-            if not (np.isfinite(moments.mean).all() and np.isfinite(moments.m2).all()):
+            sums = chunk_moments(x, shift=self._shift(), skip_nan=self.ignore_nan)
+            if not sums.finite:
                 self._raise_nonfinite(x, nonfinite_columns(x, skip_nan=self.ignore_nan))
-        previous = self._moments if hasattr(self, "_moments") else Moments.empty(moments.count.shape[0])
-        self._set_statistics(previous.merge(moments))
+        previous = self._moments if hasattr(self, "_moments") else Moments.empty(sums.count.shape[0])
+        self._set_statistics(previous.merge(sums))
         return self
 
     def fit_chunks(
@@ -289,7 +289,7 @@ class Standardizer:
             raise NotFittedError("This Standardizer is not fitted yet: call fit (or partial_fit) before using it")
 
     def _shift(self) -> NDArray[np.float64] | None:
-        return self._moments.mean if hasattr(self, "_moments") else None
+        return self._moments.shift if hasattr(self, "_moments") else None
 
     def _check_features(self, n_features: int, names: list[str] | None, *, reset: bool) -> None:
         if reset:

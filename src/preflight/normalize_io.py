@@ -32,7 +32,7 @@ __all__ = [
     "TableSource",
     "as_2d",
     "check_feature_names",
-    "dask_moments",
+    "dask_sums",
     "is_dask",
     "load_state",
     "nonfinite_error",
@@ -80,12 +80,12 @@ def as_2d(X: Any) -> tuple[NDArray[Any], list[str] | None]:
         X = X.to_numpy()
     if isinstance(X, np.ndarray) and X.dtype == object:
         X = X.astype(np.float64)
-    if np.ndim(X) != 2:
+    x = check_array(X, name="X", finite=False)
+    if x.ndim != 2:
         raise ValueError(
-            f"X: expected 2 dimensions (rows are samples), got shape {np.shape(X)}; Reshape your data with "
+            f"X: expected 2 dimensions (rows are samples), got shape {x.shape}; Reshape your data with "
             "X.reshape(-1, 1) if it has one feature or X.reshape(1, -1) if it is one sample"
         )
-    x = check_array(X, name="X", ndim=2, finite=False)
     if np.iscomplexobj(x):
         raise ValueError("X: Complex data not supported; expected real numbers")
     if x.shape[0] == 0 or x.shape[1] == 0:
@@ -127,8 +127,8 @@ def is_dask(X: Any) -> bool:
     return type(X).__module__.split(".")[0] == "dask"
 
 
-def dask_moments(X: Any, *, skip_nan: bool, shift: NDArray[np.float64] | None) -> tuple[Moments, list[str] | None]:
-    """Moments of a dask array or DataFrame by dask's own reductions (on a cluster when a Client is active).
+def dask_sums(X: Any, *, skip_nan: bool, shift: NDArray[np.float64] | None) -> tuple[Moments, list[str] | None]:
+    """Shifted sums of a dask array or DataFrame by dask's own reductions (on a cluster when a Client is active).
 
     The shift (the statistics seen so far, or the mean of the first rows) keeps the float64 sums exact, as in
     :func:`preflight._moments.chunk_moments`; one ``dask.compute`` runs the three reductions together.
@@ -173,7 +173,7 @@ def dask_moments(X: Any, *, skip_nan: bool, shift: NDArray[np.float64] | None) -
         raise nonfinite_error(labels, ignore_nan=skip_nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         offset = np.where(n > 0, s1 / n, 0.0)
-    return Moments(n, shift + offset, np.maximum(s2 - s1 * offset, 0.0)), names
+    return Moments(n, shift, offset, np.maximum(s2 - s1 * offset, 0.0)), names
 
 
 # ---------------------------------------------------------------------- out of core
@@ -349,7 +349,11 @@ class SavedState:
 
 
 def save_state(standardizer: Any, path: str | Path) -> Path:
-    """Write a fitted Standardizer as JSON (floats written with repr, so they read back bit for bit)."""
+    """Write a fitted Standardizer as JSON (floats written with repr, so they read back bit for bit).
+
+    ``count``, ``shift``, ``offset`` and ``m2`` are the exact running moments (so ``partial_fit`` can go on after
+    ``load``); ``mean``, ``var`` and ``scale`` are there for people and other tools, and ignored on reading.
+    """
     moments: Moments = standardizer._moments
     names = getattr(standardizer, "feature_names_in_", None)
     document = {
@@ -359,8 +363,10 @@ def save_state(standardizer: Any, path: str | Path) -> Path:
         "n_features_in": int(standardizer.n_features_in_),
         "feature_names_in": None if names is None else [str(n) for n in names],
         "count": [int(c) for c in moments.count],
-        "mean": moments.mean.tolist(),
+        "shift": moments.shift.tolist(),
+        "offset": moments.offset.tolist(),
         "m2": moments.m2.tolist(),
+        "mean": standardizer.mean_.tolist(),
         "var": standardizer.var_.tolist(),
         "scale": None if standardizer.scale_ is None else standardizer.scale_.tolist(),
     }
@@ -400,10 +406,10 @@ def load_state(path: str | Path) -> SavedState:
         not isinstance(names, list) or len(names) != p or not all(isinstance(n, str) for n in names)
     ):
         raise ValueError(f"{where}: 'feature_names_in' must be null or {p} strings, got {describe(names)}")
-    count, mean, m2 = (_vector(document, key, p, where) for key in ("count", "mean", "m2"))
+    count, shift, offset, m2 = (_vector(document, key, p, where) for key in ("count", "shift", "offset", "m2"))
     if (count < 0).any() or (m2 < 0).any() or (count != np.round(count)).any():
         raise ValueError(f"{where}: 'count' must be whole numbers >= 0 and 'm2' >= 0")
-    return SavedState(dict(params), names, Moments(count, mean, m2))
+    return SavedState(dict(params), names, Moments(count, shift, offset, m2))
 
 
 def _vector(document: dict[str, Any], key: str, length: int, where: str) -> NDArray[np.float64]:
