@@ -39,7 +39,7 @@ __all__ = [
     "open_table",
     "save_state",
     "torch_module",
-    "transform_csv",
+    "transform_table",
     "with_progress",
 ]
 
@@ -235,6 +235,8 @@ def open_table(path: str | Path, *, label: str | int | None = None, chunk_rows: 
 def _feature_columns(names: list[str], label: str | int | None) -> list[int]:
     if label is None:
         return list(range(len(names)))
+    if isinstance(label, str) and label not in names and label.lstrip("-").isdigit():
+        label = int(label)  # from the command line: a position
     if isinstance(label, str) and label in names:
         index = names.index(label)
     elif isinstance(label, int) and not isinstance(label, bool) and -len(names) <= label < len(names):
@@ -297,45 +299,104 @@ def _parse_numbers(rows: list[list[str]], header: list[str], keep: list[int], pa
         raise
 
 
-def transform_csv(standardizer: Any, source: str | Path, target: str | Path, *, chunk_rows: int = 65536) -> int:
-    """Standardize the feature columns of a CSV file into another, chunk by chunk; other columns pass through.
+def transform_table(
+    standardizer: Any,
+    source: str | Path,
+    target: str | Path,
+    *,
+    label: str | int | None = None,
+    chunk_rows: int = 65536,
+) -> int:
+    """Standardize the feature columns of a ``.csv`` or ``.npy`` file into ``target``, chunk by chunk.
 
-    The output is written to a temporary file beside ``target`` and renamed over it at the end (atomic).
-    Returns the number of data rows written.
+    CSV feature columns are found by the names seen in fit (or are all but ``label`` when it saw none); every other
+    column passes through unchanged. The output goes to a temporary file beside ``target``, renamed over it at the
+    end (atomic). Returns the number of rows written.
     """
     source, target = Path(source), Path(target)
-    names = [str(n) for n in standardizer.get_feature_names_out()]
     table = open_table(source, chunk_rows=chunk_rows)
-    header = table.names or []
-    missing = [n for n in names if n not in header]
-    if missing:
-        raise ValueError(f"path: {source.name} lacks the fitted feature(s) {missing}; its columns are {header}")
-    positions = [header.index(n) for n in names]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    header = table.names or [str(i) for i in range(_npy_width(source))]
+    fitted = getattr(standardizer, "feature_names_in_", None)
+    if fitted is not None and table.names is not None:
+        missing = [str(n) for n in fitted if n not in header]
+        if missing:
+            raise ValueError(f"path: {source.name} lacks the fitted feature(s) {missing}; its columns are {header}")
+        positions = [header.index(str(n)) for n in fitted]
+    else:
+        positions = _feature_columns(header, label)
+    with _AtomicTarget(target) as handle:
+        names = [str(n) for n in fitted] if fitted is not None else None
+        if table.names is None:
+            return _transform_npy(standardizer, source, handle, positions, chunk_rows, names)
+        return _transform_csv(standardizer, source, handle, table, positions, names)
+
+
+def _npy_width(path: Path) -> int:
+    return int(np.load(path, mmap_mode="r", allow_pickle=False).shape[1])
+
+
+def _named(values: NDArray[Any], names: list[str] | None) -> Any:
+    return values if names is None else NamedRows(values, names)
+
+
+def _transform_csv(
+    standardizer: Any, source: Path, handle: Any, table: TableSource, positions: list[int], names: list[str] | None
+) -> int:
     written = 0
-    try:
+    with source.open(newline="") as raw:
+        writer, reader = csv.writer(handle), csv.reader(raw)
+        writer.writerow(next(reader))
+        for chunk in table.chunks:
+            z = standardizer.transform(_named(chunk.values[:, positions], names))
+            originals = [r for _, r in zip(range(chunk.values.shape[0]), reader, strict=False) if r]
+            for row, values in zip(originals, z.tolist(), strict=True):
+                for position, value in zip(positions, values, strict=True):
+                    row[position] = repr(value)
+                writer.writerow(row)
+            written += len(originals)
+    return written
+
+
+def _transform_npy(
+    standardizer: Any, source: Path, handle: Any, positions: list[int], chunk_rows: int, names: list[str] | None
+) -> int:
+    array = np.load(source, mmap_mode="r", allow_pickle=False)
+    dtype = array.dtype if array.dtype.kind == "f" else np.dtype(np.float64)
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": array.shape}
+    np.lib.format.write_array_header_1_0(handle, header)
+    for start in range(0, array.shape[0], chunk_rows):
+        block = np.array(array[start : start + chunk_rows], dtype=dtype)
+        block[:, positions] = standardizer.transform(_named(block[:, positions], names))
+        handle.write(block.tobytes())
+    return int(array.shape[0])
+
+
+class _AtomicTarget:
+    """A temporary file beside ``target`` (binary for .npy, text otherwise), renamed over it on success."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __enter__(self) -> Any:
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.", suffix=".tmp")
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "w", newline="") as handle, source.open(newline="") as raw:
-            writer, reader = csv.writer(handle), csv.reader(raw)
-            writer.writerow(next(reader))
-            for chunk in table.chunks:
-                z = standardizer.transform(chunk.values[:, positions])
-                originals = [r for _, r in zip(range(chunk.values.shape[0]), reader, strict=False)]
-                for row, values in zip(originals, z.tolist(), strict=True):
-                    for position, value in zip(positions, values, strict=True):
-                        row[position] = repr(value)
-                    writer.writerow(row)
-                written += len(originals)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return written
+        os.chmod(self.tmp, 0o666 & ~umask)
+        binary = self.target.suffix.lower() == ".npy"
+        self.handle = os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", newline="")
+        return self.handle
+
+    def __exit__(self, kind: Any, value: Any, traceback: Any) -> None:
+        try:
+            if kind is None:
+                self.handle.flush()
+                os.fsync(self.handle.fileno())
+            self.handle.close()
+            if kind is None:
+                os.replace(self.tmp, self.target)
+        finally:
+            Path(self.tmp).unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------- persistence

@@ -1,0 +1,98 @@
+"""``preflight normalize fit|apply``: learn a Standardizer from a table and save it; apply a saved one."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from preflight.cli._common import add_output_options, emit
+from preflight.normalize import Standardizer
+from preflight.normalize_io import transform_table
+from preflight.report.text import format_table
+
+__all__ = ["register"]
+
+
+@dataclass(frozen=True)
+class FitReport:
+    """What ``normalize fit`` prints: one row per feature."""
+
+    standardizer: Standardizer
+    output: Path
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.standardizer
+        return {
+            "output": str(self.output),
+            "n_samples_seen": s.n_samples_seen_ if isinstance(s.n_samples_seen_, int) else s.n_samples_seen_.tolist(),
+            "features": [str(n) for n in s.get_feature_names_out()],
+            "mean": s.mean_.tolist(),
+            "std": (s.var_**0.5).tolist(),
+            "scale": None if s.scale_ is None else s.scale_.tolist(),
+        }
+
+    def __str__(self) -> str:
+        report = self.to_json()
+        scale = report["scale"] or [1.0] * len(report["mean"])
+        rows = [
+            [name, mean, std, factor, "constant: scale 1" if std != factor else ""]
+            for name, mean, std, factor in zip(report["features"], report["mean"], report["std"], scale, strict=True)
+        ]
+        title = f"Standardizer fitted on {report['n_samples_seen']} samples, saved to {self.output}"
+        return format_table(["feature", "mean", "std", "scale", "note"], rows, title=title)
+
+
+@dataclass(frozen=True)
+class ApplyReport:
+    """What ``normalize apply`` prints."""
+
+    rows: int
+    output: Path
+    features: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rows": self.rows, "output": str(self.output), "features": self.features}
+
+    def __str__(self) -> str:
+        return f"wrote {self.rows} rows to {self.output} ({len(self.features)} features standardized)"
+
+
+def register(subparsers: Any) -> None:
+    """Add ``normalize fit`` and ``normalize apply``."""
+    parser = subparsers.add_parser("normalize", help="standardize inputs: fit statistics on a table, apply them")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    fit = actions.add_parser("fit", help="learn mean and std of a .csv/.npy table (read in chunks), save as JSON")
+    fit.add_argument("path", type=Path, help="training table: .csv with a header row, or .npy")
+    fit.add_argument("--label", help="column to leave out: a name, or a position")
+    fit.add_argument("-o", "--output", type=Path, required=True, help="statistics file to write (JSON)")
+    fit.add_argument("--ignore-nan", action="store_true", help="leave missing values out instead of failing")
+    fit.add_argument("--chunk-rows", type=int, default=65536, help="rows read at a time (default 65536)")
+    fit.add_argument("--progress", action=argparse.BooleanOptionalAction, help="progress bar (default: on a tty)")
+    add_output_options(fit, plot=False)
+    fit.set_defaults(handler=_fit)
+    apply = actions.add_parser("apply", help="standardize a table with saved statistics; other columns pass through")
+    apply.add_argument("stats", type=Path, help="statistics file written by 'normalize fit'")
+    apply.add_argument("path", type=Path, help="table to standardize: .csv or .npy")
+    apply.add_argument("-o", "--output", type=Path, required=True, help="table to write (same format)")
+    apply.add_argument("--label", help="column passed through (only needed when fit saw no column names)")
+    apply.add_argument("--chunk-rows", type=int, default=65536, help="rows read at a time (default 65536)")
+    add_output_options(apply, plot=False)
+    apply.set_defaults(handler=_apply)
+
+
+def _fit(args: argparse.Namespace) -> int:
+    standardizer = Standardizer(ignore_nan=args.ignore_nan)
+    standardizer.fit_file(args.path, label=args.label, chunk_rows=args.chunk_rows, progress=args.progress)
+    standardizer.save(args.output)
+    return emit(FitReport(standardizer, args.output), args)
+
+
+def _apply(args: argparse.Namespace) -> int:
+    if args.path.suffix.lower() != args.output.suffix.lower():
+        raise ValueError(f"output: expected a {args.path.suffix} file like the input, got {args.output.name!r}")
+    standardizer = Standardizer.load(args.stats)
+    rows = transform_table(standardizer, args.path, args.output, label=args.label, chunk_rows=args.chunk_rows)
+    features = [str(n) for n in standardizer.get_feature_names_out()]
+    return emit(ApplyReport(rows, args.output, features), args)
