@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -85,3 +88,26 @@ def test_central_estimate_covers_an_oracle_derivative() -> None:
     x, h = 0.4, np.array([1e-4, 1e-3, 1e-2])
     e = numdiff.central(np.sin(x), np.sin(x + h), np.sin(x - h), h, noise=1e-16)
     assert np.all(np.abs(e.value - np.cos(x)) <= e.error)
+
+
+def test_experiment_shows_first_and_second_order_and_the_best_steps(tmp_path: Path) -> None:
+    from preflight.experiments.numdiff import run
+
+    result = run()  # 27 steps, two per decade
+    for curve in result.curves:
+        # Truncation regime: one-sided O(h), two-sided O(h^2) (fitted slopes within 0.2 of 1 and 2).
+        assert abs(curve.slope_forward - 1) < 0.2 and abs(curve.slope_central - 2) < 0.2
+        eps = np.finfo(curve.dtype).eps
+        # Best steps within a factor 30 of the textbook sqrt(eps) and cbrt(eps) (the error curve is flat near them).
+        assert abs(np.log10(curve.best_forward / eps**0.5)) <= 1.5
+        assert abs(np.log10(curve.best_central / eps ** (1 / 3))) <= 1.5
+    assert "two-sided" in str(result) and json.dumps(result.to_json())
+    pytest.importorskip("matplotlib")
+    assert [p.name for p in result.plot(tmp_path)] == ["numdiff.png"]
+
+
+def test_experiment_runs_from_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from preflight.cli import main
+
+    assert main(["experiment", "numdiff", "--points", "6", "--json"]) == 0
+    assert {c["dtype"] for c in json.loads(capsys.readouterr().out)["curves"]} == {"float64", "float32"}

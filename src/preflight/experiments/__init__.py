@@ -20,6 +20,7 @@ __all__ = ["EXPERIMENTS", "ExperimentResult", "load"]
 #: Experiment name (as typed on the command line) -> module.
 EXPERIMENTS: dict[str, str] = {
     "init-schemes": "preflight.experiments.init_schemes",
+    "numdiff": "preflight.experiments.numdiff",
 }
 
 
