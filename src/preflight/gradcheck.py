@@ -131,15 +131,23 @@ class BlackBoxLoss:
             costs = np.full(arr.shape, self.unperturbed, dtype=np.float64)
             flat_costs = costs.reshape(-1)
             index = np.flatnonzero(offset)
-            moved = (arr.reshape(-1)[index] + np.asarray(offset).reshape(-1)[index]).astype(arr.dtype)
-            for r, i in enumerate(index.tolist()):
-                position = np.unravel_index(i, arr.shape) if arr.ndim else ()
-                old = arr[position].copy()
-                arr[position] = moved[r]
+            # A C-contiguous array is addressed through a flat view; any other through index tuples.
+            view = arr.reshape(-1) if arr.flags.c_contiguous else None
+            positions: list[Any] = (
+                index.tolist() if view is not None else list(zip(*np.unravel_index(index, arr.shape)))
+            )
+            target = view if view is not None else arr
+            olds = arr.reshape(-1)[index]  # a copy: the exact bits to write back
+            moved = (olds + np.asarray(offset).reshape(-1)[index]).astype(arr.dtype)
+            for r, (i, position) in enumerate(zip(index.tolist(), positions, strict=True)):
+                target[position] = moved[r]
                 try:
-                    flat_costs[i] = _scalar(self.loss(self.params), f"{_label(name, arr.shape, i)} moved")
+                    value = self.loss(self.params)
                 finally:
-                    arr[position] = old
+                    target[position] = olds[r]
+                if type(value) is not float or not math.isfinite(value):
+                    value = _scalar(value, f"{_label(name, arr.shape, i)} moved")
+                flat_costs[i] = value
                 if self.progress is not None and r % 256 == 255:
                     self.progress(256)
             if self.progress is not None:
