@@ -294,7 +294,8 @@ def _parse_numbers(rows: list[list[str]], header: list[str], keep: list[int], pa
                     float(value)
                 except ValueError:
                     raise ValueError(
-                        f"path: column {header[keep[j]]!r} of {path.name} is not numeric ({str(value)!r} on line {line + i})"
+                        f"path: column {header[keep[j]]!r} of {path.name} is not numeric "
+                        f"({str(value)!r} on line {line + i})"
                     ) from None
         raise
 
