@@ -1,0 +1,101 @@
+"""preflight.torch.check_module against torch.autograd.gradcheck on the same MLP, side by side in one run.
+
+Both check every coordinate of a float64 tanh MLP with a softmax cross-entropy over a batch of 64, two loss
+evaluations per coordinate. Then the directional screen (``screen=3``): its number of loss evaluations, and so its
+cost in units of one loss evaluation, does not grow with the parameter count.
+
+Run: ``.venv/bin/python benchmarks/bench_torch_check.py`` (about 2 minutes, torch's part ~85 s) or ``--quick``
+(a 12k-parameter MLP, ~10 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from preflight.report.text import format_table
+from preflight.torch import check_module
+
+FULL = [256, 256, 128, 10]  # 99,978 parameters, as in ../shared/ANCHORS.md
+QUICK = [64, 100, 50, 10]  # 12,060 parameters
+SCREEN_WIDTHS = [16, 64, 256, 1024]
+
+
+def mlp(sizes: list[int], seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    for n_in, n_out in itertools.pairwise(sizes):
+        layers += [nn.Linear(n_in, n_out), nn.Tanh()]
+    return nn.Sequential(*layers[:-1]).double()
+
+
+def batch_for(sizes: list[int], m: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(m, sizes[0], dtype=torch.float64, generator=generator)
+    return x, torch.randint(0, sizes[-1], (m,), generator=generator)
+
+
+def timed(fn: object) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = fn()  # type: ignore[operator]
+    return time.perf_counter() - start, result
+
+
+def side_by_side(sizes: list[int]) -> None:
+    model, (x, y) = mlp(sizes), batch_for(sizes)
+    names = [n for n, _ in model.named_parameters()]
+    count = sum(p.numel() for p in model.parameters())
+    ours_s, report = timed(lambda: check_module(model, nn.functional.cross_entropy, (x, y), progress=False))
+    params = tuple(p.detach().clone().requires_grad_(True) for p in model.parameters())
+
+    def loss(*values: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(functional_call(model, dict(zip(names, values, strict=True)), (x,)), y)
+
+    theirs_s, ok = timed(lambda: torch.autograd.gradcheck(loss, params, fast_mode=False, raise_exception=False))
+    one_s, _ = timed(lambda: [loss(*params) for _ in range(20)])
+    rows = [
+        ["preflight.torch.check_module", count, report.evaluations, ours_s, "passed" if report.passed else "FAILED"],  # type: ignore[attr-defined]
+        ["torch.autograd.gradcheck (fast_mode=False)", count, 2 * count, theirs_s, "passed" if ok else "FAILED"],
+    ]
+    title = (
+        f"Full check, float64 MLP {sizes}, batch 64, every coordinate (one loss evaluation: {one_s / 20 * 1e6:.0f} us)"
+    )
+    print(format_table(["checker", "parameters", "loss evaluations", "seconds", "verdict"], rows, title=title))
+    print(f"\nspeed-up: {theirs_s / ours_s:.1f}x   ({report.notes[0]})\n")  # type: ignore[attr-defined]
+
+
+def screen_cost(widths: list[int]) -> None:
+    rows = []
+    for width in widths:
+        sizes = [width, width, width, 10]
+        model, (x, y) = mlp(sizes), batch_for(sizes)
+        count = sum(p.numel() for p in model.parameters())
+        start = time.perf_counter()
+        report = check_module(model, nn.functional.cross_entropy, (x, y), screen=3)
+        seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        with torch.no_grad():
+            for _ in range(20):
+                nn.functional.cross_entropy(model(x), y)
+        one = (time.perf_counter() - start) / 20
+        rows.append([count, report.evaluations, seconds, seconds / one, "passed" if report.passed else "FAILED"])
+    headers = ["parameters", "loss evaluations", "seconds", "seconds / one loss evaluation", "verdict"]
+    print(format_table(headers, rows, title="Directional screen (3 random directions), MLP [w, w, w, 10], batch 64"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="12k parameters instead of 1e5 (about 10 s)")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    side_by_side(QUICK if args.quick else FULL)
+    screen_cost(SCREEN_WIDTHS[:3] if args.quick else SCREEN_WIDTHS)
+
+
+if __name__ == "__main__":
+    main()

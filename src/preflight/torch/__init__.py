@@ -1,0 +1,17 @@
+"""preflight for PyTorch: check, initialize and diagnose real ``torch.nn`` models.
+
+Imported on use only (``import preflight`` never imports torch); without torch installed, importing this module
+raises :class:`preflight._optional.MissingExtraError` naming the extra ``torch``.
+"""
+
+from __future__ import annotations
+
+from preflight._optional import require
+
+require("torch", extra="torch", purpose="preflight.torch (gradient checks and diagnostics for PyTorch models)")
+
+from preflight.torch.check import check_function, check_module  # noqa: E402
+from preflight.torch.initialize import InitializationReport, initialize  # noqa: E402
+from preflight.torch.propagation import propagation  # noqa: E402
+
+__all__ = ["InitializationReport", "check_function", "check_module", "initialize", "propagation"]

@@ -1,0 +1,202 @@
+"""Signal propagation through a torch model: the NumPy diagnostics' per-layer report, measured with hooks.
+
+Every Linear/Conv layer is a "layer" (in execution order); its output is the pre-activation ``Z_l`` and the
+activation that follows (found as :func:`preflight.torch.initialize` finds it) gives ``A_l = phi(Z_l)``. Forward
+hooks record ``Z_l`` and the layer's input; tensor hooks record ``dL/dZ_l`` and ``dL/dA_{l-1}`` in one backward
+pass. The statistics, the mean-field predictions, the verdicts and their thresholds are those of
+:mod:`preflight.propagation`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from preflight import propagation as core
+from preflight._validation import check_in_range, describe
+from preflight.init import fans
+from preflight.torch.initialize import LAYERS, following_activations
+
+__all__ = ["propagation"]
+
+#: preflight activation names (those :func:`preflight.propagation.mean_field` knows) for what initialize finds.
+_NAMES = {"relu": "relu", "leaky_relu": "leaky_relu", "tanh": "tanh", "sigmoid": "sigmoid", "none": "linear"}
+_TORCH = {"relu": torch.relu, "leaky_relu": nn.functional.leaky_relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
+
+
+def propagation(
+    model: nn.Module,
+    batch: Any,
+    loss_fn: Any = None,
+    *,
+    learning_rate: float = 0.01,
+    thresholds: core.Thresholds | None = None,
+    warn: bool = True,
+    seed: int = 0,
+) -> core.PropagationReport:
+    """Per-layer forward and backward statistics of ``model`` on ``batch``, with verdicts and a recommendation.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Run in eval mode (no dropout) through ``functional_call`` on copies of its parameters: nothing of it changes.
+    batch : tensor or (inputs, target)
+    loss_fn : callable, optional
+        ``loss_fn(output, target)``. Without it (or without a target) the backward pass starts from a random
+        unit-variance gradient of the output, divided by the batch size.
+    learning_rate : float
+        For the update-to-weight ratio.
+    thresholds, warn
+        As in :func:`preflight.propagation.analyze`.
+
+    Returns
+    -------
+    preflight.propagation.PropagationReport
+
+    Examples
+    --------
+    >>> layers = [m for _ in range(10) for m in (torch.nn.Linear(64, 64), torch.nn.ReLU())]
+    >>> model = torch.nn.Sequential(*layers, torch.nn.Linear(64, 4))
+    >>> _ = [torch.nn.init.normal_(m.weight, std=0.01) for m in model if isinstance(m, torch.nn.Linear)]
+    >>> propagation(model, torch.randn(128, 64), warn=False).verdict
+    'vanishing'
+    """
+    learning_rate = check_in_range(learning_rate, name="learning_rate", low=0.0, high=math.inf, low_open=True)
+    thresholds = thresholds if thresholds is not None else core.Thresholds()
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model: expected a torch.nn.Module, got {describe(model)}")
+    if isinstance(batch, torch.Tensor):
+        inputs, target = (batch,), None
+    elif isinstance(batch, (tuple, list)) and len(batch) == 2:
+        inputs = tuple(batch[0]) if isinstance(batch[0], (tuple, list)) else (batch[0],)
+        target = batch[1]
+    else:
+        raise ValueError(f"batch: expected a tensor of inputs or a pair (inputs, target), got {describe(batch)}")
+    activations, _ = following_activations(model)
+    flags = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        record = _record(model, inputs, target, loss_fn, seed)
+    finally:
+        for m, training in flags.items():
+            m.training = training
+    layers = _stats(record, activations, inputs, learning_rate, thresholds)
+    kinds = sorted({s.activation for s in layers[:-1]}) or ["linear"]
+    scheme, reason = core._RECOMMENDED[kinds[0]] if len(kinds) == 1 else ("lsuv", f"mixed activations {kinds}")
+    report = core.PropagationReport(
+        tuple(layers), core._overall(layers), core.Recommendation(scheme, reason), learning_rate, thresholds
+    )
+    if warn:
+        core._warn(report)
+    return report
+
+
+def _record(model: nn.Module, inputs: tuple[Any, ...], target: Any, loss_fn: Any, seed: int) -> list[dict[str, Any]]:
+    params = {n: p.detach().clone().requires_grad_(True) for n, p in model.named_parameters()}
+    buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
+    layers = {id(m): n for n, m in model.named_modules() if isinstance(m, LAYERS)}
+    if not layers:
+        raise ValueError("model: it has no Linear or Conv layer to diagnose")
+    record: list[dict[str, Any]] = []
+
+    def hook(module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> None:
+        entry: dict[str, Any] = {"name": layers[id(module)], "z": output.detach(), "x": args[0].detach()}
+        entry["weight"] = f"{entry['name']}.weight" if entry["name"] else "weight"
+        _hook(output, entry, "dz")
+        if args[0].requires_grad:
+            _hook(args[0], entry, "dx")
+        record.append(entry)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if id(m) in layers]
+    try:
+        with torch.enable_grad():
+            output = functional_call(model, {**params, **buffers}, inputs)
+            if loss_fn is not None and target is not None:
+                loss = loss_fn(output, target)
+            else:
+                generator = torch.Generator().manual_seed(seed)
+                upstream = torch.randn(output.shape, generator=generator, dtype=output.dtype)
+                loss = (output * upstream).sum() / output.shape[0]
+            grads = torch.autograd.grad(loss, [params[e["weight"]] for e in record], allow_unused=True)
+    finally:
+        for h in handles:
+            h.remove()
+    for (
+        entry,
+        g,
+    ) in zip(record, grads, strict=True):
+        entry["w"] = params[entry["weight"]].detach()
+        entry["dw"] = torch.zeros_like(entry["w"]) if g is None else g.detach()
+    return record
+
+
+def _np(t: torch.Tensor) -> Any:
+    return t.detach().double().numpy()
+
+
+def _stats(
+    record: list[dict[str, Any]],
+    activations: dict[str, tuple[str, float | None]],
+    inputs: tuple[Any, ...],
+    learning_rate: float,
+    thresholds: core.Thresholds,
+) -> list[core.LayerStats]:
+    input_rms = float(torch.sqrt(torch.mean(inputs[0].detach().double() ** 2)))
+    count = len(record)
+    norms = [float(torch.linalg.vector_norm(e.get("dz", torch.zeros(1)).double())) for e in record]
+    second_moment, predicted = input_rms**2, []
+    out = []
+    for i, e in enumerate(record):
+        hidden = i < count - 1
+        kind, slope = activations.get(e["name"], ("none", None))
+        name = _NAMES.get(kind, "relu") if hidden else "logits"
+        z = _np(e["z"])
+        a = z if not hidden or kind not in _TORCH else _np(_activate(e["z"], kind, slope))
+        w = _np(e["w"])
+        sigma_w2 = float(np.mean(w**2)) * fans(tuple(w.shape))[0]
+        q = sigma_w2 * second_moment
+        predicted.append(math.sqrt(q))
+        chi_measured = chi_predicted = None
+        if hidden:
+            mf = name if name in ("relu", "leaky_relu", "tanh", "sigmoid", "linear") else "relu"
+            second_moment = core.mean_field(mf, q)[0]
+            chi_measured = core._ratio(norms[i] ** 2, norms[i + 1] ** 2)
+            w_next = _np(record[i + 1]["w"])
+            chi_predicted = float(np.mean(w_next**2)) * fans(tuple(w_next.shape))[0] * core.mean_field(mf, q)[1]
+        dx_next = record[i + 1].get("dx") if hidden else e.get("dz")
+        channel_axis = 1 if z.ndim > 2 else -1
+        stats = dict(
+            layer=i + 1, activation=name, sigma_w2=sigma_w2, mean=float(np.mean(a)), std=float(np.std(a)),
+            pre_rms=core._rms(z), predicted_rms=predicted[-1],
+            saturated_fraction=core._saturated(name, a, thresholds.saturation_level),
+            dead_fraction=_dead(z, channel_axis) if name == "relu" else None, delta_norm=norms[i],
+            activation_grad_norm=float(np.linalg.norm(_np(dx_next))) if dx_next is not None else math.nan,
+            weight_grad_norm=core._norm(_np(e["dw"])),
+            update_ratio=learning_rate * core._ratio(core._norm(_np(e["dw"])), core._norm(w)),
+            chi_measured=chi_measured, chi_predicted=chi_predicted, forward_ratio=core._ratio(core._rms(z), input_rms),
+            backward_ratio=core._ratio(norms[i], norms[-1]),
+        )  # fmt: skip
+        out.append(core.LayerStats(**stats, verdict=core._verdict(stats, thresholds)))  # type: ignore[arg-type]
+    return out
+
+
+def _activate(z: torch.Tensor, kind: str, slope: float | None) -> torch.Tensor:
+    if kind == "leaky_relu":
+        return nn.functional.leaky_relu(z, slope if slope is not None else 0.01)
+    return _TORCH[kind](z)
+
+
+def _dead(z: Any, channel_axis: int) -> float:
+    """Fraction of units (features, or channels of a conv) never active on the batch."""
+    moved = np.moveaxis(z, channel_axis, -1).reshape(-1, z.shape[channel_axis])
+    return float(np.mean(np.all(moved <= 0, axis=0)))
+
+
+def _hook(tensor: torch.Tensor, entry: dict[str, Any], key: str) -> None:
+    register: Any = tensor.register_hook  # untyped in torch's stubs
+    register(lambda g: entry.__setitem__(key, g.detach()))
