@@ -20,7 +20,9 @@ __all__ = ["EXPERIMENTS", "ExperimentResult", "load"]
 #: Experiment name (as typed on the command line) -> module.
 EXPERIMENTS: dict[str, str] = {
     "init-schemes": "preflight.experiments.init_schemes",
+    "depth": "preflight.experiments.depth",
     "numdiff": "preflight.experiments.numdiff",
+    "normalization": "preflight.experiments.normalization",
 }
 
 
