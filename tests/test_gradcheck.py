@@ -97,6 +97,9 @@ def test_a_random_loss_stops_the_check_and_says_how_to_freeze_it() -> None:
         gradcheck(lambda p: float(np.sum(p["w"] * rng.random(3))), {"w": np.ones(3)}, {"w": np.ones(3)})
 
 
+SHARED = np.ones(3)
+
+
 @pytest.mark.parametrize(
     ("loss", "params", "grads", "message"),
     [
@@ -107,6 +110,7 @@ def test_a_random_loss_stops_the_check_and_says_how_to_freeze_it() -> None:
         (lambda p: 0.0, {"w": np.arange(3)}, {"w": np.ones(3)}, r"params\['w'\]: expected a floating dtype, got int"),
         (lambda p: 0.0, {"w": [1.0, 2.0]}, {"w": [1.0, 2.0]}, r"params\['w.0'\]: expected a NumPy array"),
         (lambda p: 0.0, {"w": np.ones(2)}, {"w": np.array([1.0, np.nan])}, r"grads\['w'\]: expected finite"),
+        (lambda p: 0.0, {"w": SHARED, "v": SHARED[1:]}, {"w": SHARED, "v": SHARED[1:]}, r"shares memory with"),
     ],
 )
 def test_bad_input_gets_a_value_error_naming_the_entry(loss: Any, params: Any, grads: Any, message: str) -> None:
@@ -225,3 +229,16 @@ def test_a_pluggable_evaluator_is_used_for_perturbed_losses() -> None:
 def test_an_evaluator_returning_the_wrong_shape_is_named() -> None:
     with pytest.raises(ValueError, match="evaluator: expected finite losses of shape"):
         gradcheck(cubic, nested(), cubic_grads, evaluator=lambda offsets: {n: np.zeros(1) for n in offsets})
+
+
+def test_non_contiguous_and_scalar_parameters_are_perturbed_and_restored() -> None:
+    one, two = np.arange(1.0, 13.0).reshape(3, 4), np.arange(1.0, 13.0).reshape(3, 4)
+    params = {"t": one.T, "s": two[::2, 1:3], "c": np.array(0.5)}  # a transpose, a strided slice, a 0-d array
+    saved = {k: v.copy() for k, v in params.items()}
+
+    def loss(p: Any) -> float:
+        return float(np.sum(p["t"] ** 2) + np.sum(np.sin(p["s"])) + p["c"] ** 3)
+
+    report = gradcheck(loss, params, lambda p: {"t": 2 * p["t"], "s": np.cos(p["s"]), "c": 3 * p["c"] ** 2})
+    assert report.passed and report.parameters["c"].checked == 1
+    assert all(np.array_equal(params[k], saved[k]) for k in params)

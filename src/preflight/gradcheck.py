@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,6 +32,9 @@ from numpy.typing import NDArray
 from preflight import numdiff
 from preflight._validation import check_choice, check_in_range, check_positive_int, describe
 from preflight.diagnosis import TensorEvidence, diagnose
+from preflight.perturb import BlackBoxLoss, CountedLoss, PerturbedLoss
+from preflight.report.gradcheck import COURSE_THRESHOLDS, Coordinate, GradcheckReport, TensorResult
+from preflight.report.gradcheck import label as _label
 from preflight.tree import flatten
 
 __all__ = [
@@ -48,8 +51,6 @@ __all__ = [
 
 F64 = NDArray[np.float64]
 Leaves = dict[str, NDArray[Any]]
-#: The course's reading of the relative difference (float64, eps = 1e-7): below 1e-7 fine, below 1e-5 worrying.
-COURSE_THRESHOLDS = (1e-7, 1e-5)
 #: Rounding allowance in units of sigma / h: the central difference's rounding error has standard deviation
 #: ~0.7 sigma / h; 10 sigma / h is 14 standard deviations, room for the +-25 % uncertainty of the measured sigma
 #: and for 1e5 coordinates without a false alarm.
@@ -74,292 +75,11 @@ MIN_PER_TENSOR = 16
 PROGRESS_AFTER_S = 2.0
 
 
-class PerturbedLoss(Protocol):
-    """Evaluates the loss at many single-coordinate perturbations of the parameters.
-
-    Called with ``offsets``, a mapping name -> array shaped and typed like that parameter, it returns for every
-    name in ``offsets`` a float64 array of the same shape: at ``idx``, the loss with ``params[name][idx] +=
-    offsets[name][idx]`` and every other entry unchanged. Entries whose offset is exactly 0 may be skipped (their
-    value is then the unperturbed loss). Names are the dotted leaf names of :func:`preflight.tree.flatten`.
-    """
-
-    def __call__(self, offsets: Mapping[str, NDArray[Any]], /) -> Mapping[str, F64]: ...
-
-
 class NondeterministicLossError(ValueError):
     """The loss gave two different values at the same parameters."""
 
 
-class BlackBoxLoss:
-    """The default :class:`PerturbedLoss`: perturb the caller's arrays in place, one coordinate per loss call.
-
-    No copy of the parameters is made: each coordinate is set to ``theta_i + offset`` (in its dtype), the loss is
-    called, and the saved value is written back in a ``finally`` (bit-identical, also when the loss raises).
-
-    Examples
-    --------
-    >>> w = np.array([1.0, 2.0])
-    >>> costs = BlackBoxLoss(lambda p: float(np.sum(p["w"] ** 2)), {"w": w}, {"w": w})({"w": np.array([0.5, 0.0])})
-    >>> costs["w"].tolist(), w.tolist()
-    ([6.25, 5.0], [1.0, 2.0])
-    """
-
-    def __init__(
-        self,
-        loss: Callable[[Any], Any],
-        params: Any,
-        leaves: Leaves,
-        *,
-        progress: Callable[[int], None] | None = None,
-    ) -> None:
-        self.loss, self.params, self.leaves, self.progress = loss, params, leaves, progress
-        self.evaluations = 0
-        #: The unperturbed loss, returned for entries whose offset is 0 (measured on first need).
-        self.unperturbed: float | None = None
-
-    def value(self, where: str = "the given params") -> float:
-        """One loss evaluation at the current parameters, checked to be a finite scalar."""
-        self.evaluations += 1
-        return _scalar(self.loss(self.params), where)
-
-    def __call__(self, offsets: Mapping[str, NDArray[Any]], /) -> dict[str, F64]:
-        if self.unperturbed is None:
-            self.unperturbed = self.value()
-        out: dict[str, F64] = {}
-        for name, offset in offsets.items():
-            arr = self.leaves[name]
-            costs = np.full(arr.shape, self.unperturbed, dtype=np.float64)
-            flat_costs = costs.reshape(-1)
-            index = np.flatnonzero(offset)
-            # A C-contiguous array is addressed through a flat view; any other through index tuples.
-            view = arr.reshape(-1) if arr.flags.c_contiguous else None
-            positions: list[Any] = (
-                index.tolist() if view is not None else list(zip(*np.unravel_index(index, arr.shape)))
-            )
-            target = view if view is not None else arr
-            olds = arr.reshape(-1)[index]  # a copy: the exact bits to write back
-            moved = (olds + np.asarray(offset).reshape(-1)[index]).astype(arr.dtype)
-            for r, (i, position) in enumerate(zip(index.tolist(), positions, strict=True)):
-                target[position] = moved[r]
-                try:
-                    value = self.loss(self.params)
-                finally:
-                    target[position] = olds[r]
-                if type(value) is not float or not math.isfinite(value):
-                    value = _scalar(value, f"{_label(name, arr.shape, i)} moved")
-                flat_costs[i] = value
-                if self.progress is not None and r % 256 == 255:
-                    self.progress(256)
-            if self.progress is not None:
-                self.progress(index.size % 256)
-            self.evaluations += int(index.size)
-            out[name] = costs
-        return out
-
-
-class _Counted:
-    """A caller's evaluator, counted (and ticking the progress bar) like the black box."""
-
-    def __init__(self, evaluator: PerturbedLoss, blackbox: BlackBoxLoss) -> None:
-        self.evaluator, self.blackbox = evaluator, blackbox
-
-    def __call__(self, offsets: Mapping[str, NDArray[Any]], /) -> Mapping[str, F64]:
-        out = self.evaluator(offsets)
-        count = sum(int(np.count_nonzero(o)) for o in offsets.values())
-        self.blackbox.evaluations += count
-        if self.blackbox.progress is not None:
-            self.blackbox.progress(count)
-        for name, offset in offsets.items():
-            values = np.asarray(out[name])
-            if values.shape != np.shape(offset) or not np.all(np.isfinite(values[np.asarray(offset) != 0])):
-                raise ValueError(f"evaluator: expected finite losses of shape {np.shape(offset)} for {name!r}")
-        return out
-
-
-@dataclass(frozen=True)
-class Coordinate:
-    """One checked coordinate: where, both gradients, and the noise that could explain a difference."""
-
-    index: tuple[int, ...]
-    analytic: float
-    numeric: float
-    noise: float
-
-    @property
-    def discrepancy(self) -> float:
-        """|analytic - numeric|."""
-        return abs(self.analytic - self.numeric)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready."""
-        return {"index": list(self.index), "analytic": self.analytic, "numeric": self.numeric, "noise": self.noise}
-
-
-@dataclass(frozen=True)
-class TensorResult:
-    """The check of one parameter tensor."""
-
-    name: str
-    shape: tuple[int, ...]
-    size: int
-    checked: int
-    difference: float
-    passed: bool
-    failed: int
-    significance: float  # the largest |analytic - numeric| / noise over checked coordinates
-    worst: list[Coordinate] = field(default_factory=list)
-    kinks: list[Coordinate] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready."""
-        return {
-            "name": self.name,
-            "shape": list(self.shape),
-            "size": self.size,
-            "checked": self.checked,
-            "difference": self.difference,
-            "passed": self.passed,
-            "failed": self.failed,
-            "significance": self.significance,
-            "worst": [c.to_dict() for c in self.worst],
-            "kinks": [c.to_dict() for c in self.kinks],
-        }
-
-
-@dataclass(frozen=True)
-class GradcheckReport:
-    """The verdict, the tensors, and what went wrong.
-
-    ``difference`` is the course's ``||g_num - g|| / (||g_num|| + ||g||)`` over the checked coordinates; ``passed``
-    comes from the noise-calibrated test, not from a fixed threshold on it.
-    """
-
-    passed: bool
-    difference: float
-    parameters: dict[str, TensorResult]
-    hints: list[str]
-    dtype: str
-    method: str
-    noise: float
-    evaluations: int
-    seconds: float
-    sampled: bool = False
-    detection: dict[float, float] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def worst(self) -> str | None:
-        """The tensor with the largest difference (among failing tensors when some fail)."""
-        pool = [r for r in self.parameters.values() if not r.passed] or list(self.parameters.values())
-        pool = [r for r in pool if r.checked]
-        return max(pool, key=lambda r: (r.difference, r.significance)).name if pool else None
-
-    @property
-    def course_verdict(self) -> str:
-        """What the course's thresholds (meant for float64 and eps = 1e-7) would say about ``difference``."""
-        fine, worrying = COURSE_THRESHOLDS
-        return "fine" if self.difference < fine else "worrying" if self.difference < worrying else "bug"
-
-    @property
-    def kinks(self) -> list[tuple[str, Coordinate]]:
-        """Coordinates set aside as kinks within the step."""
-        return [(r.name, c) for r in self.parameters.values() for c in r.kinks]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready."""
-        return {
-            "passed": self.passed,
-            "difference": self.difference,
-            "course_verdict": self.course_verdict,
-            "course_thresholds": list(COURSE_THRESHOLDS),
-            "worst": self.worst,
-            "hints": list(self.hints),
-            "dtype": self.dtype,
-            "method": self.method,
-            "noise": self.noise,
-            "evaluations": self.evaluations,
-            "seconds": self.seconds,
-            "sampled": self.sampled,
-            "detection": {str(k): v for k, v in self.detection.items()},
-            "notes": list(self.notes),
-            "parameters": {name: r.to_dict() for name, r in self.parameters.items()},
-        }
-
-    def to_json(self) -> dict[str, Any]:
-        """Same as :meth:`to_dict` (what the command line prints with --json)."""
-        return self.to_dict()
-
-    def __str__(self) -> str:
-        from preflight.report.text import format_table
-
-        checked = sum(r.checked for r in self.parameters.values())
-        head = (
-            f"Gradient check: {'PASSED' if self.passed else 'FAILED'} ({self.dtype}, {self.method} differences, "
-            f"{checked:,} coordinates{' sampled' if self.sampled else ''}, {self.evaluations:,} loss evaluations, "
-            f"{self.seconds:.2f} s)"
-        )
-        lines = [
-            head,
-            f"relative difference ||g_num - g|| / (||g_num|| + ||g||) = {self.difference:.2e} "
-            f"(course thresholds, meant for float64 and eps = 1e-7: < 1e-7 fine, < 1e-5 worrying: "
-            f"{self.course_verdict})",
-            f"rounding noise of one loss value: {self.noise:.2e}; verdict: a coordinate fails when "
-            "|analytic - numeric| exceeds what that noise explains",
-            "",
-        ]
-        rows = [
-            [
-                r.name,
-                "x".join(str(s) for s in r.shape) or "()",
-                r.checked,
-                r.difference,
-                r.significance,
-                r.failed,
-                len(r.kinks),
-                "ok" if r.passed else "FAIL",
-            ]
-            for r in self.parameters.values()
-        ]
-        headers = ["tensor", "shape", "checked", "difference", "error/noise", "failed", "kinks", "verdict"]
-        lines.append(format_table(headers, rows))
-        failing = [r for r in self.parameters.values() if not r.passed]
-        if failing:
-            lines += ["", "worst coordinates:"]
-            for r in failing:
-                for c in r.worst[:3]:
-                    lines.append(
-                        f"  {_label(r.name, r.shape, c.index)}: analytic {c.analytic:.6g}, numeric {c.numeric:.6g}"
-                        f" (noise {c.noise:.1e})"
-                    )
-        if self.kinks:
-            lines.append(f"\n{len(self.kinks)} coordinate(s) set aside: kink within the step (ReLU at 0, max, abs)")
-        if self.detection:
-            chance = ", ".join(f"{q:.0%} of a tensor: {p:.3f}" for q, p in self.detection.items())
-            lines.append(f"\nsampled; chance of having caught an error affecting {chance}")
-        lines += [f"note: {n}" for n in self.notes]
-        if self.hints:
-            lines += ["", "hints:"] + [f"  - {h}" for h in self.hints]
-        return "\n".join(lines)
-
-
 # ---------------------------------------------------------------------------------------------------- helpers
-def _label(name: str, shape: tuple[int, ...], index: int | tuple[int, ...]) -> str:
-    if not shape:
-        return name
-    position = np.unravel_index(index, shape) if isinstance(index, int) else index
-    return f"{name}[{', '.join(str(int(i)) for i in position)}]"
-
-
-def _scalar(value: Any, where: str) -> float:
-    arr = np.asarray(value)
-    if arr.size != 1 or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise ValueError(f"loss: expected a scalar, got {describe(value)} at {where}")
-    out = float(arr.reshape(()))
-    if not math.isfinite(out):
-        raise ValueError(f"loss: expected a finite value, got {out} at {where}")
-    return out
-
-
 def _leaves(params: Any) -> Leaves:
     leaves: Leaves = {}
     for name, value in flatten(params):
@@ -374,6 +94,12 @@ def _leaves(params: Any) -> Leaves:
             raise ValueError(f"params[{name!r}]: the array is read-only; the check perturbs it in place")
         if name in leaves:
             raise ValueError(f"params: two leaves share the name {name!r}")
+        for other, seen in leaves.items():
+            if np.may_share_memory(value, seen) and np.shares_memory(value, seen):
+                raise ValueError(
+                    f"params[{name!r}]: shares memory with params[{other!r}]; moving one would move the other "
+                    "(pass separate arrays)"
+                )
         leaves[name] = value
     if not leaves:
         raise ValueError("params: expected at least one array, got an empty structure")
@@ -751,7 +477,7 @@ def gradcheck(
     show = progress if progress is not None else expected * f0_time > PROGRESS_AFTER_S
     with _progress_bar(expected, show) as tick:
         blackbox.progress = tick
-        evaluate: PerturbedLoss = blackbox if evaluator is None else _Counted(evaluator, blackbox)
+        evaluate: PerturbedLoss = blackbox if evaluator is None else CountedLoss(evaluator, blackbox)
         active = [t for t in tensors if t.index.size]
         if active:
             _first_pass(active, evaluate, f0, sigma, method, eps)

@@ -1,0 +1,133 @@
+"""Perturbed losses: the interface between the gradient checker and whatever evaluates the loss.
+
+A :class:`PerturbedLoss` takes, for each parameter tensor, one offset per coordinate and returns the loss with that
+one coordinate moved, for every coordinate at once. :class:`BlackBoxLoss` does it for any ``loss(params)`` callable
+by moving the caller's arrays in place one coordinate at a time; a structure-aware evaluator (the reference
+network's, :mod:`preflight.network_check`) computes a whole tensor's perturbed losses in batched matrix products.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from preflight._validation import describe
+from preflight.report.gradcheck import label as _label
+
+__all__ = ["BlackBoxLoss", "CountedLoss", "PerturbedLoss", "scalar_loss"]
+
+F64 = NDArray[np.float64]
+Leaves = dict[str, NDArray[Any]]
+
+
+class PerturbedLoss(Protocol):
+    """Evaluates the loss at many single-coordinate perturbations of the parameters.
+
+    Called with ``offsets``, a mapping name -> array shaped and typed like that parameter, it returns for every
+    name in ``offsets`` a float64 array of the same shape: at ``idx``, the loss with ``params[name][idx] +=
+    offsets[name][idx]`` and every other entry unchanged. Entries whose offset is exactly 0 may be skipped (their
+    value is then the unperturbed loss). Names are the dotted leaf names of :func:`preflight.tree.flatten`.
+    """
+
+    def __call__(self, offsets: Mapping[str, NDArray[Any]], /) -> Mapping[str, F64]: ...
+
+
+class BlackBoxLoss:
+    """The default :class:`PerturbedLoss`: perturb the caller's arrays in place, one coordinate per loss call.
+
+    No copy of the parameters is made: each coordinate is set to ``theta_i + offset`` (in its dtype), the loss is
+    called, and the saved value is written back in a ``finally`` (bit-identical, also when the loss raises).
+
+    Examples
+    --------
+    >>> w = np.array([1.0, 2.0])
+    >>> costs = BlackBoxLoss(lambda p: float(np.sum(p["w"] ** 2)), {"w": w}, {"w": w})({"w": np.array([0.5, 0.0])})
+    >>> costs["w"].tolist(), w.tolist()
+    ([6.25, 5.0], [1.0, 2.0])
+    """
+
+    def __init__(
+        self,
+        loss: Callable[[Any], Any],
+        params: Any,
+        leaves: Leaves,
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.loss, self.params, self.leaves, self.progress = loss, params, leaves, progress
+        self.evaluations = 0
+        #: The unperturbed loss, returned for entries whose offset is 0 (measured on first need).
+        self.unperturbed: float | None = None
+
+    def value(self, where: str = "the given params") -> float:
+        """One loss evaluation at the current parameters, checked to be a finite scalar."""
+        self.evaluations += 1
+        return scalar_loss(self.loss(self.params), where)
+
+    def __call__(self, offsets: Mapping[str, NDArray[Any]], /) -> dict[str, F64]:
+        if self.unperturbed is None:
+            self.unperturbed = self.value()
+        out: dict[str, F64] = {}
+        for name, offset in offsets.items():
+            arr = self.leaves[name]
+            costs = np.full(arr.shape, self.unperturbed, dtype=np.float64)
+            flat_costs = costs.reshape(-1)
+            index = np.flatnonzero(offset)
+            # A C-contiguous array is addressed through a flat view; any other through index tuples.
+            view = arr.reshape(-1) if arr.flags.c_contiguous else None
+            positions: list[Any] = (
+                index.tolist() if view is not None else list(zip(*np.unravel_index(index, arr.shape), strict=True))
+            )
+            target = view if view is not None else arr
+            olds = arr.reshape(-1)[index]  # a copy: the exact bits to write back
+            moved = (olds + np.asarray(offset).reshape(-1)[index]).astype(arr.dtype)
+            for r, (i, position) in enumerate(zip(index.tolist(), positions, strict=True)):
+                target[position] = moved[r]
+                try:
+                    value = self.loss(self.params)
+                finally:
+                    target[position] = olds[r]
+                if type(value) is not float or not math.isfinite(value):
+                    value = scalar_loss(value, f"{_label(name, arr.shape, i)} moved")
+                flat_costs[i] = value
+                if self.progress is not None and r % 256 == 255:
+                    self.progress(256)
+            if self.progress is not None:
+                self.progress(index.size % 256)
+            self.evaluations += int(index.size)
+            out[name] = costs
+        return out
+
+
+class CountedLoss:
+    """A caller's evaluator, counted (and ticking the progress bar) like the black box."""
+
+    def __init__(self, evaluator: PerturbedLoss, blackbox: BlackBoxLoss) -> None:
+        self.evaluator, self.blackbox = evaluator, blackbox
+
+    def __call__(self, offsets: Mapping[str, NDArray[Any]], /) -> Mapping[str, F64]:
+        out = self.evaluator(offsets)
+        count = sum(int(np.count_nonzero(o)) for o in offsets.values())
+        self.blackbox.evaluations += count
+        if self.blackbox.progress is not None:
+            self.blackbox.progress(count)
+        for name, offset in offsets.items():
+            values = np.asarray(out[name])
+            if values.shape != np.shape(offset) or not np.all(np.isfinite(values[np.asarray(offset) != 0])):
+                raise ValueError(f"evaluator: expected finite losses of shape {np.shape(offset)} for {name!r}")
+        return out
+
+
+def scalar_loss(value: Any, where: str) -> float:
+    """``value`` as a float, or ValueError: the loss must be a finite scalar (``where`` says at which point)."""
+    arr = np.asarray(value)
+    if arr.size != 1 or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise ValueError(f"loss: expected a scalar, got {describe(value)} at {where}")
+    out = float(arr.reshape(()))
+    if not math.isfinite(out):
+        raise ValueError(f"loss: expected a finite value, got {out} at {where}")
+    return out
