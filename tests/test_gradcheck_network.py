@@ -131,3 +131,14 @@ def test_with_frozen_masks_the_dropout_backward_pass_is_checked_for_real() -> No
     assert check(net, params, X, y, masks).passed
     broken = BuggyNetwork([4, 6, 5, 3], hidden="tanh", output="softmax", keep_prob=0.6, bug="dropout-backward")
     assert not check(broken, params, X, y, masks).passed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("hidden", ["relu", "leaky_relu"])
+def test_a_wider_float32_relu_network_on_a_larger_batch_gives_no_false_alarm(hidden: str) -> None:
+    # ~1,900 parameters and 128 samples: dozens of coordinates have a kink inside the float32 step.
+    net = Network([16, 32, 32, 10], hidden=hidden, output="softmax")
+    for seed in range(2):
+        report = check(net, *problem(net, np.float32, seed, m=128))
+        assert report.passed, f"seed {seed}: {report.worst} {report.parameters[report.worst or ''].worst[:1]}"
+        assert report.kinks
