@@ -179,24 +179,34 @@ class NetworkPerturbedLoss:
     def _rank_one_change(self, layer: int, change: A, weights: A) -> A:
         """``phi(Z + change[k] weights[k]^T) - phi(Z)`` for K rank-one moves of hidden layer ``layer``'s (m, n) Z.
 
-        For tanh and sigmoid the powers of ``u = change x weights`` in the series of ``tanh u`` are outer products
-        of the powers of the factors, which saves passes over the (K, m, n) arrays.
+        For tanh, ``tanh(z + u) - tanh(z) = (1 - A^2) / (A + coth u)``, and for a small ``u = c w`` the Laurent series
+        ``coth u = 1/u + u/3 - u^3/45`` is a product of rank 3, ``[1/c, c/3, -c^3/45] @ [1/w, w, w^3]``: one matrix
+        product writes it for every copy, and two more passes give the change (sigmoid: the same at ``u / 2``).
         """
         name, k = self.net.hidden[layer - 1], change.shape[0]
         half = 0.5 if name == "sigmoid" else 1.0
         largest = float(np.max(np.abs(change), initial=0.0)) * float(np.max(np.abs(weights), initial=0.0)) * half
-        terms = _series_terms(largest, self.dtype) if name in ("tanh", "sigmoid") else 0
-        if not terms:
+        if name not in ("tanh", "sigmoid") or largest > _coth_bound(self.dtype):
             delta = np.multiply(change[:, :, None], weights[:, None, :], out=self._buffer("delta", k, layer))
             return self._activation_change(layer, delta)
-        t = self._buffer("change", k, layer)
-        scratch = self._buffer("scratch", k, layer)
-        w = weights * half
-        np.multiply(change[:, :, None], w[:, None, :], out=t)
-        for power, coefficient in ((3, -1.0 / 3.0), (5, 2.0 / 15.0))[: terms - 1]:
-            np.multiply((change**power)[:, :, None], (coefficient * w**power)[:, None, :], out=scratch)
-            t += scratch
-        return self._tanh_change(layer, t)
+        w = weights * self.dtype.type(half)
+        # Where c or w is (nearly) 0 the change is (nearly) 0: computed as 1 there, then zeroed; so 1/c and 1/(c w)
+        # stay finite (BLAS may pad the rank-3 product with zeros, and 0 x inf would be NaN).
+        small = 4 * np.sqrt(np.finfo(self.dtype).tiny)
+        still_c, still_w = np.abs(change) <= small, np.abs(w) <= small
+        c, w = np.where(still_c, 1, change), np.where(still_w, 1, w)
+        left = np.stack([1 / c, c / 3, c**3 / -45], axis=2)
+        right = np.stack([1 / w, w, w**3], axis=1)
+        coth = np.matmul(left, right, out=self._buffer("change", k, layer))
+        level, slope = self._addition_terms(layer)
+        coth += level
+        moved = np.divide(slope, coth, out=coth)
+        if still_c.any():
+            moved[still_c] = 0
+        if still_w.any():
+            copies, units = np.nonzero(still_w)
+            moved[copies, :, units] = 0
+        return moved
 
     def _tanh_change(self, layer: int, t: A) -> A:
         """From ``t = tanh(u)``: ``tanh(z + u) - tanh(z) = t (1 - A^2) / (1 + A t)``, in place in ``t``."""
@@ -394,6 +404,12 @@ def _one_blas_thread() -> Iterator[None]:
         return
     with threadpool_limits(limits=1, user_api="blas"):
         yield
+
+
+def _coth_bound(dtype: np.dtype[Any]) -> float:
+    """Largest ``|u|`` for which ``coth u = 1/u + u/3 - u^3/45`` is exact to the dtype's precision: the next term,
+    ``2u^5/945``, is then below half an ulp of ``1/u``."""
+    return float((945 * float(np.finfo(dtype).eps) / 4) ** (1 / 6))
 
 
 def _series_terms(largest: float, dtype: np.dtype[Any]) -> int:
