@@ -47,3 +47,19 @@ def test_a_file_in_place_of_the_folder_is_a_clear_error(tmp_path, capsys) -> Non
     blocker.write_text("x")
     assert main(["tour", "--quick", "-o", str(blocker)]) == 2
     assert "output: expected a folder" in capsys.readouterr().err
+
+
+def test_the_gradient_check_section_passes_the_correct_network_and_names_the_planted_bug(report) -> None:
+    checks = json.loads((report / "summary.json").read_text())["sections"]["gradient_checking"]
+    assert checks["correct_passed"] and checks["float32_passed"]
+    assert not checks["buggy_passed"] and checks["buggy_worst"] == "W2"
+    assert any("2.00 x numeric" in hint for hint in checks["buggy_hints"])
+
+
+def test_the_normalization_section_shows_standardizing_converges_where_raw_does_not(report) -> None:
+    runs = {
+        r["inputs"]: r for r in json.loads((report / "summary.json").read_text())["sections"]["normalization"]["table"]
+    }
+    assert runs["standardized"]["iterations_to_target"] is not None
+    assert runs["raw"]["iterations_to_target"] is None
+    assert runs["standardized"]["stable_learning_rate"] > 1e6 * runs["raw"]["stable_learning_rate"]
