@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,7 @@ from preflight.activations import ACTIVATIONS
 from preflight.bugs import BuggyNetwork
 from preflight.gradcheck import NondeterministicLossError
 from preflight.heads import HEADS
-from preflight.network_check import _series_terms, _tanh_series, check_network, perturbed_costs
+from preflight.network_check import _coth_bound, _series_terms, _tanh_series, check_network, perturbed_costs
 from preflight.nn import Network
 
 DTYPES = [np.float64, np.float32]
@@ -95,6 +96,21 @@ def test_matches_cost_at_every_depth(sizes: list[int], dtype: Any, scale: float)
     assert_matches_cost(net, params, X, y, masks, offsets_of(params, scale, seed=3), per_tensor=6)
 
 
+@pytest.mark.parametrize("hidden", ["tanh", "sigmoid"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_unmoved_samples_and_zero_weights_are_exact(hidden: str, dtype: Any) -> None:
+    # A zero input moves no pre-activation of its sample, and a zero weight carries no change: coth u is infinite
+    # there, which the rank-one path must turn into an exact 0 (no NaN, no warning).
+    net, params, X, y, _ = make_problem([4, 6, 5, 3], hidden, "softmax", dtype)
+    X[:3, 0] = 0.0
+    params["W2"][1, :] = 0.0
+    params["W2"][:, 2] = 0.0
+    steps = offsets_of(params, float(np.cbrt(np.finfo(dtype).eps)), seed=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_matches_cost(net, params, X, y, None, steps, per_tensor=30)
+
+
 def test_batches_of_one_give_the_same_costs(monkeypatch: pytest.MonkeyPatch) -> None:
     net, params, X, y, _ = make_problem([4, 6, 5, 3], "tanh", "softmax", np.float64)
     steps = offsets_of(params, 1e-5, seed=4)
@@ -163,6 +179,11 @@ def test_series_of_tanh_is_exact_where_it_is_used(dtype: Any) -> None:
         # within an ulp of the truth.
         assert np.max(np.abs(t - np.tanh(u)) / ulp) <= 3.0
     assert _series_terms(0.5, np.dtype(dtype)) == 0
+    # coth u = 1/u + u/3 - u^3/45 up to its bound (away from 0, where np.tanh's own ulp would dominate 1/tanh).
+    # Truncation below half an ulp, the series' 4 roundings and the reference's 2: at most 4 ulps apart.
+    u = np.linspace(_coth_bound(np.dtype(dtype)) / 8, _coth_bound(np.dtype(dtype)), 2001).astype(dtype)
+    series = 1 / u + u / 3 - u**3 / 45
+    assert np.max(np.abs(series - 1 / np.tanh(u)) / np.spacing(series)) <= 4.0
 
 
 def test_structure_aware_check_passes_a_correct_network_and_names_a_planted_bug() -> None:
