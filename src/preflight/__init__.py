@@ -6,11 +6,22 @@ NumPy only; plotting, scikit-learn data sets, PyTorch and dask are optional extr
 
 from __future__ import annotations
 
-from preflight import data, init, nn
+from preflight import data, init, lsuv, nn, propagation
 from preflight.gradcheck import gradcheck
 from preflight.nn import Network
 from preflight.normalize import NotFittedError, Standardizer
 
-__all__ = ["Network", "NotFittedError", "Standardizer", "__version__", "data", "gradcheck", "init", "nn"]
+__all__ = [
+    "Network",
+    "NotFittedError",
+    "Standardizer",
+    "__version__",
+    "data",
+    "gradcheck",
+    "init",
+    "lsuv",
+    "nn",
+    "propagation",
+]
 
 __version__ = "0.1.0"

@@ -7,6 +7,9 @@ draw rounded, and a legacy ``np.random.RandomState`` reproduces ``np.random.seed
 Fans follow PyTorch's layout: a dense weight has shape ``(n_out, n_in)``; a convolution kernel
 ``(out_channels, in_channels, *kernel_size)`` has ``fan_in = in_channels * prod(kernel_size)`` and
 ``fan_out = out_channels * prod(kernel_size)``; a vector of length n has ``fan_in = fan_out = n``.
+
+Arguments that do not depend on the shape (scale, mode, distribution, gain, std) are checked when the initializer is
+built; the shape, only known at the call, is checked first thing in the call, before any random number is drawn.
 """
 
 from __future__ import annotations
@@ -25,16 +28,21 @@ __all__ = [
     "as_generator",
     "constant",
     "fans",
+    "gain",
     "get",
     "glorot_normal",
     "glorot_uniform",
+    "he",
     "he_normal",
     "he_uniform",
+    "identity",
     "kaiming_normal",
     "kaiming_uniform",
     "lecun_normal",
     "lecun_uniform",
     "normal",
+    "orthogonal",
+    "truncated_normal",
     "uniform",
     "variance_scaling",
     "xavier_normal",
@@ -210,6 +218,159 @@ def uniform(low: float = -1.0, high: float = 1.0) -> Initializer:
     return init
 
 
+def truncated_normal(std: float = 1.0, mean: float = 0.0) -> Initializer:
+    """Normal cut at two standard deviations, with the variance correction: the samples' std is exactly ``std``.
+
+    A standard normal truncated to [-2, 2] has std ``TRUNCATED_STD`` (0.8796...), so the draws are divided by it:
+    values lie in ``mean +- 2 std / 0.8796``. (PyTorch's ``trunc_normal_`` cuts at absolute bounds instead and
+    does not correct; JAX's and Keras's ``truncated_normal`` variance scaling correct as here.)
+
+    Examples
+    --------
+    >>> w = truncated_normal(0.5)(0, (200_000,))
+    >>> round(float(w.std()), 2), bool(abs(w).max() <= 2 * 0.5 / TRUNCATED_STD)
+    (0.5, True)
+    """
+    std = check_in_range(std, name="std", low=0.0, high=math.inf, low_open=True, high_open=True)
+    mean = check_in_range(mean, name="mean", low=-math.inf, high=math.inf, low_open=True, high_open=True)
+
+    def init(rng: RngLike, shape: Shape, dtype: DTypeLike = np.float64, /) -> NDArray[Any]:
+        draws = _standard(as_generator(rng), _check_shape(shape), "truncated_normal")
+        return (draws * std + mean).astype(dtype)
+
+    return init
+
+
+def _matrix_shape(shape: Any, who: str) -> Shape:
+    checked = _check_shape(shape)
+    if len(checked) < 2:
+        raise ValueError(f"shape: {who} needs a weight with at least 2 dimensions, got shape {checked}")
+    return checked
+
+
+def orthogonal(gain: float = 1.0) -> Initializer:
+    """A (semi-)orthogonal matrix times ``gain`` (Saxe et al. 2014), as ``torch.nn.init.orthogonal_``.
+
+    The weight is flattened to ``(shape[0], prod(shape[1:]))``; its rows are orthonormal when it is wide and its
+    columns when it is tall (``W^T W = gain^2 I``). Drawn as the Q of a QR decomposition of a Gaussian matrix with
+    the signs of R's diagonal folded in, so Q is uniform (Haar) over the orthogonal group.
+
+    Examples
+    --------
+    >>> w = orthogonal()(0, (5, 3))
+    >>> bool(np.allclose(w.T @ w, np.eye(3)))
+    True
+    """
+    gain = check_in_range(gain, name="gain", low=0.0, high=math.inf, low_open=True, high_open=True)
+
+    def init(rng: RngLike, shape: Shape, dtype: DTypeLike = np.float64, /) -> NDArray[Any]:
+        shape = _matrix_shape(shape, "orthogonal")
+        rows, cols = shape[0], math.prod(shape[1:])
+        flat = as_generator(rng).standard_normal((rows, cols))
+        if rows < cols:
+            flat = flat.T
+        q, r = np.linalg.qr(flat)
+        q = q * np.where(np.diag(r) < 0, -1.0, 1.0)
+        if rows < cols:
+            q = q.T
+        return (q * gain).reshape(shape).astype(dtype)
+
+    return init
+
+
+def identity(scale: float = 1.0) -> Initializer:
+    """``scale`` times the identity: ``eye(n_out, n_in)`` for a dense weight, a centred Dirac kernel for a conv.
+
+    A deep linear network with ``identity(a)`` maps x to ``a^L x``: it grows or vanishes exponentially unless
+    ``a = 1``. Deterministic: ``rng`` is accepted (for the common signature) and not used.
+
+    Examples
+    --------
+    >>> identity(2.0)(0, (2, 3)).tolist()
+    [[2.0, 0.0, 0.0], [0.0, 2.0, 0.0]]
+    """
+    scale = check_in_range(scale, name="scale", low=-math.inf, high=math.inf, low_open=True, high_open=True)
+
+    def init(rng: RngLike, shape: Shape, dtype: DTypeLike = np.float64, /) -> NDArray[Any]:
+        shape = _matrix_shape(shape, "identity")
+        out = np.zeros(shape, dtype=np.float64)
+        centre = tuple(k // 2 for k in shape[2:])
+        for i in range(min(shape[0], shape[1])):
+            out[(i, i, *centre)] = scale
+        return out.astype(dtype)
+
+    return init
+
+
+#: Nonlinearities whose gain is 1 (PyTorch's list), then the others.
+_UNIT_GAIN: tuple[str, ...] = (
+    "linear",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "sigmoid",
+)
+NONLINEARITIES: tuple[str, ...] = (*_UNIT_GAIN, "tanh", "relu", "leaky_relu", "selu")
+#: PyTorch's default negative slope for leaky ReLU (and preflight.activations.LEAKY_SLOPE).
+DEFAULT_LEAKY_SLOPE = 0.01
+
+
+def gain(nonlinearity: str, param: float | None = None) -> float:
+    """The recommended gain for a nonlinearity, with the values of ``torch.nn.init.calculate_gain``.
+
+    linear, conv*, sigmoid: 1; tanh: 5/3; relu: sqrt(2); leaky_relu: sqrt(2 / (1 + slope^2)) with ``param`` the
+    negative slope (default 0.01); selu: 3/4. The variance of a He-style initializer is ``gain^2 / fan``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown nonlinearity, or a ``param`` that is not a number or given to one that takes none.
+
+    Examples
+    --------
+    >>> gain("relu") == math.sqrt(2), gain("tanh")
+    (True, 1.6666666666666667)
+    """
+    check_choice(nonlinearity, name="nonlinearity", allowed=NONLINEARITIES)
+    if param is not None and nonlinearity != "leaky_relu":
+        raise ValueError(f"param: {nonlinearity!r} takes no parameter, got {param!r}; pass param=None")
+    if nonlinearity in _UNIT_GAIN:
+        return 1.0
+    if nonlinearity == "tanh":
+        return 5.0 / 3.0
+    if nonlinearity == "relu":
+        return math.sqrt(2.0)
+    if nonlinearity == "selu":
+        return 3.0 / 4.0
+    slope = DEFAULT_LEAKY_SLOPE if param is None else param
+    slope = check_in_range(slope, name="param", low=-math.inf, high=math.inf, low_open=True, high_open=True)
+    return math.sqrt(2.0 / (1.0 + slope**2))
+
+
+def he(
+    mode: Mode = "fan_in",
+    distribution: Distribution = "normal",
+    *,
+    nonlinearity: str = "relu",
+    param: float | None = None,
+) -> Initializer:
+    """He (Kaiming) initialization as in ``torch.nn.init.kaiming_*_``: variance ``gain(nonlinearity)^2 / fan``.
+
+    ``he()`` draws like :data:`he_normal`; ``he("fan_out")`` keeps the backward signal's variance instead of the
+    forward one; ``he(nonlinearity="leaky_relu", param=0.2)`` corrects for a leaky slope.
+
+    Examples
+    --------
+    >>> w = he("fan_out")(0, (100, 400))
+    >>> round(float(w.var() * 100), 1)
+    2.0
+    """
+    return variance_scaling(gain(nonlinearity, param) ** 2, mode, distribution)
+
+
 lecun_normal = variance_scaling(1.0, "fan_in", "normal")
 lecun_uniform = variance_scaling(1.0, "fan_in", "uniform")
 glorot_normal = variance_scaling(1.0, "fan_avg", "normal")
@@ -235,6 +396,13 @@ SCHEMES: dict[str, Initializer] = {
     "he_normal": he_normal,
     "he_uniform": he_uniform,
     "kaiming": he_normal,
+    "he_fan_out": he("fan_out"),
+    "he_uniform_fan_out": he("fan_out", "uniform"),
+    "lecun_truncated_normal": variance_scaling(1.0, "fan_in", "truncated_normal"),
+    "he_truncated_normal": variance_scaling(2.0, "fan_in", "truncated_normal"),
+    "orthogonal": orthogonal(1.0),
+    "orthogonal_relu": orthogonal(math.sqrt(2.0)),
+    "identity": identity(1.0),
     "standard_normal": normal(1.0),
 }
 

@@ -17,7 +17,7 @@ from preflight._optional import MissingExtraError
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: Subcommand modules (preflight.cli.<name>), in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("tour", "experiment", "gradcheck", "normalize")
+COMMANDS: tuple[str, ...] = ("tour", "experiment", "gradcheck", "normalize", "propagate")
 
 
 class ArgumentParser(argparse.ArgumentParser):

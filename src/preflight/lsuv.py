@@ -1,0 +1,138 @@
+"""Layer-sequential unit-variance initialization (LSUV; Mishkin & Matas 2015) for the reference network.
+
+Orthogonal pre-initialization, then, layer by layer from the input, divide the weights by the standard deviation of
+the layer's output (its pre-activation ``Z_l = A_{l-1} W_l^T + b_l``) on a batch until that variance is within
+``tol`` of 1, at most ``max_iterations`` times per layer. Biases stay zero. The layers before l are final when l is
+scaled, so each layer sees the input it will see at the start of training.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import DTypeLike
+
+from preflight import init as initializers
+from preflight._typing import Params, RngLike
+from preflight._validation import check_array, check_in_range, check_positive_int
+from preflight.nn import Network
+
+__all__ = ["LSUVLayer", "LSUVResult", "LSUVWarning", "lsuv"]
+
+#: Below this variance a layer's output is taken as constant: rescaling it would divide by (almost) zero.
+_DEAD_VARIANCE = 1e-12
+
+
+class LSUVWarning(UserWarning):
+    """A layer did not reach unit variance (dead output or too few iterations)."""
+
+
+@dataclass(frozen=True)
+class LSUVLayer:
+    """What LSUV did to one layer: variance of its output before and after, and how many rescalings it took."""
+
+    layer: int
+    variance_before: float
+    variance_after: float
+    iterations: int
+    converged: bool
+
+
+@dataclass(frozen=True)
+class LSUVResult:
+    """The initialized parameters and one record per layer."""
+
+    params: Params
+    layers: tuple[LSUVLayer, ...]
+
+    @property
+    def converged(self) -> bool:
+        """Whether every layer ended within the tolerance."""
+        return all(record.converged for record in self.layers)
+
+    def to_json(self) -> list[dict[str, Any]]:
+        """One object per layer."""
+        return [record.__dict__.copy() for record in self.layers]
+
+
+def lsuv(
+    network: Network,
+    X: Any,
+    rng: RngLike,
+    *,
+    tol: float = 0.1,
+    max_iterations: int = 10,
+    dtype: DTypeLike = np.float64,
+    gain: float = 1.0,
+) -> LSUVResult:
+    """LSUV parameters for ``network``, scaled on the batch ``X``.
+
+    Parameters
+    ----------
+    network : Network
+    X : array of shape (m, sizes[0])
+        A representative batch (a few hundred rows); not modified.
+    rng : Generator, RandomState or int seed
+        For the orthogonal pre-initialization.
+    tol : float
+        Stop scaling a layer once ``|Var(Z_l) - 1| <= tol``.
+    max_iterations : int
+        At most this many rescalings per layer (one usually suffices for ReLU/tanh networks).
+    dtype : float32 or float64
+    gain : float
+        Gain of the orthogonal pre-initialization.
+
+    Returns
+    -------
+    LSUVResult
+        ``params`` (W from LSUV, b zero) and ``layers`` (one :class:`LSUVLayer` per layer, output layer included).
+
+    Warns
+    -----
+    LSUVWarning
+        When a layer's output is constant on the batch, or it is still outside the tolerance after
+        ``max_iterations``.
+
+    Examples
+    --------
+    >>> net = Network([8, 32, 32, 2], hidden="relu", output="softmax")
+    >>> X = np.random.default_rng(0).standard_normal((200, 8)) * 5
+    >>> result = lsuv(net, X, 0)
+    >>> result.converged, [round(r.variance_after, 1) for r in result.layers]
+    (True, [1.0, 1.0, 1.0])
+    """
+    tol = check_in_range(tol, name="tol", low=0.0, high=1.0, low_open=True, high_open=True)
+    max_iterations = check_positive_int(max_iterations, name="max_iterations")
+    params = network.init(rng, initializers.orthogonal(gain), dtype=dtype)
+    X = check_array(X, name="X", ndim=2)
+    if X.shape[1] != network.sizes[0] or X.shape[0] < 2:
+        raise ValueError(f"X: expected at least 2 rows and {network.sizes[0]} columns, got shape {X.shape}")
+    a = X.astype(params["W1"].dtype)
+    records = []
+    for layer in range(1, network.depth + 1):
+        w, b = params[f"W{layer}"], params[f"b{layer}"]
+        z = a @ w.T + b
+        before = variance = float(np.var(z, dtype=np.float64))
+        iterations = 0
+        while abs(variance - 1.0) > tol and iterations < max_iterations and variance > _DEAD_VARIANCE:
+            w /= w.dtype.type(math.sqrt(variance))
+            z = a @ w.T + b
+            variance = float(np.var(z, dtype=np.float64))
+            iterations += 1
+        converged = abs(variance - 1.0) <= tol
+        if not converged:
+            why = "its output is constant on the batch" if variance <= _DEAD_VARIANCE else "too few iterations"
+            warnings.warn(
+                f"LSUV: layer {layer} ends with output variance {variance:.3g} ({why}); "
+                "check the batch or raise max_iterations",
+                LSUVWarning,
+                stacklevel=2,
+            )
+        records.append(LSUVLayer(layer, before, variance, iterations, converged))
+        if layer < network.depth:
+            a = network.activation(layer).forward(z)
+    return LSUVResult(params, tuple(records))
