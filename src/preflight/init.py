@@ -368,7 +368,10 @@ def he(
     >>> round(float(w.var() * 100), 1)
     2.0
     """
-    return variance_scaling(gain(nonlinearity, param) ** 2, mode, distribution)
+    g = gain(nonlinearity, param)
+    # Exact squares for the common cases: sqrt(2) ** 2 is 2.0000000000000004, which would change he_normal's draws.
+    exact = {"relu": 2.0, "tanh": 25.0 / 9.0}
+    return variance_scaling(exact.get(nonlinearity, g * g), mode, distribution)
 
 
 lecun_normal = variance_scaling(1.0, "fan_in", "normal")
