@@ -133,6 +133,24 @@ def chunk_moments(x: NDArray[Any], *, shift: F64 | None = None, skip_nan: bool =
         head = np.asarray(x[:rows], dtype=np.float64)
         shift = np.nanmean(head, axis=0) if skip_nan and np.isnan(head).any() else head.mean(axis=0)
         shift = np.where(np.isfinite(shift), shift, 0.0)
+    parts: dict[int, tuple[F64, F64, F64]] = {}
+
+    def work(start: int, stop: int) -> None:
+        parts[start] = _shifted_sums(x[start:stop], shift, skip_nan)
+
+    parallel_rows(n, p, work)
+    # Added in row order, so the result does not depend on which thread finished first.
+    count, s1, s2 = (np.sum([parts[k][i] for k in sorted(parts)], axis=0) for i in range(3))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        offset = np.where(count > 0, s1 / count, 0.0)
+        m2 = s2 - s1 * offset
+    return Moments(count, shift, offset, np.maximum(m2, 0.0) if np.isfinite(m2).all() else m2)
+
+
+def _shifted_sums(x: NDArray[Any], shift: F64, skip_nan: bool) -> tuple[F64, F64, F64]:
+    """Count, sum and sum of squares of ``x - shift`` per column, in cache-sized blocks."""
+    n, p = x.shape
+    rows = block_rows(p)
     buffer = np.empty((min(rows, n), p))
     ones = np.ones(buffer.shape[0])
     s1, s2 = np.zeros(p), np.zeros(p)
@@ -150,10 +168,7 @@ def chunk_moments(x: NDArray[Any], *, shift: F64 | None = None, skip_nan: bool =
         s1 += ones[: d.shape[0]] @ d
         np.multiply(d, d, out=d)
         s2 += ones[: d.shape[0]] @ d
-    with np.errstate(invalid="ignore", divide="ignore"):
-        offset = np.where(count > 0, s1 / count, 0.0)
-        m2 = s2 - s1 * offset
-    return Moments(count, shift, offset, np.maximum(m2, 0.0) if np.isfinite(m2).all() else m2)
+    return count, s1, s2
 
 
 def nonfinite_columns(x: NDArray[Any], *, skip_nan: bool = False) -> list[int]:
@@ -199,6 +214,12 @@ def near_constant(moments: Moments, n_features: int) -> NDArray[np.bool_]:
 PARALLEL_ELEMENTS = 1 << 22
 
 
+def available_cores() -> int:
+    """Cores this process may run on (its affinity mask, so ``taskset`` and containers are respected)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+
+
 def parallel_rows(n_rows: int, n_features: int, work: Callable[[int, int], None]) -> None:
     """Run ``work(start, stop)`` over contiguous row ranges, one per core when the array is large.
 
@@ -212,7 +233,7 @@ def parallel_rows(n_rows: int, n_features: int, work: Callable[[int, int], None]
     >>> seen
     [(0, 10)]
     """
-    threads = min(os.cpu_count() or 1, 8) if n_rows * n_features >= PARALLEL_ELEMENTS else 1
+    threads = min(available_cores(), 8) if n_rows * n_features >= PARALLEL_ELEMENTS else 1
     if threads == 1:
         work(0, n_rows)
         return
