@@ -242,3 +242,23 @@ def test_non_contiguous_and_scalar_parameters_are_perturbed_and_restored() -> No
     report = gradcheck(loss, params, lambda p: {"t": 2 * p["t"], "s": np.cos(p["s"]), "c": 3 * p["c"] ** 2})
     assert report.passed and report.parameters["c"].checked == 1
     assert all(np.array_equal(params[k], saved[k]) for k in params)
+
+
+def test_zero_where_the_loss_depends_and_the_converse_are_named() -> None:
+    params = {"w": np.linspace(0.5, 2.0, 8)}
+
+    def loss(p: Any) -> float:
+        return float(np.sum(p["w"][:4] ** 2))  # the last four entries do not matter
+
+    missing = gradcheck(loss, params, lambda p: {"w": np.zeros(8)})
+    assert any("exactly 0 at 4 coordinates where the loss does depend" in h for h in missing.hints)
+    spurious = gradcheck(loss, params, lambda p: {"w": 2 * p["w"]})
+    assert any("nonzero at 4 coordinates the loss does not depend on" in h for h in spurious.hints)
+
+
+def test_progress_bar_on_request(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("tqdm")
+    gradcheck(cubic, nested(), cubic_grads, progress=True)
+    assert "gradcheck" in capsys.readouterr().err
+    gradcheck(cubic, nested(), cubic_grads)  # a check this short shows no bar by default
+    assert "gradcheck" not in capsys.readouterr().err
