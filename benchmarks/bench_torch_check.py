@@ -66,7 +66,7 @@ def side_by_side(sizes: list[int]) -> None:
         f"Full check, float64 MLP {sizes}, batch 64, every coordinate (one loss evaluation: {one_s / 20 * 1e6:.0f} us)"
     )
     print(format_table(["checker", "parameters", "loss evaluations", "seconds", "verdict"], rows, title=title))
-    print(f"\nspeed-up: {theirs_s / ours_s:.1f}x   ({report.notes[0]})\n")  # type: ignore[attr-defined]
+    print(f"\nspeed-up: {theirs_s / ours_s:.1f}x   ({report.notes[0]})\n", flush=True)  # type: ignore[attr-defined]
 
 
 def screen_cost(widths: list[int]) -> None:
@@ -91,8 +91,11 @@ def screen_cost(widths: list[int]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="12k parameters instead of 1e5 (about 10 s)")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads, for both checkers")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    # One thread by default: on a shared 2-core machine OpenMP's spinning threads make small ops 100x slower.
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)\n", flush=True)
     side_by_side(QUICK if args.quick else FULL)
     screen_cost(SCREEN_WIDTHS[:3] if args.quick else SCREEN_WIDTHS)
 

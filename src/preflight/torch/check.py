@@ -367,9 +367,14 @@ def check_function(
 class _FunctionCheck:
     def __init__(self, fn: Callable[..., Any], inputs: tuple[Any, ...], positions: list[int], limit: int, seed: int):
         self.fn, self.positions = fn, positions
-        self.inputs = [x.detach().clone() if i in positions else x for i, x in enumerate(inputs)]
+        contiguous = torch.contiguous_format
+        self.inputs = [
+            x.detach().clone(memory_format=contiguous) if i in positions else x for i, x in enumerate(inputs)
+        ]
+        self.positions = positions
         self.notes: list[str] = []
         self.evaluations = 0
+        self.mask = self.differentiable_outputs()
         with torch.no_grad():
             first, second = self.outputs(self.inputs), self.outputs(self.inputs)
         self.random = not torch.equal(first, second)
@@ -396,9 +401,23 @@ class _FunctionCheck:
         size = max(float(np.abs(y).max()), max(float(inputs[i].detach().abs().max()) for i in positions), 1e-300)
         self.scale = (np.abs(p) @ np.abs(y) + np.abs(p).max(axis=1) * size)[:, None]
 
+    def differentiable_outputs(self) -> list[bool]:
+        """Which floating outputs autograd differentiates (batch norm's saved statistics, for one, it does not)."""
+        leaves = [x.clone().requires_grad_(True) if i in self.positions else x for i, x in enumerate(self.inputs)]
+        with torch.enable_grad():
+            items = self.fn(*leaves)
+        items = items if isinstance(items, (tuple, list)) else [items]
+        mask = [t.requires_grad for t in items if isinstance(t, torch.Tensor) and t.is_floating_point()]
+        if len(mask) > sum(mask):
+            self.notes.append(f"{len(mask) - sum(mask)} output(s) not differentiable (autograd marks them so): skipped")
+        if not any(mask):
+            raise ValueError("fn: none of its outputs is differentiable with respect to the checked inputs")
+        return mask
+
     def tensors(self, result: Any) -> list[torch.Tensor]:
         items = result if isinstance(result, (tuple, list)) else [result]
-        return [t for t in items if isinstance(t, torch.Tensor) and t.is_floating_point()]
+        floats = [t for t in items if isinstance(t, torch.Tensor) and t.is_floating_point()]
+        return [t for t, keep in zip(floats, self.mask, strict=False) if keep]
 
     @property
     def output_shapes(self) -> list[tuple[int, ...]]:
