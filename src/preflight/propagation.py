@@ -18,9 +18,11 @@ Verdicts, first match wins (thresholds in :class:`Thresholds`, defaults in brack
 - ``dead``: a ReLU layer where a fraction >= ``dead`` [0.5] of the units is never active on the batch;
 - ``saturated``: a tanh/sigmoid layer where a fraction >= ``saturated`` [0.3] of the activations has
   ``|a| > saturation_level`` [0.99] (sigmoid measured as ``2a - 1 = tanh(z/2)``, so a outside [0.005, 0.995]);
-- ``exploding``: the forward ratio ``rms(Z_l) / rms(X)`` or the backward ratio ``||dL/dZ_l|| / ||dL/dZ_L||``
-  above ``exploding`` [100];
-- ``vanishing``: either ratio below ``vanishing`` [0.01];
+- ``exploding``: the forward ratio ``F_l = rms(Z_l) / rms(X)``, the backward ratio
+  ``B_l = ||dL/dZ_l|| / ||dL/dZ_L||`` or their product above ``exploding`` [100];
+- ``vanishing``: ``F_l``, ``B_l`` or ``F_l B_l`` below ``vanishing`` [0.01]. The product matters because the weight
+  gradient ``dL/dW_l = dL/dZ_l^T A_{l-1}`` carries both: with ReLU and 1/n every layer of a 20-layer network sees
+  ``F_l B_l ~ 2^-10`` even where neither ratio alone has fallen below 0.01;
 - ``healthy`` otherwise.
 
 The overall verdict is the most frequent verdict among unhealthy layers (ties by the order above), ``healthy`` when
@@ -432,9 +434,14 @@ def _saturated(name: str, a: A, level: float) -> float | None:
 _CHECKS: dict[str, Callable[[dict[str, Any], Thresholds], bool]] = {
     "dead": lambda s, t: s["dead_fraction"] is not None and s["dead_fraction"] >= t.dead,
     "saturated": lambda s, t: s["saturated_fraction"] is not None and s["saturated_fraction"] >= t.saturated,
-    "exploding": lambda s, t: max(s["forward_ratio"], s["backward_ratio"]) > t.exploding,
-    "vanishing": lambda s, t: min(s["forward_ratio"], s["backward_ratio"]) < t.vanishing,
+    "exploding": lambda s, t: max(s["forward_ratio"], s["backward_ratio"], _product(s)) > t.exploding,
+    "vanishing": lambda s, t: min(s["forward_ratio"], s["backward_ratio"], _product(s)) < t.vanishing,
 }
+
+
+def _product(stats: dict[str, Any]) -> float:
+    forward, backward = stats["forward_ratio"], stats["backward_ratio"]
+    return 0.0 if forward == 0.0 or backward == 0.0 else float(forward * backward)
 
 
 def _verdict(stats: dict[str, Any], thresholds: Thresholds) -> str:
