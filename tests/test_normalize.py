@@ -58,8 +58,9 @@ def rows_and_chunking(draw: st.DrawFn) -> tuple[np.ndarray, list[int]]:
     p = draw(st.integers(1, 4))
     values = draw(hnp.arrays(np.float64, (n, p), elements=st.floats(-1e3, 1e3, allow_subnormal=False)))
     offset = draw(st.sampled_from([0.0, 1.0, -1e6, 1e9]))
+    dtype = draw(st.sampled_from([np.float64, np.float32]))
     cuts = sorted(draw(st.sets(st.integers(1, max(n - 1, 1)), max_size=8))) if n > 1 else []
-    return values + offset, cuts
+    return (values + offset).astype(dtype), cuts
 
 
 @settings(max_examples=200, deadline=None)
@@ -78,7 +79,7 @@ def test_partial_fit_over_any_chunking_equals_fit(case: tuple[np.ndarray, list[i
     # the variance relative to itself plus (n eps |mean|)^2, the rounding of values of that magnitude: below that
     # a variance is rounding noise (near_constant calls such features constant).
     np.testing.assert_array_less(np.abs(streamed.mean_ - whole.mean_), 1e-12 * (np.abs(whole.mean_) + std) + 1e-300)
-    noise = (x.shape[0] * EPS * whole.mean_) ** 2
+    noise = (x.shape[0] * EPS * whole.mean_) ** 2  # float64 statistics whatever the input dtype
     np.testing.assert_array_less(np.abs(streamed.var_ - whole.var_), 1e-12 * whole.var_ + noise + 1e-300)
 
 

@@ -167,6 +167,7 @@ def test_dask_array_and_dataframe_on_a_local_cluster_equal_the_in_memory_fit(
 
 
 # ---------------------------------------------------------------------- PyTorch
+@pytest.mark.slow  # importing torch takes seconds
 @pytest.mark.parametrize("dtype_name", ["float32", "float64"])
 def test_to_torch_carries_the_statistics_as_buffers(table: np.ndarray, dtype_name: str) -> None:
     torch = pytest.importorskip("torch")
