@@ -91,7 +91,7 @@ class BlackBoxLoss:
                     value = self.loss(self.params)
                 finally:
                     target[position] = olds[r]
-                if type(value) is not float or not math.isfinite(value):
+                if not isinstance(value, float) or not math.isfinite(value):  # np.float64 is a float too
                     value = scalar_loss(value, f"{_label(name, arr.shape, i)} moved")
                 flat_costs[i] = value
                 if self.progress is not None and r % 256 == 255:
