@@ -205,14 +205,14 @@ def run(
         "width": check_positive_int(width if width is not None else (128 if quick else 512), name="width"),
         "batch": check_positive_int(batch if batch is not None else (64 if quick else 256), name="batch", minimum=2),
         "iterations": check_positive_int(
-            iterations if iterations is not None else (300 if quick else 1500), name="iterations", minimum=0
+            iterations if iterations is not None else (200 if quick else 1500), name="iterations", minimum=0
         ),
         "learning_rate": check_in_range(learning_rate, name="learning_rate", low=0.0, high=math.inf, low_open=True),
         "seed": check_positive_int(seed, name="seed", minimum=0),
         "linear_depth": 50,
         "linear_width": 32,
         "train_depth": 30,
-        "train_width": 32 if quick else 64,
+        "train_width": 64,
         "batch_size": 64,
     }
     rng = np.random.default_rng(options["seed"])
