@@ -49,3 +49,14 @@ def test_tour_quick_runs_and_prints_json(capsys, tmp_path) -> None:
 def test_parser_lists_the_registered_commands() -> None:
     help_text = build_parser().format_help()
     assert all(name in help_text for name in COMMANDS)
+
+
+def test_a_closed_pipe_is_not_a_traceback() -> None:
+    reader = subprocess.run(
+        f"{sys.executable} -m preflight experiment init-schemes --iterations 1000 | head -c 10",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Traceback" not in reader.stderr and "BrokenPipe" not in reader.stderr
