@@ -47,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)
+        sys.stdout.flush()
     except (ValueError, FileNotFoundError, IsADirectoryError, MissingExtraError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"preflight {args.command}: error: {message}", file=sys.stderr)
