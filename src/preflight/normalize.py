@@ -349,38 +349,38 @@ class Standardizer:
         if self.with_std and self.scale_ is not None:
             factor = (self.scale_ if inverse else 1.0 / self.scale_).astype(dtype)
         rows = block_rows(x.shape[1])
-        ones = np.ones(rows, dtype=x.dtype) if x.dtype.kind == "f" else None
+        ones = np.ones(rows, dtype=dtype)
 
         def work(start: int, stop: int) -> None:
             for first in range(start, stop, rows):
                 block, target = x[first : min(first + rows, stop)], out[first : min(first + rows, stop)]
-                # Column sums (BLAS, as fast as reading the block, which then sits in cache for the arithmetic)
-                # find NaN/inf; only then look closer (a huge but finite sum is no error).
-                if ones is not None and not np.isfinite(ones[: block.shape[0]] @ block).all():
+                if target is not block:
+                    # A block copy first: memcpy writes whole cache lines without reading them (ERMS), which is
+                    # faster than a ufunc writing to fresh memory; the arithmetic then runs in cache.
+                    np.copyto(target, block)
+                # Column sums (BLAS) of the cached block find NaN/inf; only then look closer (a huge but finite
+                # sum is no error).
+                if not np.isfinite(ones[: target.shape[0]] @ target).all():
                     bad = nonfinite_columns(block, skip_nan=self.ignore_nan)
                     if bad:
                         self._raise_nonfinite(block, bad)
-                _affine(block, target, mean, factor, inverse=inverse)
+                _affine_in_place(target, mean, factor, inverse=inverse)
 
         parallel_rows(x.shape[0], x.shape[1], work)
         return out
 
 
-def _affine(
-    block: NDArray[Any], out: NDArray[Any], mean: NDArray[Any] | None, factor: NDArray[Any] | None, *, inverse: bool
+def _affine_in_place(
+    out: NDArray[Any], mean: NDArray[Any] | None, factor: NDArray[Any] | None, *, inverse: bool
 ) -> None:
-    """``out = (block - mean) * factor`` or, inverse, ``out = block * factor + mean`` (None: skip that step)."""
+    """``out = (out - mean) * factor`` or, inverse, ``out = out * factor + mean`` (None: skip that step)."""
     if inverse:
         if factor is not None:
-            np.multiply(block, factor, out=out)
-        elif out is not block:
-            out[...] = block
+            np.multiply(out, factor, out=out)
         if mean is not None:
             np.add(out, mean, out=out)
         return
     if mean is not None:
-        np.subtract(block, mean, out=out)
-    elif out is not block:
-        out[...] = block
+        np.subtract(out, mean, out=out)
     if factor is not None:
         np.multiply(out, factor, out=out)
