@@ -123,8 +123,7 @@ def check_module(
             )  # fmt: skip
         except NondeterministicLossError as exc:
             raise NondeterministicLossError(_random_loss_message(model, str(exc))) from None
-        perturbed = evaluator.evaluations
-        return dataclasses.replace(report, notes=job.notes + report.notes, evaluations=report.evaluations + perturbed)
+        return dataclasses.replace(report, notes=job.notes + report.notes)
     finally:
         for m, training in flags.items():
             m.training = training
@@ -232,7 +231,6 @@ class _TensorEvaluator:
     def __init__(self, engine: Any, job: _ModuleCheck) -> None:
         self.engine, self.job = engine, job
         self.f0 = job.loss(None)
-        self.evaluations = 0
 
     def __call__(self, offsets: Mapping[str, A], /) -> dict[str, A]:
         out = {}
@@ -262,7 +260,6 @@ class _TensorEvaluator:
                 self.job.notes.append(f"strategy: {type(self.engine).__name__} failed ({reason}); fell back to a loop")
                 self.engine = LoopEvaluator(self.job.call, self.job.tensors)
                 parts.append(self.engine.losses(name, c, d))
-            self.evaluations += len(c)
         return torch.cat(parts).numpy()
 
 

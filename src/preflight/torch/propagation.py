@@ -62,7 +62,8 @@ def propagation(
     --------
     >>> layers = [m for _ in range(10) for m in (torch.nn.Linear(64, 64), torch.nn.ReLU())]
     >>> model = torch.nn.Sequential(*layers, torch.nn.Linear(64, 4))
-    >>> _ = [torch.nn.init.normal_(m.weight, std=0.01) for m in model if isinstance(m, torch.nn.Linear)]
+    >>> linear = [m for m in model if isinstance(m, torch.nn.Linear)]
+    >>> _ = [(torch.nn.init.normal_(m.weight, std=0.01), torch.nn.init.zeros_(m.bias)) for m in linear]
     >>> propagation(model, torch.randn(128, 64), warn=False).verdict
     'vanishing'
     """
