@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from preflight import data, init, propagation
-from preflight._validation import check_in_range, check_positive_int
+from preflight._validation import check_choice, check_in_range, check_positive_int
 from preflight.nn import Network
 from preflight.report.text import format_table
 
@@ -191,8 +192,11 @@ def run(
     iterations: int | None = None,
     learning_rate: float = 0.01,
     seed: int = 0,
+    cases: Sequence[str] | None = None,
 ) -> DepthResult:
     """Run the three parts (see the module docstring); unset sizes take the full or the ``quick`` defaults.
+
+    ``cases`` picks rows of the first table by label (keys of :data:`CASES`; default all of them).
 
     Examples
     --------
@@ -218,7 +222,8 @@ def run(
     rng = np.random.default_rng(options["seed"])
     X = rng.standard_normal((options["batch"], options["width"]))
     y = rng.integers(0, CLASSES, options["batch"])
-    schemes = [_probe(label, *case, X, y, options) for label, case in CASES.items()]
+    labels = list(CASES) if cases is None else [check_choice(c, name="cases", allowed=CASES) for c in cases]
+    schemes = [_probe(label, *CASES[label], X, y, options) for label in labels]
     linear = [_linear(a, options) for a in LINEAR_SCALES]
     training = _train(options) if options["iterations"] > 0 else []
     return DepthResult(schemes, linear, training, options)
