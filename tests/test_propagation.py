@@ -262,3 +262,49 @@ def test_layer_ranges() -> None:
     assert layer_ranges([]) == ""
     assert layer_ranges([4]) == "4"
     assert layer_ranges([1, 2, 3, 5, 7, 8]) == "1-3, 5, 7-8"
+
+
+# ---------------------------------------------------------------------- the command line
+
+
+def test_propagate_command_prints_json_and_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    from preflight.cli import main
+
+    argv = ["propagate", "--sizes", "8,16,16,3", "--hidden", "relu", "--scheme", "lecun", "--samples", "64"]
+    assert main([*argv, "--json", "--plot", "--out", str(tmp_path)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert len(data["layers"]) == 3 and data["recommendation"]["scheme"] == "he"
+    assert (tmp_path / "propagation.png").exists()
+    assert (
+        main(["propagate", "--sizes", "2,8,8,1", "--hidden", "tanh", "--output", "sigmoid", "--data", "circles"]) == 0
+    )
+    assert "verdict:" in capsys.readouterr().out
+
+
+def test_propagate_command_with_lsuv_is_healthy(capsys: pytest.CaptureFixture[str]) -> None:
+    from preflight.cli import main
+
+    sizes = ",".join(["8"] + ["32"] * 12 + ["3"])
+    assert main(["propagate", "--sizes", sizes, "--hidden", "relu", "--scheme", "lsuv", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["verdict"] == "healthy"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--sizes", "8,x,3"], "--sizes: expected comma-separated integers"),
+        (["--sizes", "3,4,2", "--data", "circles"], "circles has 2 features"),
+        (["--data", "mnist"], "--data: got 'mnist'"),
+        (["--scheme", "nope"], "scheme: got 'nope'"),
+        (["--samples", "1"], "--samples"),
+    ],
+)
+def test_propagate_command_rejects_bad_input_with_one_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from preflight.cli import main
+
+    assert main(["propagate", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
