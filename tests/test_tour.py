@@ -63,3 +63,15 @@ def test_the_normalization_section_shows_standardizing_converges_where_raw_does_
     assert runs["standardized"]["iterations_to_target"] is not None
     assert runs["raw"]["iterations_to_target"] is None
     assert runs["standardized"]["stable_learning_rate"] > 1e6 * runs["raw"]["stable_learning_rate"]
+
+
+def test_the_depth_section_finds_what_mean_field_theory_predicts(report) -> None:
+    depth = json.loads((report / "summary.json").read_text())["sections"]["depth"]
+    for scheme, verdict in depth["verdicts"].items():
+        assert verdict == depth["expected"].get(scheme, "healthy"), scheme
+    assert depth["training"]["He 2/n"] < depth["training"]["LeCun 1/n"]
+
+
+def test_the_diagnosis_turns_a_saturated_network_healthy_with_its_recommendation(report) -> None:
+    diagnostics = json.loads((report / "summary.json").read_text())["sections"]["diagnostics"]
+    assert diagnostics == {**diagnostics, "before": "saturated", "recommended": "lecun", "after": "healthy"}

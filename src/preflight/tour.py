@@ -151,8 +151,91 @@ def _gradient_checking(quick: bool, figures: Path) -> TourSection:
     )
 
 
+#: What mean-field theory predicts for the depth experiment's schemes (any other scheme: healthy).
+EXPECTED_DEPTH_VERDICTS = {"tanh, N(0, 0.01^2)": "vanishing", "tanh, N(0, 1)": "saturated", "ReLU, 1/n": "vanishing"}
+
+
+def _depth(quick: bool, figures: Path) -> TourSection:
+    result = load("depth").run(quick=quick)
+    rows = result.to_json()["schemes"]
+    verdicts = {row["scheme"]: row["verdict"] for row in rows}
+    training = {run.scheme: run for run in result.training}
+    lecun, he = training["LeCun 1/n"], training["He 2/n"]
+    return TourSection(
+        key="depth",
+        title="Vanishing and exploding signals with depth",
+        intro="Fifty layers: too small weights make the signal vanish, too large ones saturate tanh or explode, "
+        "variance 1/n (tanh) or 2/n (ReLU) keeps it steady. A deep linear network with W = aI grows as a^L. A "
+        "30-layer ReLU network on digits stalls with LeCun's 1/n and learns with He's 2/n.",
+        text=str(result),
+        figures=result.plot(figures),
+        summary={
+            "verdicts": verdicts,
+            "expected": EXPECTED_DEPTH_VERDICTS,
+            "training": {name: run.costs[-1] for name, run in training.items()},
+        },
+        verdicts=[
+            (
+                f"{name}: {verdict} (theory: {EXPECTED_DEPTH_VERDICTS.get(name, 'healthy')})",
+                verdict == EXPECTED_DEPTH_VERDICTS.get(name, "healthy"),
+            )
+            for name, verdict in verdicts.items()
+        ]
+        + [
+            (
+                f"digits, 30 ReLU layers: LeCun ends at cost {lecun.costs[-1]:.3f}, He at {he.costs[-1]:.3f}",
+                he.costs[-1] < lecun.costs[-1],
+            )
+        ],
+    )
+
+
+def _diagnostics(quick: bool, figures: Path) -> TourSection:
+    from preflight.data import digits
+    from preflight.nn import Network
+    from preflight.normalize import ConstantFeatureWarning, Standardizer
+    from preflight.propagation import PropagationWarning, analyze
+
+    X, y = digits()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConstantFeatureWarning)  # digits' border pixels are always 0
+        X = Standardizer().fit_transform(X)[:256]
+    y = y[:256]
+    net = Network([64] + [64] * (6 if quick else 12) + [10], hidden="tanh", output="softmax")
+    bad = net.init(0, "standard_normal")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PropagationWarning)  # the doubtful layers are the point of this section
+        before = analyze(net, bad, X, y)
+    after = analyze(net, net.init(0, before.recommendation.scheme), X, y, warn=False)
+    plots = [
+        p.rename(p.with_name(f"diagnostics_{tag}_{p.name}"))
+        for tag, r in (("before", before), ("after", after))
+        for p in r.plot(figures)
+    ]
+    return TourSection(
+        key="diagnostics",
+        title="Diagnosing a network that won't train",
+        intro=f"A {net.depth}-layer tanh network on digits, initialized with N(0, 1) weights, then re-initialized with "
+        "the scheme the diagnosis recommends. Per layer: forward and backward statistics, the mean-field gain and "
+        "a verdict.",
+        text=f"N(0, 1) initialization:\n{before}\n\nRecommended ({before.recommendation.scheme}):\n{after}",
+        figures=plots,
+        summary={"before": before.verdict, "recommended": before.recommendation.scheme, "after": after.verdict},
+        verdicts=[
+            (f"N(0, 1): {before.verdict}", before.verdict != "healthy"),
+            (f"{before.recommendation.scheme}: {after.verdict}", after.verdict == "healthy"),
+        ],
+    )
+
+
 #: The tour's sections, in order.
-SECTIONS: list[Callable[[bool, Path], TourSection]] = [_normalization, _initialization, _gradient_checking]
+SECTIONS: list[Callable[[bool, Path], TourSection]] = [
+    _normalization,
+    _initialization,
+    _depth,
+    _diagnostics,
+    _gradient_checking,
+]
 
 
 def run_tour(output: str | Path = "preflight-report", *, quick: bool = False, progress: TextIO | None = None) -> Tour:
@@ -176,11 +259,15 @@ def run_tour(output: str | Path = "preflight-report", *, quick: bool = False, pr
     stream = sys.stderr if progress is None else progress
     start = time.perf_counter()
     sections = []
-    for number, build in enumerate(SECTIONS, start=1):
-        began = time.perf_counter()
-        print(f"[{number}/{len(SECTIONS)}] {build.__name__.strip('_')} ...", file=stream, flush=True)
-        sections.append(build(quick, output))
-        print(f"      done in {time.perf_counter() - began:.1f} s", file=stream, flush=True)
+    # One BLAS thread: the tour's matrices are small, and a multithreaded BLAS on 2 cores ran the depth section
+    # 12x slower here (93 s against 7.5 s) whenever anything else was running.
+    threadpoolctl = require("threadpoolctl", extra="data", purpose="The tour")
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        for number, build in enumerate(SECTIONS, start=1):
+            began = time.perf_counter()
+            print(f"[{number}/{len(SECTIONS)}] {build.__name__.strip('_')} ...", file=stream, flush=True)
+            sections.append(build(quick, output))
+            print(f"      done in {time.perf_counter() - began:.1f} s", file=stream, flush=True)
     tour = Tour(sections, output, time.perf_counter() - start)
     page = render_html(
         "preflight tour",
