@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,19 +38,6 @@ VERDICTS = {
     "tanh, orthogonal": "healthy",
     "ReLU, orthogonal x sqrt 2": "healthy",
 }
-
-
-@pytest.fixture(autouse=True)
-def one_blas_thread() -> Iterator[None]:
-    """Other test processes share this machine's two cores; an oversubscribed multithreaded BLAS slows these
-    512-wide products down tenfold, so they run on one thread (when threadpoolctl is installed)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 def test_registered() -> None:

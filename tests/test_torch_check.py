@@ -21,15 +21,6 @@ from .test_package import run_without_optional  # noqa: E402
 cross_entropy = nn.functional.cross_entropy
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    """Small tensors: one intra-op thread (on a busy 2-core machine, OpenMP's spinning threads cost 100x)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def mlp(dtype: Any = torch.float64, act: type[nn.Module] = nn.Tanh, sizes: tuple[int, ...] = (6, 8, 5, 3)) -> Any:
     torch.manual_seed(0)
     layers: list[nn.Module] = []

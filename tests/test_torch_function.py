@@ -13,15 +13,6 @@ from preflight.torch import check_function  # noqa: E402
 BUGS = (None, "scale", "sign", "transpose", "broadcast")
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    """Small tensors: one intra-op thread (on a busy 2-core machine, OpenMP's spinning threads cost 100x)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def linear_function(bug: str | None = None) -> Any:
     """``y = x @ W.T + b`` (b of shape (1, n_out), broadcast over the batch) with a hand-written backward."""
 

@@ -15,15 +15,6 @@ from preflight.lsuv import LSUVWarning  # noqa: E402
 from preflight.torch import initialize  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    """Small tensors: one intra-op thread (on a busy 2-core machine, OpenMP's spinning threads cost 100x)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def mixed() -> Any:
     return nn.Sequential(
         nn.Linear(16, 256), nn.ReLU(), nn.Linear(256, 256), nn.Tanh(), nn.Linear(256, 256), nn.Dropout(0.1),

@@ -31,15 +31,6 @@ EXCLUDED = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    """Tiny tensors: one intra-op thread (on a busy 2-core machine, OpenMP's spinning threads cost 100x)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small_samples(op: Any) -> list[Any]:
     out = []
     for sample in op.sample_inputs("cpu", torch.float64, requires_grad=True):

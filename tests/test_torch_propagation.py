@@ -16,15 +16,6 @@ from preflight.propagation import PropagationWarning, analyze  # noqa: E402
 from preflight.torch import initialize, propagation  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    """Small tensors: one intra-op thread (on a busy 2-core machine, OpenMP's spinning threads cost 100x)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def deep(act: type[nn.Module], depth: int = 20, width: int = 64, std: float | None = None) -> Any:
     torch.manual_seed(0)
     layers: list[nn.Module] = []
