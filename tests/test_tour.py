@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 
 import pytest
 
@@ -75,3 +77,22 @@ def test_the_depth_section_finds_what_mean_field_theory_predicts(report) -> None
 def test_the_diagnosis_turns_a_saturated_network_healthy_with_its_recommendation(report) -> None:
     diagnostics = json.loads((report / "summary.json").read_text())["sections"]["diagnostics"]
     assert diagnostics == {**diagnostics, "before": "saturated", "recommended": "lecun", "after": "healthy"}
+
+
+def test_every_image_loads_in_a_real_browser(report, tmp_path) -> None:
+    """Render the report in headless Chromium (Debian's package; never a downloaded browser): every image decodes."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    probe = (
+        "<script>window.addEventListener('load', () => { const ok = [...document.images].every("
+        "i => i.complete && i.naturalWidth > 0); document.title = (ok ? 'LOADED-' : 'BROKEN-') + "
+        "document.images.length; });</script>"
+    )
+    page = tmp_path / "probe.html"
+    page.write_text((report / "report.html").read_text().replace("</body>", probe + "</body>"))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"]
+    flags += ["--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    flags += [f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom"]
+    dom = subprocess.run([chromium, *flags, page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    assert f"<title>LOADED-{len(list(report.glob('*.png')))}</title>" in dom
