@@ -29,14 +29,15 @@ def one_blas_thread():
 
 @pytest.fixture(autouse=True)
 def one_torch_thread() -> Any:
-    """Where a test has imported torch: one intra-op thread, for the same reason as the BLAS limit (tiny tensors;
-    on a busy 2-core machine OpenMP's spinning threads made them ~100x slower)."""
+    """Where a test has imported torch: seeded, and one intra-op thread, for the same reason as the BLAS limit
+    (tiny tensors; on a busy 2-core machine OpenMP's spinning threads made them ~100x slower)."""
     torch = sys.modules.get("torch")
     if torch is None:
         yield
         return
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    torch.manual_seed(0)  # tests that draw from torch's global generator see the same numbers in any order
     yield
     torch.set_num_threads(threads)
 
