@@ -103,17 +103,24 @@ def _normalization(quick: bool, figures: Path) -> TourSection:
     )
 
 
-def _gradient_checking(quick: bool, figures: Path) -> TourSection:
-    from preflight.bugs import BuggyNetwork
+def _standardized_digits(rows: int) -> tuple[Any, Any]:
+    """The first ``rows`` digits, standardized with statistics of the whole set."""
     from preflight.data import digits
-    from preflight.nn import Network, gradcheck
     from preflight.normalize import ConstantFeatureWarning, Standardizer
 
     X, y = digits()
     with warnings.catch_warnings():
         # Digits' border pixels are 0 in every image: constant features, expected here, get scale 1.
         warnings.simplefilter("ignore", ConstantFeatureWarning)
-        X, y = Standardizer().fit_transform(X)[:64], y[:64]
+        X = Standardizer().fit_transform(X)
+    return X[:rows], y[:rows]
+
+
+def _gradient_checking(quick: bool, figures: Path) -> TourSection:
+    from preflight.bugs import BuggyNetwork
+    from preflight.nn import Network, gradcheck
+
+    X, y = _standardized_digits(64)
     sizes = [64, 16 if quick else 32, 10]
     net = Network(sizes, hidden="tanh", output="softmax", l2=1e-3)
     params = net.init(0, "lecun")
@@ -191,16 +198,10 @@ def _depth(quick: bool, figures: Path) -> TourSection:
 
 
 def _diagnostics(quick: bool, figures: Path) -> TourSection:
-    from preflight.data import digits
     from preflight.nn import Network
-    from preflight.normalize import ConstantFeatureWarning, Standardizer
     from preflight.propagation import PropagationWarning, analyze
 
-    X, y = digits()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConstantFeatureWarning)  # digits' border pixels are always 0
-        X = Standardizer().fit_transform(X)[:256]
-    y = y[:256]
+    X, y = _standardized_digits(256)
     net = Network([64] + [64] * (6 if quick else 12) + [10], hidden="tanh", output="softmax")
     bad = net.init(0, "standard_normal")
     with warnings.catch_warnings():
