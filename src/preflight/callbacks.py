@@ -6,7 +6,6 @@ saturated unit, a kink that training walks into), so the check runs at chosen it
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -15,39 +14,15 @@ import numpy as np
 
 from preflight._typing import Params
 from preflight._validation import check_array, check_positive_int
-from preflight.gradcheck import GradcheckReport, gradcheck
-from preflight.nn import DropoutMasks, Network
+from preflight.gradcheck import GradcheckReport
+from preflight.network_check import check_network
+from preflight.nn import Network
 
-__all__ = ["GradcheckCallback", "GradientCheckError", "check_network"]
+__all__ = ["GradcheckCallback", "GradientCheckError"]
 
 
 class GradientCheckError(AssertionError):
     """A gradient check run during training failed (raised when ``raise_on_failure=True``)."""
-
-
-def check_network(
-    net: Network, params: Params, X: Any, y: Any, *, masks: DropoutMasks | None = None, **options: Any
-) -> GradcheckReport:
-    """Gradient check of ``net.gradients`` against ``net.cost`` at ``params`` on the batch ``(X, y)``.
-
-    Uses the structure-aware evaluator (``preflight.network_check``) when present, else the black-box check.
-
-    Examples
-    --------
-    >>> net = Network([2, 3, 1], hidden="tanh", output="sigmoid")
-    >>> check_network(net, net.init(0, "glorot"), np.eye(2), [0, 1]).passed
-    True
-    """
-    try:
-        structured = importlib.import_module("preflight.network_check").check_network
-    except ImportError:  # pragma: no cover - the structure-aware evaluator is an optional speed-up
-        structured = None
-    if structured is not None:
-        report: GradcheckReport = structured(net, params, X, y, masks=masks, **options)
-        return report
-    return gradcheck(
-        lambda p: net.cost(p, X, y, masks=masks), params, lambda p: net.gradients(p, X, y, masks=masks), **options
-    )
 
 
 class GradcheckCallback:

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> GradcheckReport:
     if args.target:
         loss, params, grads = _load(args.target)
         return gradcheck(loss, params, grads, **options)
-    from preflight.callbacks import check_network
+    from preflight.network_check import check_network
 
     kwargs = {"l2": args.l2, "keep_prob": args.keep_prob}
     if args.bug and args.bug == "missing-l2" and args.l2 == 0:
