@@ -170,6 +170,28 @@ def test_float32_transform_is_as_accurate_as_float32_allows() -> None:
     np.testing.assert_allclose(s.inverse_transform(s.transform(x)), x, rtol=4 * f32, atol=4 * f32 * np.abs(x).max())
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(
+    "shape",
+    [(1, 1), (7, 3), (205, 20), (206, 20), (50_001, 20), (300_001, 7), (40, 5000)],
+    ids=lambda s: "x".join(map(str, s)),
+)
+def test_blocked_transform_is_bitwise_the_plain_formula_in_place_or_not(shape: tuple[int, int], dtype: type) -> None:
+    # The transform works in cache-sized blocks, views whole groups of rows as one long row, runs on two threads
+    # and keeps a remainder: none of that may change a single bit of (x - mean) * (1 / scale) in the input dtype.
+    # The shapes cover one row, a remainder of rows, several blocks and threads, and rows longer than a group.
+    rng = np.random.default_rng(shape[0] * 31 + shape[1])
+    x = (rng.standard_normal(shape) * rng.uniform(0.1, 10.0, shape[1]) + rng.uniform(-5, 5, shape[1])).astype(dtype)
+    s = Standardizer().fit(x)
+    mean, scale = s.mean_.astype(dtype), s.scale_.astype(dtype)
+    expected = (x - mean) * (1.0 / s.scale_).astype(dtype)
+    np.testing.assert_array_equal(s.transform(x), expected)
+    np.testing.assert_array_equal(s.inverse_transform(expected), expected * scale + mean)
+    y = x.copy()
+    assert s.transform(y, copy=False) is y
+    np.testing.assert_array_equal(y, expected)
+
+
 def test_inputs_are_never_modified_unless_copy_is_false() -> None:
     x = np.random.default_rng(5).standard_normal((50, 3))
     kept = x.copy()
@@ -197,6 +219,33 @@ def test_nan_and_inf_are_refused_naming_the_features() -> None:
     s = Standardizer().fit(np.arange(8.0).reshape(2, 4))
     with pytest.raises(ValueError, match=r"\['x1', 'x3'\]"):
         s.transform(x)
+
+
+def test_a_refused_in_place_transform_leaves_the_array_untouched() -> None:
+    # Large enough for several blocks and both threads: the bad value sits in the very last row, so a transform
+    # that worked block by block before checking would already have changed the first blocks.
+    x = np.random.default_rng(0).standard_normal((400_000, 12))
+    s = Standardizer().fit(x)
+    x[-1, 5] = np.nan
+    kept = x.copy()
+    with pytest.raises(ValueError, match=r"\['x5'\]"):
+        s.transform(x, copy=False)
+    np.testing.assert_array_equal(x, kept)
+    with pytest.raises(ValueError, match=r"\['x5'\]"):
+        s.transform(x)
+    np.testing.assert_array_equal(x, kept)
+
+
+def test_finite_input_whose_sum_or_result_overflows_is_no_nan_error() -> None:
+    # float16 holds 30000 but not the sum of three of them: the transform's quick finite test (one sum per block)
+    # sees inf, and the closer look at the input must clear it.
+    s = Standardizer().fit(np.array([[0.0], [60000.0]], dtype=np.float16))
+    z = np.zeros((1000, 1), dtype=np.float16)
+    np.testing.assert_array_equal(s.inverse_transform(z), np.full((1000, 1), 30000.0, dtype=np.float16))
+    # 2 * 30000 + 30000 overflows float16 itself: NumPy warns of the overflow, and the input (not the result) is
+    # what the NaN/inf error is about.
+    with pytest.warns(RuntimeWarning, match="overflow"):
+        assert np.isposinf(s.inverse_transform(np.full((3, 1), 2.0, dtype=np.float16))).all()
 
 
 def test_ignore_nan_leaves_nan_out_of_fit_and_passes_it_through() -> None:

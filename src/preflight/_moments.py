@@ -32,15 +32,15 @@ F64 = NDArray[np.float64]
 BLOCK_BYTES = 1 << 19
 
 
-def block_rows(n_features: int) -> int:
-    """Rows per block so that one block of float64 takes about ``BLOCK_BYTES``.
+def block_rows(n_features: int, itemsize: int = 8) -> int:
+    """Rows per block so that one block of ``itemsize``-byte values (float64 by default) takes about ``BLOCK_BYTES``.
 
     Examples
     --------
-    >>> block_rows(20)
-    3276
+    >>> block_rows(20), block_rows(20, itemsize=4)
+    (3276, 6553)
     """
-    return max(64, BLOCK_BYTES // (8 * max(n_features, 1)))
+    return max(64, BLOCK_BYTES // (itemsize * max(n_features, 1)))
 
 
 @dataclass(frozen=True)

@@ -348,26 +348,61 @@ class Standardizer:
         factor = None
         if self.with_std and self.scale_ is not None:
             factor = (self.scale_ if inverse else 1.0 / self.scale_).astype(dtype)
-        rows = block_rows(x.shape[1])
-        ones = np.ones(rows, dtype=dtype)
+        # NumPy broadcasts a row of statistics over a block one row at a time, so with 20 features its inner loop is
+        # 20 elements long and the loop overhead costs more than the copy. The statistics repeated ``reps`` times
+        # line up with ``reps`` rows of a C-contiguous block viewed as one long row: inner loops of >= 4096
+        # elements (1.5x faster in all, measured at 5e6 x 20).
+        p = x.shape[1]
+        reps = -(-_LONG_ROW // p)
+        rows = max(reps, block_rows(p, dtype.itemsize) // reps * reps)
+        long_mean = None if mean is None else np.tile(mean, reps)
+        long_factor = None if factor is None else np.tile(factor, reps)
+
+        def affine(target: NDArray[Any]) -> None:
+            # ``target`` is C-contiguous (fresh output, or an input that had to be for in-place work), so the reshape
+            # is a view and the arithmetic lands in ``target``.
+            whole = target.shape[0] // reps * reps
+            if whole:
+                _affine_in_place(target[:whole].reshape(-1, reps * p), long_mean, long_factor, inverse=inverse)
+            if whole < target.shape[0]:
+                _affine_in_place(target[whole:], mean, factor, inverse=inverse)
+
+        def check_finite(cached: NDArray[Any], source: NDArray[Any]) -> None:
+            # NaN and inf in the source survive the affine map and a sum, so one sum of the cached block finds them.
+            # NumPy's own reduction, not BLAS: a BLAS call here starts BLAS threads beside ours (10% slower on 2
+            # cores). A non-finite sum only means "look closer" and the source decides: a finite block whose result
+            # or sum overflows is no error.
+            if not np.isfinite(np.add.reduce(cached.reshape(-1))):
+                bad = nonfinite_columns(source, skip_nan=self.ignore_nan)
+                if bad:
+                    self._raise_nonfinite(source, bad)
+
+        def scan(start: int, stop: int) -> None:
+            for first in range(start, stop, rows):
+                block = x[first : min(first + rows, stop)]
+                check_finite(block, block)
 
         def work(start: int, stop: int) -> None:
             for first in range(start, stop, rows):
                 block, target = x[first : min(first + rows, stop)], out[first : min(first + rows, stop)]
-                if target is not block:
+                if not in_place:
                     # A block copy first: memcpy writes whole cache lines without reading them (ERMS), which is
                     # faster than a ufunc writing to fresh memory; the arithmetic then runs in cache.
                     np.copyto(target, block)
-                # Column sums (BLAS) of the cached block find NaN/inf; only then look closer (a huge but finite
-                # sum is no error).
-                if not np.isfinite(ones[: target.shape[0]] @ target).all():
-                    bad = nonfinite_columns(block, skip_nan=self.ignore_nan)
-                    if bad:
-                        self._raise_nonfinite(block, bad)
-                _affine_in_place(target, mean, factor, inverse=inverse)
+                affine(target)
+                if not in_place:
+                    check_finite(target, block)
 
+        if in_place:
+            # The caller's array is only changed once all of it is known to be valid: a bad value in the last
+            # block must not leave the first blocks transformed.
+            parallel_rows(x.shape[0], x.shape[1], scan)
         parallel_rows(x.shape[0], x.shape[1], work)
         return out
+
+
+#: Shortest inner loop worth running: below a few thousand elements NumPy's per-loop overhead shows.
+_LONG_ROW = 4096
 
 
 def _affine_in_place(
