@@ -6,7 +6,6 @@ saturated unit, a kink that training walks into), so the check runs at chosen it
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +13,7 @@ import numpy as np
 
 from preflight._typing import Params
 from preflight._validation import check_array, check_positive_int
+from preflight._warnings import warn
 from preflight.gradcheck import GradcheckReport
 from preflight.network_check import check_network
 from preflight.nn import Network
@@ -96,4 +96,4 @@ class GradcheckCallback:
                 message += f"; {report.hints[0]}"
             if self.raise_on_failure:
                 raise GradientCheckError(message + "\n" + str(report))
-            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            warn(message, RuntimeWarning)

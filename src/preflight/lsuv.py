@@ -9,7 +9,6 @@ scaled, so each layer sees the input it will see at the start of training.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +18,7 @@ from numpy.typing import DTypeLike
 from preflight import init as initializers
 from preflight._typing import Params, RngLike
 from preflight._validation import check_array, check_in_range, check_positive_int
+from preflight._warnings import warn
 from preflight.nn import Network
 
 __all__ = ["LSUVLayer", "LSUVResult", "LSUVWarning", "lsuv"]
@@ -126,11 +126,10 @@ def lsuv(
         converged = abs(variance - 1.0) <= tol
         if not converged:
             why = "its output is constant on the batch" if variance <= _DEAD_VARIANCE else "too few iterations"
-            warnings.warn(
+            warn(
                 f"LSUV: layer {layer} ends with output variance {variance:.3g} ({why}); "
                 "check the batch or raise max_iterations",
                 LSUVWarning,
-                stacklevel=2,
             )
         records.append(LSUVLayer(layer, before, variance, iterations, converged))
         if layer < network.depth:

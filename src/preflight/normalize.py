@@ -9,7 +9,6 @@ blocks so the extra memory stays small. Files, chunked sources, dask and PyTorch
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from numpy.typing import NDArray
 
 from preflight import normalize_io as io
 from preflight._moments import Moments, block_rows, chunk_moments, near_constant, nonfinite_columns, parallel_rows
+from preflight._warnings import warn
 
 __all__ = ["ConstantFeatureWarning", "NotFittedError", "Standardizer"]
 
@@ -327,11 +327,10 @@ class Standardizer:
         scale = np.where(constant, 1.0, np.sqrt(self.var_))
         self.scale_ = scale if self.with_std else None
         if constant.any() and self.with_std:
-            warnings.warn(
+            warn(
                 f"Standardizer: feature(s) {self._feature_names(np.flatnonzero(constant))} are constant or their "
                 "variance is within rounding error of zero; they get scale 1, so transform only centers them",
                 ConstantFeatureWarning,
-                stacklevel=3,
             )
 
     def _apply(self, X: Any, copy: bool | None, *, inverse: bool) -> NDArray[Any]:

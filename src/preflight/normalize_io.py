@@ -24,6 +24,7 @@ from preflight._io import atomic_write_text
 from preflight._moments import Moments, block_rows
 from preflight._optional import require
 from preflight._validation import check_array, check_positive_int, describe
+from preflight._warnings import warn
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -97,11 +98,9 @@ def as_2d(X: Any) -> tuple[NDArray[Any], list[str] | None]:
 def check_feature_names(fitted: NDArray[Any] | None, names: list[str] | None) -> None:
     """scikit-learn's rules (and messages) for column names seen in fit vs now."""
     if fitted is None and names is not None:
-        warnings.warn("X has feature names, but Standardizer was fitted without feature names", stacklevel=4)
+        warn("X has feature names, but Standardizer was fitted without feature names")
     elif fitted is not None and names is None:
-        warnings.warn(
-            "X does not have valid feature names, but Standardizer was fitted with feature names", stacklevel=4
-        )
+        warn("X does not have valid feature names, but Standardizer was fitted with feature names")
     elif fitted is not None and names is not None and list(fitted) != names:
         unseen = [n for n in names if n not in set(fitted)]
         missing = [str(n) for n in fitted if n not in set(names)]

@@ -32,7 +32,6 @@ every layer is. Doubtful layers raise a :class:`PropagationWarning` (one per ver
 from __future__ import annotations
 
 import math
-import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -44,6 +43,7 @@ from numpy.typing import NDArray
 
 from preflight._typing import Params
 from preflight._validation import check_in_range
+from preflight._warnings import warn
 from preflight.activations import ACTIVATIONS
 from preflight.nn import Network
 from preflight.report.text import format_table
@@ -459,9 +459,8 @@ def _warn(report: PropagationReport) -> None:
     for verdict in VERDICTS[:-1]:
         layers = report.layers_with(verdict)
         if layers:
-            warnings.warn(
+            warn(
                 f"{verdict} signal in layers {layer_ranges(layers)} of {len(report.layers)}; "
                 f"try init scheme {report.recommendation.scheme!r} ({report.recommendation.reason})",
                 PropagationWarning,
-                stacklevel=3,
             )

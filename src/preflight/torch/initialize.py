@@ -9,7 +9,6 @@ for tanh). The report says, per layer, what followed and what was chosen.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +19,7 @@ from torch import nn
 from preflight import init as initializers
 from preflight._typing import RngLike
 from preflight._validation import check_in_range, check_positive_int, describe
+from preflight._warnings import warn
 from preflight.lsuv import LSUVWarning
 from preflight.report.text import format_table
 
@@ -282,7 +282,7 @@ def _lsuv_scaled(
             variance = _output_variance(model, layer, inputs)
             iterations += 1
         if abs(variance - 1.0) > tol:
-            warnings.warn(f"LSUV: layer {name} ended with output variance {variance:.3g}", LSUVWarning, stacklevel=3)
+            warn(f"LSUV: layer {name} ended with output variance {variance:.3g}", LSUVWarning)
         weight = _weight(layer)
         records.append(LayerInit(name, tuple(weight.shape), _act_label(activations.get(name, ("none", None))),
                                  "orthogonal + rescale", float(weight.detach().double().std()), first, variance,

@@ -1,0 +1,36 @@
+"""Warnings that point at the caller's line, however deep inside preflight they are raised.
+
+A fixed ``stacklevel`` is right for one call path only: ``Standardizer.fit`` reaches the constant-feature warning
+one frame deeper than ``partial_fit`` does, and a callback's warning comes from inside ``Network.fit``. Walking out
+of the package's own files finds the user's frame on every path (what ``skip_file_prefixes`` does from Python 3.12).
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+__all__ = ["warn"]
+
+_PACKAGE = str(Path(__file__).resolve().parent)
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """Issue ``warnings.warn(message, category)`` attributed to the first frame outside preflight.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warn("careful", RuntimeWarning)
+    >>> caught[0].filename.startswith(_PACKAGE)
+    False
+    """
+    frame = sys._getframe(1)
+    level = 2  # 1 is this function, 2 the caller of warn()
+    while frame.f_back is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(_PACKAGE):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level)

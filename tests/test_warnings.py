@@ -1,0 +1,96 @@
+"""Every warning preflight issues points at the caller's line, not at a line inside preflight.
+
+One registry of calls that warn, one test: ``warnings`` shows the file and line it is attributed to, and a warning
+blamed on ``normalize.py:334`` tells the user nothing about which of their calls to fix.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from preflight import Standardizer
+from preflight.bugs import BuggyNetwork
+from preflight.callbacks import GradcheckCallback
+from preflight.lsuv import lsuv
+from preflight.nn import Network
+from preflight.propagation import analyze
+
+CONSTANT = np.column_stack([np.ones(6), np.arange(6.0)])
+
+
+def _partial_fit() -> None:
+    Standardizer().partial_fit(CONSTANT)
+
+
+def _fit_chunks() -> None:
+    Standardizer().fit_chunks([CONSTANT[:3], CONSTANT[3:]])
+
+
+def _feature_names() -> None:
+    pd = pytest.importorskip("pandas")
+    Standardizer().fit(pd.DataFrame(CONSTANT[:, 1:], columns=["a"])).transform(CONSTANT[:, 1:])
+
+
+def _propagation() -> None:
+    rng = np.random.default_rng(0)
+    net = Network([64] * 16 + [4], hidden="relu", output="softmax")
+    analyze(net, net.init(1, "lecun"), rng.standard_normal((64, 64)), rng.integers(0, 4, 64))
+
+
+def _lsuv() -> None:
+    lsuv(Network([4, 8, 2], hidden="relu", output="softmax"), np.zeros((10, 4)), 0)
+
+
+def _callback() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 3))
+    y = (X[:, 0] * X[:, 1] > 0).astype(int)
+    net = BuggyNetwork([3, 6, 4, 1], hidden="tanh", output="sigmoid", bug="factor-2")
+    net.fit(net.init(0, "glorot"), X, y, learning_rate=0.1, iterations=1, callbacks=[GradcheckCallback(net, X, y)])
+
+
+def _torch_lsuv() -> None:
+    torch = pytest.importorskip("torch")
+    from preflight.torch import initialize
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    initialize(model, "lsuv", batch=torch.zeros(64, 4))
+
+
+def _torch_propagation() -> None:
+    torch = pytest.importorskip("torch")
+    from preflight.torch import propagation
+
+    layers = [m for _ in range(10) for m in (torch.nn.Linear(32, 32), torch.nn.Tanh())]
+    model = torch.nn.Sequential(*layers)
+    with torch.no_grad():
+        for m in model:
+            if isinstance(m, torch.nn.Linear):
+                m.weight.normal_(0.0, 1.0)
+    propagation(model, torch.randn(128, 32))
+
+
+WARNING_CALLS: dict[str, Callable[[], None]] = {
+    "Standardizer.fit, constant feature": lambda: Standardizer().fit(CONSTANT),
+    "Standardizer.partial_fit, constant feature": _partial_fit,
+    "Standardizer.fit_chunks, constant feature": _fit_chunks,
+    "Standardizer.transform, feature names": _feature_names,
+    "propagation.analyze": _propagation,
+    "lsuv, constant batch": _lsuv,
+    "GradcheckCallback in Network.fit": _callback,
+    "preflight.torch.initialize, LSUV": _torch_lsuv,
+    "preflight.torch.propagation": _torch_propagation,
+}
+
+
+@pytest.mark.parametrize("call", WARNING_CALLS.values(), ids=WARNING_CALLS.keys())
+def test_warnings_point_at_the_callers_line(call: Callable[[], None]) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        call()
+    assert caught, "the call was expected to warn"
+    assert {w.filename for w in caught} == {__file__}, [(w.filename, w.lineno, str(w.message)) for w in caught]
