@@ -17,13 +17,13 @@ summation) is the same here, so the values agree with :meth:`preflight.nn.Networ
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from preflight._blas import one_blas_thread
 from preflight._typing import Params
 from preflight._validation import describe
 from preflight.gradcheck import GradcheckReport, NondeterministicLossError
@@ -96,7 +96,7 @@ class NetworkPerturbedLoss:
 
     def __call__(self, offsets: Mapping[str, A], /) -> dict[str, F64]:
         checked = {name: self._offset(name, offset) for name, offset in offsets.items()}
-        with _one_blas_thread():
+        with one_blas_thread():
             return {name: self._tensor(name, offset) for name, offset in checked.items()}
 
     def _offset(self, name: str, offset: Any) -> A:
@@ -388,22 +388,6 @@ def check_network(
 
     analytic = grads if grads is not None else net.gradients(params, X, y, masks=masks)
     return run_check(loss, params, analytic, evaluator=evaluator, **options)
-
-
-@contextmanager
-def _one_blas_thread() -> Iterator[None]:
-    """Limit BLAS to one thread (with threadpoolctl, when installed) for the many small batched products.
-
-    Measured here (2 cores, OpenBLAS): a (2048 x 128) @ (128 x 10) product takes 0.3 ms on one thread and 12 ms on
-    two when the cores are shared, because waking the second thread waits for the scheduler.
-    """
-    try:
-        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
-    except ImportError:  # pragma: no cover - optional speed-up only
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 def _coth_bound(dtype: np.dtype[Any]) -> float:

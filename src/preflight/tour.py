@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from preflight._blas import one_blas_thread
 from preflight._io import atomic_write_text
 from preflight._optional import require
 from preflight.experiments import load
@@ -262,8 +263,8 @@ def run_tour(output: str | Path = "preflight-report", *, quick: bool = False, pr
     sections = []
     # One BLAS thread: the tour's matrices are small, and a multithreaded BLAS on 2 cores ran the depth section
     # 12x slower here (93 s against 7.5 s) whenever anything else was running.
-    threadpoolctl = require("threadpoolctl", extra="data", purpose="The tour")
-    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+    require("threadpoolctl", extra="data", purpose="The tour")
+    with one_blas_thread():
         for number, build in enumerate(SECTIONS, start=1):
             began = time.perf_counter()
             print(f"[{number}/{len(SECTIONS)}] {build.__name__.strip('_')} ...", file=stream, flush=True)
