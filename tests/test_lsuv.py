@@ -24,8 +24,8 @@ def test_every_layer_output_has_unit_variance_on_the_batch(hidden: str, dtype: t
     X = batch()
     result = lsuv(net, X, 0, tol=0.05, dtype=dtype)
     assert result.converged and len(result.layers) == net.depth
-    cache = net._forward_pass(result.params, X.astype(dtype), None)
-    for record, z in zip(result.layers, cache.logits, strict=True):
+    trace = net.trace(result.params, X.astype(dtype))
+    for record, z in zip(result.layers, trace.logits, strict=True):
         # Recomputed independently through the network's own forward pass; float32 variance within ~1e-6.
         assert np.var(z, dtype=np.float64) == pytest.approx(record.variance_after, rel=1e-4)
         assert abs(record.variance_after - 1.0) <= 0.05

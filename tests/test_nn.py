@@ -108,8 +108,21 @@ def test_inverted_dropout_scales_kept_units(small_problem) -> None:
     net, params, X, _ = small_problem(keep_prob=0.5, hidden="linear", output="linear", m=4)
     all_kept = tuple(np.ones((X.shape[0], n), dtype=bool) for n in net.sizes[1:-1])
     # Keeping every unit with keep_prob 0.5 doubles each hidden activation.
-    cache = net._forward_pass(params, X, all_kept)
-    np.testing.assert_allclose(cache.inputs[1], 2 * cache.activations[0])
+    trace = net.trace(params, X, masks=all_kept)
+    np.testing.assert_allclose(trace.inputs[1], 2 * trace.activations[0])
+
+
+def test_trace_keeps_every_layer_and_ends_in_the_output(small_problem) -> None:
+    net, params, X, _ = small_problem(hidden="tanh", output="softmax", m=6)
+    trace = net.trace(params, X)
+    assert len(trace.inputs) == len(trace.logits) == net.depth and len(trace.activations) == net.depth - 1
+    np.testing.assert_array_equal(trace.inputs[0], X)
+    for layer in range(1, net.depth):
+        np.testing.assert_allclose(trace.activations[layer - 1], np.tanh(trace.logits[layer - 1]))
+        np.testing.assert_array_equal(trace.inputs[layer], trace.activations[layer - 1])  # no masks: no dropout
+    np.testing.assert_allclose(net.head.output(trace.logits[-1]), net.forward(params, X))
+    with pytest.raises(ValueError, match=r"masks: given, but keep_prob is 1\.0"):
+        net.trace(params, X, masks=(np.ones((6, 2), dtype=bool),))
 
 
 def test_fit_leaves_the_callers_parameters_untouched_and_lowers_the_cost(small_problem) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import warnings
@@ -17,8 +18,12 @@ from preflight.propagation import (
     Thresholds,
     analyze,
     layer_ranges,
+    layer_verdict,
     mean_field,
+    overall_verdict,
     recommend,
+    recommend_for,
+    saturated_fraction,
 )
 
 DTYPES = [np.float32, np.float64]
@@ -294,3 +299,46 @@ def test_propagate_command_rejects_bad_input_with_one_line(
     assert main(["propagate", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+# ---------------------------------------------------------------------- the public pieces of analyze
+def test_layer_verdict_takes_the_first_that_applies_in_order_of_severity() -> None:
+    calm = {"dead_fraction": None, "saturated_fraction": None, "forward_ratio": 1.0, "backward_ratio": 1.0}
+    assert layer_verdict(calm) == "healthy"
+    assert layer_verdict({**calm, "forward_ratio": 1e3}) == "exploding"
+    assert layer_verdict({**calm, "backward_ratio": 1e-3}) == "vanishing"
+    # forward 20 and backward 20 each pass, but together the signal grows 400x
+    assert layer_verdict({**calm, "forward_ratio": 20.0, "backward_ratio": 20.0}) == "exploding"
+    assert layer_verdict({**calm, "saturated_fraction": 0.5, "forward_ratio": 1e3}) == "saturated"
+    assert layer_verdict({**calm, "dead_fraction": 0.6, "saturated_fraction": 0.5}) == "dead"
+    assert layer_verdict({**calm, "forward_ratio": 1e3}, Thresholds(exploding=1e4)) == "healthy"
+
+
+def test_overall_verdict_is_the_most_common_doubt_and_ties_go_to_the_more_severe() -> None:
+    net, params, X, y = problem("relu", "he", depth=4, width=16, m=32)
+    layers = list(quiet_analyze(net, params, X, y).layers)  # type: ignore[attr-defined]
+    relabel = lambda *verdicts: [dataclasses.replace(s, verdict=v) for s, v in zip(layers, verdicts, strict=True)]  # noqa: E731
+    assert overall_verdict(relabel("healthy", "healthy", "healthy", "healthy", "healthy")) == "healthy"
+    assert overall_verdict(relabel("vanishing", "vanishing", "dead", "healthy", "healthy")) == "vanishing"
+    assert overall_verdict(relabel("vanishing", "dead", "healthy", "healthy", "healthy")) == "dead"
+
+
+def test_recommend_for_names_one_scheme_per_activation_and_refuses_unknown_ones() -> None:
+    assert [recommend_for([a]).scheme for a in ("relu", "leaky_relu", "tanh", "sigmoid", "linear")] == [
+        "he",
+        "he",
+        "lecun",
+        "glorot",
+        "orthogonal",
+    ]
+    assert recommend_for(["relu", "tanh", "relu"]).scheme == "lsuv"
+    with pytest.raises(ValueError, match=r"activations: expected names among .*got 'gelu'"):
+        recommend_for(["gelu"])
+
+
+def test_saturated_fraction_counts_the_flat_ends_of_bounded_activations_only() -> None:
+    z = np.array([-6.0, -1.0, 0.0, 1.0, 6.0])
+    assert saturated_fraction("tanh", np.tanh(z)) == pytest.approx(0.4)
+    assert saturated_fraction("sigmoid", 1 / (1 + np.exp(-z))) == pytest.approx(0.4)
+    assert saturated_fraction("tanh", np.tanh(z), level=0.5) == pytest.approx(0.8)
+    assert saturated_fraction("relu", np.maximum(z, 0)) is None

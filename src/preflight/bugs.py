@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 
 from preflight._typing import Params
 from preflight._validation import check_choice
-from preflight.nn import DropoutMasks, Network, _Cache
+from preflight.nn import DropoutMasks, Network, Trace
 
 __all__ = ["BUGS", "BuggyNetwork", "broken_tensors"]
 
@@ -110,7 +110,7 @@ class BuggyNetwork(Network):
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f", bug={self.bug!r})"
 
-    def _backward(self, params: Params, cache: _Cache, targets: A, masks: DropoutMasks | None) -> Params:
+    def _backward(self, params: Params, cache: Trace, targets: A, masks: DropoutMasks | None) -> Params:
         m = targets.shape[0]
         dtype = targets.dtype.type
         bug = self.bug

@@ -25,7 +25,7 @@ from preflight._validation import check_array, check_choice, check_in_range, che
 from preflight.activations import ACTIVATIONS, Activation
 from preflight.heads import HEADS, Head
 
-__all__ = ["DropoutMasks", "History", "Network", "gradcheck"]
+__all__ = ["DropoutMasks", "History", "Network", "Trace", "gradcheck"]
 
 A = NDArray[Any]
 #: One boolean keep-mask per hidden layer, shape (m, n_l): True where the unit is kept.
@@ -34,12 +34,22 @@ Callback = Callable[[int, Params], None]
 
 
 @dataclass(frozen=True)
-class _Cache:
-    """What the forward pass keeps for backprop: inputs of every layer, logits, pre-dropout activations."""
+class Trace:
+    """Everything one forward pass computed, layer by layer (what backprop needs, and what a diagnosis looks at).
 
-    inputs: list[A]  # A_0 = X, A_1, ..., A_{L-1} (after dropout): the input of layer l is inputs[l - 1]
-    logits: list[A]  # Z_1, ..., Z_L
-    activations: list[A]  # phi(Z_1), ..., phi(Z_{L-1}) before dropout, for the derivative
+    Attributes
+    ----------
+    inputs : list of ndarray
+        ``A_0 = X, A_1, ..., A_{L-1}``, after dropout: the input of layer ``l`` is ``inputs[l - 1]``.
+    logits : list of ndarray
+        Pre-activations ``Z_1, ..., Z_L``; ``logits[-1]`` is the output layer's, before the head.
+    activations : list of ndarray
+        ``phi(Z_1), ..., phi(Z_{L-1})`` before dropout.
+    """
+
+    inputs: list[A]
+    logits: list[A]
+    activations: list[A]
 
 
 @dataclass
@@ -205,8 +215,24 @@ class Network:
         return self.dropout_masks(np.random.default_rng() if rng is None else rng, m)
 
     # ------------------------------------------------------------------ forward and backward
-    def _forward_pass(self, params: Params, X: A, masks: DropoutMasks | None) -> _Cache:
-        cache = _Cache(inputs=[X], logits=[], activations=[])
+    def trace(self, params: Params, X: Any, *, masks: DropoutMasks | None = None) -> Trace:
+        """Run the forward pass and keep every layer's input, pre-activation and activation.
+
+        Without ``masks`` no dropout is applied (inference); pass frozen masks from :meth:`dropout_masks` to see a
+        training pass.
+
+        Examples
+        --------
+        >>> net = Network([3, 5, 2], hidden="relu", output="softmax")
+        >>> trace = net.trace(net.init(0, "he"), np.ones((4, 3)))
+        >>> [z.shape for z in trace.logits], len(trace.activations)
+        ([(4, 5), (4, 2)], 1)
+        """
+        _, X = self._inputs(params, X)
+        return self._forward_pass(params, X, self._masks(X.shape[0], None, masks) if masks is not None else None)
+
+    def _forward_pass(self, params: Params, X: A, masks: DropoutMasks | None) -> Trace:
+        cache = Trace(inputs=[X], logits=[], activations=[])
         scale = X.dtype.type(1.0 / self.keep_prob)
         a = X
         for layer in range(1, self.depth + 1):
@@ -220,7 +246,7 @@ class Network:
                 cache.inputs.append(a)
         return cache
 
-    def _cost(self, params: Params, cache: _Cache, targets: A) -> float:
+    def _cost(self, params: Params, cache: Trace, targets: A) -> float:
         m = int(targets.shape[0])
         data: float = float(np.sum(self.head.losses(cache.logits[-1], targets), dtype=np.float64)) / m
         if self.l2 == 0.0:
@@ -228,7 +254,7 @@ class Network:
         squares = sum(float(np.sum(np.square(params[f"W{k}"], dtype=np.float64))) for k in range(1, self.depth + 1))
         return data + self.l2 / (2 * m) * float(squares)
 
-    def _backward(self, params: Params, cache: _Cache, targets: A, masks: DropoutMasks | None) -> Params:
+    def _backward(self, params: Params, cache: Trace, targets: A, masks: DropoutMasks | None) -> Params:
         m = targets.shape[0]
         dtype = targets.dtype.type
         scale = dtype(1.0 / self.keep_prob)

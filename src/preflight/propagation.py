@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +41,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from preflight._stats import norm, ratio, rms, sigma_w2
 from preflight._typing import Params
 from preflight._validation import check_in_range
 from preflight._warnings import warn
@@ -57,8 +58,12 @@ __all__ = [
     "Thresholds",
     "analyze",
     "layer_ranges",
+    "layer_verdict",
     "mean_field",
+    "overall_verdict",
     "recommend",
+    "recommend_for",
+    "saturated_fraction",
 ]
 
 Verdict = Literal["healthy", "vanishing", "exploding", "saturated", "dead"]
@@ -151,6 +156,17 @@ class PropagationReport:
     def layers_with(self, verdict: str) -> list[int]:
         """Layer numbers with this verdict."""
         return [s.layer for s in self.layers if s.verdict == verdict]
+
+    def warn(self) -> None:
+        """Issue one :class:`PropagationWarning` per doubtful verdict, naming its layers and the scheme to try."""
+        for verdict in VERDICTS[:-1]:
+            layers = self.layers_with(verdict)
+            if layers:
+                warn(
+                    f"{verdict} signal in layers {layer_ranges(layers)} of {len(self.layers)}; "
+                    f"try init scheme {self.recommendation.scheme!r} ({self.recommendation.reason})",
+                    PropagationWarning,
+                )
 
     def to_json(self) -> dict[str, Any]:
         """Plain dicts and numbers (None where a figure does not apply)."""
@@ -305,11 +321,11 @@ def analyze(
     """
     learning_rate = check_in_range(learning_rate, name="learning_rate", low=0.0, high=math.inf, low_open=True)
     thresholds = thresholds if thresholds is not None else Thresholds()
-    _, X = network._inputs(params, X)
-    targets = network._targets(X, y)
-    cache = network._forward_pass(params, X, None)
+    cache = network.trace(params, X)
+    X = cache.inputs[0]
+    targets = network.head.targets(y, m=X.shape[0], k=network.sizes[-1], dtype=X.dtype)
     deltas, activation_grads, weight_grads = _backward(network, params, cache.inputs, cache.logits, targets)
-    input_rms = _rms(X)
+    input_rms = rms(X)
     predicted = _predicted_rms(network, params, input_rms)
     layers = []
     for layer in range(1, network.depth + 1):
@@ -320,32 +336,34 @@ def analyze(
         w = params[f"W{layer}"]
         chi_measured = chi_predicted = None
         if hidden:
-            chi_measured = _ratio(deltas[layer - 1] ** 2, deltas[layer] ** 2)
+            chi_measured = ratio(deltas[layer - 1] ** 2, deltas[layer] ** 2)
             q = predicted[layer - 1] ** 2
-            chi_predicted = _sigma_w2(params[f"W{layer + 1}"]) * mean_field(name, q)[1]
+            chi_predicted = sigma_w2(params[f"W{layer + 1}"]) * mean_field(name, q)[1]
         stats = dict(
             layer=layer,
             activation=name,
-            sigma_w2=_sigma_w2(w),
+            sigma_w2=sigma_w2(w),
             mean=float(np.mean(a, dtype=np.float64)),
             std=float(np.std(a, dtype=np.float64)),
-            pre_rms=_rms(z),
+            pre_rms=rms(z),
             predicted_rms=predicted[layer - 1],
-            saturated_fraction=_saturated(name, a, thresholds.saturation_level),
+            saturated_fraction=saturated_fraction(name, a, thresholds.saturation_level),
             dead_fraction=float(np.mean(np.all(z <= 0, axis=0))) if name == "relu" else None,
             delta_norm=deltas[layer - 1],
             activation_grad_norm=activation_grads[layer - 1],
             weight_grad_norm=weight_grads[layer - 1],
-            update_ratio=learning_rate * _ratio(weight_grads[layer - 1], _norm(w)),
+            update_ratio=learning_rate * ratio(weight_grads[layer - 1], norm(w)),
             chi_measured=chi_measured,
             chi_predicted=chi_predicted,
-            forward_ratio=_ratio(_rms(z), input_rms),
-            backward_ratio=_ratio(deltas[layer - 1], deltas[-1]),
+            forward_ratio=ratio(rms(z), input_rms),
+            backward_ratio=ratio(deltas[layer - 1], deltas[-1]),
         )
-        layers.append(LayerStats(**stats, verdict=_verdict(stats, thresholds)))  # type: ignore[arg-type]
-    report = PropagationReport(tuple(layers), _overall(layers), recommend(network, params), learning_rate, thresholds)
+        layers.append(LayerStats(**stats, verdict=layer_verdict(stats, thresholds)))  # type: ignore[arg-type]
+    report = PropagationReport(
+        tuple(layers), overall_verdict(layers), recommend(network, params), learning_rate, thresholds
+    )
     if warn:
-        _warn(report)
+        report.warn()
     return report
 
 
@@ -357,14 +375,28 @@ def recommend(network: Network, params: Params | None = None) -> Recommendation:
     >>> recommend(Network([4, 8, 1], hidden="relu")).scheme
     'he'
     """
-    kinds = sorted(set(network.hidden)) or ["linear"]
+    advice = recommend_for(network.hidden)
+    if params is None or network.depth == 1 or advice.scheme == "lsuv":
+        return advice
+    variances = [sigma_w2(params[f"W{layer}"]) for layer in range(2, network.depth + 1)]
+    spread = f"from {min(variances):.3g} to {max(variances):.3g}"
+    return Recommendation(advice.scheme, f"{advice.reason}; these weights have sigma_w^2 = fan_in * mean(W^2) {spread}")
+
+
+def recommend_for(activations: Sequence[str]) -> Recommendation:
+    """The init scheme for hidden layers with these activations: one scheme per kind, LSUV when they are mixed.
+
+    Examples
+    --------
+    >>> recommend_for(["tanh", "tanh"]).scheme, recommend_for(["relu", "tanh"]).scheme, recommend_for([]).scheme
+    ('lecun', 'lsuv', 'orthogonal')
+    """
+    kinds = sorted(set(activations)) or ["linear"]
     if len(kinds) > 1:
         return Recommendation("lsuv", f"mixed activations {kinds}: LSUV scales each layer to unit output variance")
-    scheme, reason = _RECOMMENDED[kinds[0]]
-    if params is not None and network.depth > 1:
-        sigma_w2 = [_sigma_w2(params[f"W{layer}"]) for layer in range(2, network.depth + 1)]
-        reason += f"; these weights have sigma_w^2 = fan_in * mean(W^2) from {min(sigma_w2):.3g} to {max(sigma_w2):.3g}"
-    return Recommendation(scheme, reason)
+    if kinds[0] not in _RECOMMENDED:
+        raise ValueError(f"activations: expected names among {sorted(_RECOMMENDED)}, got {kinds[0]!r}")
+    return Recommendation(*_RECOMMENDED[kinds[0]])
 
 
 # ---------------------------------------------------------------------- helpers
@@ -381,9 +413,9 @@ def _backward(
     da = dz
     for layer in range(network.depth, 0, -1):
         w = params[f"W{layer}"]
-        deltas.append(_norm(dz))
-        activation_grads.append(_norm(da))
-        weight_grads.append(_norm(dz.T @ inputs[layer - 1] + dtype(network.l2 / m) * w))
+        deltas.append(norm(dz))
+        activation_grads.append(norm(da))
+        weight_grads.append(norm(dz.T @ inputs[layer - 1] + dtype(network.l2 / m) * w))
         if layer > 1:
             da = dz @ w
             z = logits[layer - 2]
@@ -397,33 +429,24 @@ def _predicted_rms(network: Network, params: Params, input_rms: float) -> list[f
     out = []
     for layer in range(1, network.depth + 1):
         bias = params[f"b{layer}"]
-        q = _sigma_w2(params[f"W{layer}"]) * second_moment + float(np.mean(np.square(bias, dtype=np.float64)))
+        q = sigma_w2(params[f"W{layer}"]) * second_moment + float(np.mean(np.square(bias, dtype=np.float64)))
         out.append(math.sqrt(q))
         if layer < network.depth:
             second_moment = mean_field(network.hidden[layer - 1], q)[0]
     return out
 
 
-def _sigma_w2(w: A) -> float:
-    return float(np.mean(np.square(w, dtype=np.float64))) * int(w.shape[1])
+def saturated_fraction(activation: str, a: A, level: float = 0.99) -> float | None:
+    """Fraction of a bounded activation's outputs beyond ``level`` of its range (None for unbounded ones).
 
+    tanh counts ``|a| > level``; sigmoid counts ``|2a - 1| > level``, the same in its (0, 1) range.
 
-def _norm(x: A) -> float:
-    return float(np.sqrt(np.sum(np.square(x, dtype=np.float64))))
-
-
-def _rms(x: A) -> float:
-    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
-
-
-def _ratio(numerator: Any, denominator: Any) -> float:
-    top, bottom = float(numerator), float(denominator)
-    if bottom == 0.0:
-        return 0.0 if top == 0.0 else math.inf
-    return top / bottom
-
-
-def _saturated(name: str, a: A, level: float) -> float | None:
+    Examples
+    --------
+    >>> saturated_fraction("tanh", np.tanh(np.array([0.1, 5.0]))), saturated_fraction("relu", np.ones(3))
+    (0.5, None)
+    """
+    name = activation
     if name == "tanh":
         return float(np.mean(np.abs(a) > level))
     if name == "sigmoid":
@@ -431,7 +454,7 @@ def _saturated(name: str, a: A, level: float) -> float | None:
     return None
 
 
-_CHECKS: dict[str, Callable[[dict[str, Any], Thresholds], bool]] = {
+_CHECKS: dict[str, Callable[[Mapping[str, Any], Thresholds], bool]] = {
     "dead": lambda s, t: s["dead_fraction"] is not None and s["dead_fraction"] >= t.dead,
     "saturated": lambda s, t: s["saturated_fraction"] is not None and s["saturated_fraction"] >= t.saturated,
     "exploding": lambda s, t: max(s["forward_ratio"], s["backward_ratio"], _product(s)) > t.exploding,
@@ -439,28 +462,35 @@ _CHECKS: dict[str, Callable[[dict[str, Any], Thresholds], bool]] = {
 }
 
 
-def _product(stats: dict[str, Any]) -> float:
+def _product(stats: Mapping[str, Any]) -> float:
     forward, backward = stats["forward_ratio"], stats["backward_ratio"]
     return 0.0 if forward == 0.0 or backward == 0.0 else float(forward * backward)
 
 
-def _verdict(stats: dict[str, Any], thresholds: Thresholds) -> str:
+def layer_verdict(stats: Mapping[str, Any], thresholds: Thresholds | None = None) -> str:
+    """The verdict for one layer from its statistics (the fields of :class:`LayerStats` but ``verdict``).
+
+    The first that applies, in this order: dead, saturated, exploding, vanishing; else healthy. Used by
+    :func:`analyze` and by :func:`preflight.torch.propagation`, so both judge a layer the same way.
+
+    Examples
+    --------
+    >>> layer_verdict({"dead_fraction": None, "saturated_fraction": 0.01, "forward_ratio": 1e-4, "backward_ratio": 1.0})
+    'vanishing'
+    """
+    thresholds = thresholds if thresholds is not None else Thresholds()
     return next((name for name, check in _CHECKS.items() if check(stats, thresholds)), "healthy")
 
 
-def _overall(layers: list[LayerStats]) -> str:
+def overall_verdict(layers: Sequence[LayerStats]) -> str:
+    """The network's verdict: the most common non-healthy layer verdict (ties go to the more severe), else healthy.
+
+    Examples
+    --------
+    >>> overall_verdict([])
+    'healthy'
+    """
     counts = Counter(s.verdict for s in layers if s.verdict != "healthy")
     if not counts:
         return "healthy"
     return max(counts, key=lambda v: (counts[v], -VERDICTS.index(v)))
-
-
-def _warn(report: PropagationReport) -> None:
-    for verdict in VERDICTS[:-1]:
-        layers = report.layers_with(verdict)
-        if layers:
-            warn(
-                f"{verdict} signal in layers {layer_ranges(layers)} of {len(report.layers)}; "
-                f"try init scheme {report.recommendation.scheme!r} ({report.recommendation.reason})",
-                PropagationWarning,
-            )

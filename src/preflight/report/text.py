@@ -29,10 +29,10 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title
     Examples
     --------
     >>> print(format_table(["a", "b"], [["x", 1.0], ["yy", 22.5]]))
-    a   |    b
-    ----+-----
-    x   |    1
-    yy  | 22.5
+    a  |    b
+    ---+-----
+    x  |    1
+    yy | 22.5
     """
     cells = [[format_number(v) for v in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]

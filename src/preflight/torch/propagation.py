@@ -18,6 +18,7 @@ from torch import nn
 from torch.func import functional_call
 
 from preflight import propagation as core
+from preflight._stats import norm, ratio, rms
 from preflight._validation import check_in_range, describe
 from preflight.init import fans
 from preflight.torch.initialize import LAYERS, following_activations
@@ -87,13 +88,12 @@ def propagation(
         for m, training in flags.items():
             m.training = training
     layers = _stats(record, activations, inputs, learning_rate, thresholds)
-    kinds = sorted({s.activation for s in layers[:-1]}) or ["linear"]
-    scheme, reason = core._RECOMMENDED[kinds[0]] if len(kinds) == 1 else ("lsuv", f"mixed activations {kinds}")
+    recommendation = core.recommend_for([s.activation for s in layers[:-1]])
     report = core.PropagationReport(
-        tuple(layers), core._overall(layers), core.Recommendation(scheme, reason), learning_rate, thresholds
+        tuple(layers), core.overall_verdict(layers), recommendation, learning_rate, thresholds
     )
     if warn:
-        core._warn(report)
+        report.warn()
     return report
 
 
@@ -166,23 +166,23 @@ def _stats(
         if hidden:
             mf = name if name in ("relu", "leaky_relu", "tanh", "sigmoid", "linear") else "relu"
             second_moment = core.mean_field(mf, q)[0]
-            chi_measured = core._ratio(norms[i] ** 2, norms[i + 1] ** 2)
+            chi_measured = ratio(norms[i] ** 2, norms[i + 1] ** 2)
             w_next = _np(record[i + 1]["w"])
             chi_predicted = float(np.mean(w_next**2)) * fans(tuple(w_next.shape))[0] * core.mean_field(mf, q)[1]
         dx_next = record[i + 1].get("dx") if hidden else e.get("dz")
         channel_axis = 1 if z.ndim > 2 else -1
         stats = dict(
             layer=i + 1, activation=name, sigma_w2=sigma_w2, mean=float(np.mean(a)), std=float(np.std(a)),
-            pre_rms=core._rms(z), predicted_rms=predicted[-1],
-            saturated_fraction=core._saturated(name, a, thresholds.saturation_level),
+            pre_rms=rms(z), predicted_rms=predicted[-1],
+            saturated_fraction=core.saturated_fraction(name, a, thresholds.saturation_level),
             dead_fraction=_dead(z, channel_axis) if name == "relu" else None, delta_norm=norms[i],
             activation_grad_norm=float(np.linalg.norm(_np(dx_next))) if dx_next is not None else math.nan,
-            weight_grad_norm=core._norm(_np(e["dw"])),
-            update_ratio=learning_rate * core._ratio(core._norm(_np(e["dw"])), core._norm(w)),
-            chi_measured=chi_measured, chi_predicted=chi_predicted, forward_ratio=core._ratio(core._rms(z), input_rms),
-            backward_ratio=core._ratio(norms[i], norms[-1]),
+            weight_grad_norm=norm(_np(e["dw"])),
+            update_ratio=learning_rate * ratio(norm(_np(e["dw"])), norm(w)),
+            chi_measured=chi_measured, chi_predicted=chi_predicted, forward_ratio=ratio(rms(z), input_rms),
+            backward_ratio=ratio(norms[i], norms[-1]),
         )  # fmt: skip
-        out.append(core.LayerStats(**stats, verdict=core._verdict(stats, thresholds)))  # type: ignore[arg-type]
+        out.append(core.LayerStats(**stats, verdict=core.layer_verdict(stats, thresholds)))  # type: ignore[arg-type]
     return out
 
 
