@@ -4,6 +4,7 @@ Side by side, in one run, on the same network and parameter values:
 
 - ``torch.autograd.gradcheck(fast_mode=False)`` on a torch function computing the same cost from the flat parameters;
 - the textbook NumPy loop (copy theta per coordinate, eps = 1e-7, central differences);
+- ``scipy.optimize.check_grad`` (one-sided differences, so half the evaluations, and only an absolute norm back);
 - preflight's black-box check (``preflight.gradcheck`` on ``net.cost``), against its floor of 2 x P loss evaluations;
 - preflight's structure-aware check (``preflight.nn.gradcheck``).
 
@@ -88,6 +89,26 @@ def textbook(net: Network, params: dict[str, np.ndarray], X: np.ndarray, y: np.n
     return float(np.linalg.norm(grad - approx) / (np.linalg.norm(grad) + np.linalg.norm(approx)))
 
 
+def scipy_check(net: Network, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray) -> float:
+    """``scipy.optimize.check_grad`` on the flat parameters: the norm of (analytic - one-sided numeric), absolute."""
+    from scipy.optimize import check_grad
+
+    names = list(params)
+    shapes = [params[n].shape for n in names]
+    bounds = np.cumsum([0] + [int(np.prod(shape)) for shape in shapes])
+
+    def unravel(theta: np.ndarray) -> dict[str, np.ndarray]:
+        pieces = zip(names, bounds[:-1], bounds[1:], shapes, strict=True)
+        return {n: theta[a:b].reshape(shape) for n, a, b, shape in pieces}
+
+    def gradient(theta: np.ndarray) -> np.ndarray:
+        grads = net.gradients(unravel(theta), X, y)
+        return np.concatenate([grads[n].reshape(-1) for n in names])
+
+    theta = np.concatenate([params[n].reshape(-1) for n in names])
+    return float(check_grad(lambda t: net.cost(unravel(t), X, y), gradient, theta))
+
+
 def torch_check(net: Network, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray) -> bool:
     import torch
 
@@ -128,6 +149,7 @@ def measure(text: str, *, quick: bool) -> list[str]:
     else:
         torch_ok, torch_wall, torch_cpu = timed(lambda: torch_check(net, params, X, y))
     book, book_wall, book_cpu = timed(lambda: textbook(net, params, X, y))
+    sp, sp_wall, sp_cpu = timed(lambda: scipy_check(net, params, X, y))
     grads = net.gradients(params, X, y)
     box, box_wall, box_cpu = timed(
         lambda: preflight.gradcheck(lambda p: net.cost(p, X, y), params, grads, progress=False)
@@ -139,10 +161,12 @@ def measure(text: str, *, quick: bool) -> list[str]:
         f"{loss_s * 1e6:.0f} us",
         f"{torch_cpu:.2f} s ({torch_wall:.1f})" + ("" if torch_ok is None else " ok" if torch_ok else " FAIL"),
         f"{book_cpu:.2f} s ({book_wall:.1f}) d={book:.1e}",
+        f"{sp_cpu:.2f} s ({sp_wall:.1f}) |d|={sp:.1e}",
         f"{box_cpu:.2f} s ({box_wall:.1f}) {'ok' if box.passed else 'FAIL'}",
         f"{box_cpu / floor:.2f}",
         f"{ours_cpu:.2f} s ({ours_wall:.1f}) {'ok' if ours.passed else 'FAIL'}",
         f"{torch_cpu / ours_cpu:.1f}x",
+        f"{sp_cpu / ours_cpu:.1f}x",
         f"{box_cpu / ours_cpu:.1f}x",
     ]
 
@@ -165,7 +189,8 @@ def main() -> None:
     print(
         f"CPU seconds (wall seconds in parentheses), {args.threads} thread(s), float64, batch {BATCH}, every "
         "coordinate two-sided. 'black box / 2P loss' is the black-box check's CPU time over 2 x P x (one loss "
-        "evaluation); the last two columns are the structure-aware check's speed-up (CPU time)."
+        "evaluation); the 'vs' columns are the structure-aware check's speed-up (CPU time). scipy's check_grad is "
+        "one-sided (P + 1 evaluations, error O(eps)) and returns |analytic - numeric| as an absolute norm."
     )
 
 
@@ -174,10 +199,12 @@ HEADER = [
     "one loss",
     "torch gradcheck",
     "textbook loop",
+    "scipy check_grad",
     "preflight black box",
     "black box / 2P loss",
     "preflight.nn.gradcheck",
     "vs torch",
+    "vs scipy",
     "vs black box",
 ]
 
