@@ -111,6 +111,12 @@ SHARED = np.ones(3)
         (lambda p: 0.0, {"w": [1.0, 2.0]}, {"w": [1.0, 2.0]}, r"params\['w.0'\]: expected a NumPy array"),
         (lambda p: 0.0, {"w": np.ones(2)}, {"w": np.array([1.0, np.nan])}, r"grads\['w'\]: expected finite"),
         (lambda p: 0.0, {"w": SHARED, "v": SHARED[1:]}, {"w": SHARED, "v": SHARED[1:]}, r"shares memory with"),
+        # NaN in the parameters is the parameters' fault, not the gradient's that it spoils
+        (lambda p: 0.0, {"w": np.array([1.0, np.nan])}, {"w": np.ones(2)}, r"params\['w'\]: expected finite.*w\[1\]"),
+        (lambda p: 0.0, {"w": np.ones(2, complex)}, {"w": np.ones(2)}, r"got complex128: check complex parameters as"),
+        (lambda p: 0.0, {"w": np.array([None, 1.0])}, {"w": np.ones(2)}, r"got object: only real floating-point"),
+        (3.0, {"w": np.ones(2)}, {"w": np.ones(2)}, r"loss: expected a callable loss\(params\) -> float, got 3\.0"),
+        (lambda p: 1 + 1j, {"w": np.ones(2)}, {"w": np.ones(2)}, r"loss: expected a real scalar, got the complex"),
     ],
 )
 def test_bad_input_gets_a_value_error_naming_the_entry(loss: Any, params: Any, grads: Any, message: str) -> None:
@@ -262,3 +268,21 @@ def test_progress_bar_on_request(capsys: pytest.CaptureFixture[str]) -> None:
     assert "gradcheck" in capsys.readouterr().err
     gradcheck(cubic, nested(), cubic_grads)  # a check this short shows no bar by default
     assert "gradcheck" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("screen", [-1, 0, 2.5, "yes", None])
+def test_screen_is_a_flag_or_a_positive_number_of_directions(screen: Any) -> None:
+    # A screen of -1 directions once checked nothing and reported PASSED: a check that cannot fail.
+    w = np.linspace(0.5, 2.0, 50)
+    with pytest.raises(ValueError, match=r"screen: expected True, False or a number of directions >= 1, got"):
+        gradcheck(lambda p: float(np.sum(p["w"] ** 3)), {"w": w}, {"w": 6 * w**2}, screen=screen)
+
+
+def test_huge_parameters_keep_a_finite_noise_estimate_and_still_catch_a_bug() -> None:
+    # sum(x^2) at x = 1e150 is 3e300, finite; the squares of its differences are not. An infinite noise estimate
+    # used to excuse any gradient (a factor 1.5 passed).
+    x = np.full(3, 1e150)
+    wrong = gradcheck(lambda p: float(np.sum(p["x"] ** 2)), {"x": x}, lambda p: {"x": 3 * p["x"]})
+    assert np.isfinite(wrong.noise) and not wrong.passed
+    assert wrong.hints == ["x: analytic = 1.50 x numeric"]
+    assert gradcheck(lambda p: float(np.sum(p["x"] ** 2)), {"x": x}, lambda p: {"x": 2 * p["x"]}).passed

@@ -75,6 +75,16 @@ def test_estimate_noise_recovers_a_known_noise_level() -> None:
     assert numdiff.estimate_noise(np.full(8, 2.0)) == 0.0
 
 
+@pytest.mark.parametrize("scale", [1e-300, 1.0, 1e290])
+def test_estimate_noise_neither_overflows_nor_underflows_at_extreme_scales(scale: float) -> None:
+    # The same relative noise at any magnitude gives the same relative estimate: at 1e290 the squared
+    # differences (1e560) would overflow float64 and at 1e-300 they would underflow to 0.
+    rng = np.random.default_rng(2)
+    values = scale * (1.0 + 1e-12 * rng.standard_normal(16))
+    reference = numdiff.estimate_noise(1.0 + 1e-12 * np.random.default_rng(2).standard_normal(16))
+    assert numdiff.estimate_noise(values) / scale == pytest.approx(reference, rel=1e-6)
+
+
 def test_noise_at_measures_float32_rounding_and_restores_x() -> None:
     x = np.linspace(-1, 1, 200).astype(np.float32)
     before = x.copy()

@@ -88,9 +88,19 @@ def _leaves(params: Any) -> Leaves:
         if not isinstance(value, np.ndarray):
             raise ValueError(f"params[{name!r}]: expected a NumPy array (perturbed in place), got {describe(value)}")
         if not np.issubdtype(value.dtype, np.floating):
+            why = (
+                "an integer parameter cannot be moved by a small step (convert it with .astype(float), or leave it "
+                "out of params)"
+                if np.issubdtype(value.dtype, np.integer) or value.dtype == np.bool_
+                else "check complex parameters as two real arrays (real and imaginary parts)"
+                if np.issubdtype(value.dtype, np.complexfloating)
+                else "only real floating-point arrays can be perturbed"
+            )
+            raise ValueError(f"params[{name!r}]: expected a floating dtype, got {value.dtype}: {why}")
+        if not np.all(np.isfinite(value)):
+            first = tuple(int(i) for i in np.argwhere(~np.isfinite(value))[0])
             raise ValueError(
-                f"params[{name!r}]: expected a floating dtype, got {value.dtype}: an integer parameter cannot be "
-                "moved by a small step (convert it with .astype(float), or leave it out of params)"
+                f"params[{name!r}]: expected finite values, got NaN/inf at {_label(name, value.shape, first)}"
             )
         if not value.flags.writeable:
             raise ValueError(f"params[{name!r}]: the array is read-only; the check perturbs it in place")
@@ -164,6 +174,15 @@ def _noise(value: Callable[[], float], leaves: Leaves, f0: float, seed: int) -> 
             move({n: k * d for n, d in directions.items()})
             values.append(value())
     return max(numdiff.estimate_noise(values), eps * abs(f0))
+
+
+def _screen_directions(screen: Any) -> int:
+    """``screen`` as a number of random directions: False -> 0 (no screen), True -> 3, or a positive integer."""
+    if isinstance(screen, (bool, np.bool_)):
+        return 3 if screen else 0
+    if isinstance(screen, (int, np.integer)) and screen >= 1:
+        return int(screen)
+    raise ValueError(f"screen: expected True, False or a number of directions >= 1, got {describe(screen)}")
 
 
 def _sample(leaves: Leaves, sample: int | float | None, rng: np.random.Generator) -> dict[str, NDArray[np.intp]]:
@@ -444,7 +463,10 @@ def gradcheck(
     ['w: analytic = 2.00 x numeric']
     """
     start = time.perf_counter()
+    if not callable(loss):
+        raise ValueError(f"loss: expected a callable loss(params) -> float, got {describe(loss)}")
     check_choice(method, name="method", allowed=numdiff.METHODS)
+    directions = _screen_directions(screen)
     if eps is not None:
         check_in_range(eps, name="eps", low=0.0, high=1.0, low_open=True)
     leaves = _leaves(params)
@@ -464,7 +486,6 @@ def gradcheck(
     sigma = _noise(blackbox.value, leaves, f0, seed)
     index = _sample(leaves, sample, rng)
     notes: list[str] = []
-    directions = 3 if screen is True else int(screen)
     if directions:
         suspects = _screen(leaves, analytic, blackbox.value, f0, sigma, directions, rng, eps)
         notes.append(

@@ -187,14 +187,24 @@ def estimate_noise(values: Sequence[float] | F64) -> float:
     f = np.asarray(values, dtype=np.float64)
     if f.ndim != 1 or f.size < 4:
         raise ValueError(f"values: expected at least 4 values in a 1-D sequence, got shape {f.shape}")
-    squares = []
+    sigmas = []
     diff = f
     for k in range(1, min(6, f.size - 2) + 1):
         diff = np.diff(diff)
         if k >= 3:  # a curvature too small to matter in a derivative can still show in 2nd differences
             gamma = math.factorial(k) ** 2 / math.factorial(2 * k)
-            squares.append(gamma * float(np.mean(diff**2)))
-    return math.sqrt(sum(squares) / len(squares))
+            sigmas.append(_scaled_rms(diff) * math.sqrt(gamma))
+    # Root mean square of the k-wise estimates, scaled like every mean of squares here: losses near 1e300 have
+    # differences whose squares overflow float64, and an infinite noise would let any gradient pass.
+    return _scaled_rms(np.array(sigmas))
+
+
+def _scaled_rms(x: F64) -> float:
+    """``sqrt(mean(x^2))`` without overflow or underflow in the squares (inf only when ``x`` holds inf or NaN)."""
+    top = float(np.max(np.abs(x))) if x.size else 0.0
+    if top == 0.0 or not math.isfinite(top):
+        return top
+    return top * math.sqrt(float(np.mean((x / top) ** 2)))
 
 
 def gradient(

@@ -127,6 +127,8 @@ def scalar_loss(value: Any, where: str) -> float:
     arr = np.asarray(value)
     if arr.size != 1 or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
         raise ValueError(f"loss: expected a scalar, got {describe(value)} at {where}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise ValueError(f"loss: expected a real scalar, got the complex value {arr.reshape(())} at {where}")
     out = float(arr.reshape(()))
     if not math.isfinite(out):
         raise ValueError(f"loss: expected a finite value, got {out} at {where}")

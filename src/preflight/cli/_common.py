@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
+
+from preflight import _json as strict_json
 
 __all__ = ["add_output_options", "emit"]
 
@@ -29,5 +30,5 @@ def emit(result: Any, args: argparse.Namespace) -> int:
         written = result.plot(args.out)
         if not args.json:
             print("\n".join(f"wrote {path}" for path in written))
-    print(json.dumps(result.to_json(), indent=2, allow_nan=True) if args.json else str(result))
+    print(strict_json.dumps(result.to_json(), indent=2) if args.json else str(result))
     return 0

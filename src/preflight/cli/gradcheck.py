@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 from typing import Any
 
 import numpy as np
 
+from preflight import _json as strict_json
 from preflight.activations import ACTIVATIONS
 from preflight.bugs import BUGS, BuggyNetwork
 from preflight.gradcheck import GradcheckReport, gradcheck
@@ -115,5 +115,5 @@ def _load(target: str) -> tuple[Any, Any, Any]:
 
 def _handle(args: argparse.Namespace) -> int:
     report = run(args)
-    print(json.dumps(report.to_dict(), indent=2) if args.json else str(report))
+    print(strict_json.dumps(report.to_dict(), indent=2) if args.json else str(report))
     return 0 if report.passed else 1

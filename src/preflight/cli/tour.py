@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
+from preflight import _json as strict_json
 from preflight.tour import run_tour
 
 __all__ = ["register"]
@@ -25,5 +25,5 @@ def register(subparsers: Any) -> None:
 
 def _handle(args: argparse.Namespace) -> int:
     tour = run_tour(args.output, quick=args.quick)
-    print(json.dumps(tour.to_json(), indent=2) if args.json else str(tour))
+    print(strict_json.dumps(tour.to_json(), indent=2) if args.json else str(tour))
     return 0
