@@ -63,3 +63,34 @@ def test_a_closed_pipe_is_not_a_traceback() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stderr.endswith("exit=0") and "Traceback" not in result.stderr
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from preflight import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out == f"preflight {__version__}\n"
+
+
+def test_files_that_cannot_be_written_and_sizes_that_cannot_be_allocated_exit_2(
+    tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # These were tracebacks with exit code 1, which the checks use for "failed".
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    cases = [
+        (["propagate", "--sizes", "4,8,3", "--plot", "--out", str(blocker)], f"File exists: {blocker}"),
+        (["propagate", "--samples", "100000000000"], "not enough memory"),
+        (["propagate", "--sizes", "4,3", "--hidden", "foo"], "hidden: got 'foo'"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+
+
+def test_a_short_init_schemes_run_shows_its_last_cost_not_the_first_twice(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["experiment", "init-schemes", "--iterations", "10"]) == 0
+    header = capsys.readouterr().out.splitlines()[2]
+    assert "cost at 0" in header and "cost at 9" in header

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -286,3 +287,21 @@ def test_huge_parameters_keep_a_finite_noise_estimate_and_still_catch_a_bug() ->
     assert np.isfinite(wrong.noise) and not wrong.passed
     assert wrong.hints == ["x: analytic = 1.50 x numeric"]
     assert gradcheck(lambda p: float(np.sum(p["x"] ** 2)), {"x": x}, lambda p: {"x": 2 * p["x"]}).passed
+
+
+def test_an_exactly_constant_loss_passes_a_zero_gradient_without_warnings() -> None:
+    # No rounding noise at all: the tolerance is 0, and an exact match is no 0/0.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = gradcheck(lambda p: 0.0, {"w": np.ones(3)}, {"w": np.zeros(3)})
+    assert report.passed and report.parameters["w"].significance == 0.0
+    assert not gradcheck(lambda p: 0.0, {"w": np.ones(3)}, {"w": np.ones(3)}).passed
+
+
+def test_the_text_report_lists_only_failing_coordinates_under_a_failure() -> None:
+    w = np.linspace(0.5, 2.0, 6)
+    grad = 3 * w**2
+    grad[4] *= 2  # one wrong coordinate among six
+    text = str(gradcheck(lambda p: float(np.sum(p["w"] ** 3)), {"w": w}, {"w": grad}))
+    listed = text.split("worst failing coordinates:")[1].split("\n\n")[0].strip().splitlines()
+    assert [line.split(":")[0].strip() for line in listed] == ["w[4]"]

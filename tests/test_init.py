@@ -227,7 +227,7 @@ def test_bad_arguments_are_rejected_when_built(argument: str, build: Callable[[]
         build()
 
 
-@pytest.mark.parametrize("shape", [(0, 3), (3, -1), (2.5, 3), "3x3", (True, 2)])
+@pytest.mark.parametrize("shape", [(0, 3), (3, -1), (2.5, 3), "3x3", (True, 2), ()])
 @pytest.mark.parametrize("name", ["he_normal", "orthogonal", "truncated_normal(0.3, 1)"])
 def test_bad_shapes_are_rejected_before_any_draw(name: str, shape: object) -> None:
     rng = np.random.default_rng(0)
@@ -282,3 +282,20 @@ def test_std_and_distribution_agree_with_torch(
     assert abs(np.mean(ours**2) / np.mean(theirs**2) - 1.0) < 5 * math.sqrt(4.0 / n)
     # Same distribution: a two-sample KS test on the two draws.
     assert stats.ks_2samp(ours.ravel(), theirs.ravel()).pvalue > 1e-4
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, bool, np.complex128, "not a dtype"])
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_non_floating_dtypes_are_rejected_before_any_draw(name: str, dtype: object) -> None:
+    # As integers, weights of variance 2/n would round to -1, 0 and 1: a silent disaster.
+    rng = np.random.default_rng(0)
+    state = rng.bit_generator.state
+    with pytest.raises(ValueError, match=r"^dtype: expected a floating dtype"):
+        REGISTRY[name].initializer(rng, (4, 3), dtype)  # type: ignore[arg-type]
+    assert rng.bit_generator.state == state
+
+
+@pytest.mark.parametrize("initializer", [init.zeros, init.constant(0.5), init.identity(2.0)])
+def test_deterministic_schemes_reject_non_floating_dtypes_too(initializer: init.Initializer) -> None:
+    with pytest.raises(ValueError, match=r"^dtype: expected a floating dtype"):
+        initializer(0, (3, 3), np.int32)

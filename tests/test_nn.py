@@ -206,12 +206,18 @@ def _net_and_params():
         (np.ones((2, 3)), np.array([0, 2]), r"y: expected integer class labels in \[0, 2\)"),
         (np.ones((2, 3)), np.array([0, -1]), "y: expected integer class labels"),
         (np.ones((2, 3)), np.array([0.5, 1.0]), "non-integers"),
+        (np.ones((0, 3)), np.zeros(0, dtype=int), r"X: expected at least one row \(sample\), got shape \(0, 3\)"),
     ],
 )
 def test_bad_data_is_rejected_naming_the_argument(X, y, message) -> None:
     net, params = _net_and_params()
     with pytest.raises(ValueError, match=message):
         net.cost(params, X, y)
+
+
+def test_an_unknown_activation_is_rejected_even_without_hidden_layers() -> None:
+    with pytest.raises(ValueError, match="hidden: got 'foo'"):
+        Network([4, 3], hidden="foo")
 
 
 def test_sigmoid_labels_outside_zero_one_are_rejected() -> None:
@@ -228,6 +234,7 @@ def test_sigmoid_labels_outside_zero_one_are_rejected() -> None:
         ({"keep_prob": 0.0}, r"keep_prob: expected a number in \(0.0, 1.0\]"),
         ({"keep_prob": 1.5}, "keep_prob"),
         ({"l2": -1.0}, "l2"),
+        ({"l2": np.inf}, r"l2: expected a number in \[0.0, inf\), got inf"),
         ({"hidden": ["relu"]}, "hidden: expected one name or 2 names"),
     ],
 )

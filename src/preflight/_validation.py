@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from typing import Any
 
@@ -97,7 +98,10 @@ def check_in_range(
     >>> check_in_range(0.5, name="keep_prob", low=0.0, high=1.0, low_open=True)
     0.5
     """
-    interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    # An infinite bound is never in the interval (the value must be finite): show it open.
+    opening = "(" if low_open or math.isinf(low) else "["
+    closing = ")" if high_open or math.isinf(high) else "]"
+    interval = f"{opening}{low}, {high}{closing}"
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ValueError(f"{name}: expected a number in {interval}, got {describe(value)}")
     v = float(value)

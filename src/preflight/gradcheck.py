@@ -189,10 +189,14 @@ def _sample(leaves: Leaves, sample: int | float | None, rng: np.random.Generator
     total = sum(a.size for a in leaves.values())
     if sample is None:
         return {n: np.arange(a.size) for n, a in leaves.items()}
-    if isinstance(sample, float):
-        fraction = check_in_range(sample, name="sample", low=0.0, high=1.0, low_open=True)
+    if isinstance(sample, (float, np.floating)) and 0.0 < sample <= 1.0:
+        fraction = float(sample)
+    elif isinstance(sample, (int, np.integer)) and not isinstance(sample, (bool, np.bool_)) and sample >= 1:
+        fraction = min(1.0, int(sample) / total)
     else:
-        fraction = min(1.0, check_positive_int(sample, name="sample") / total)
+        raise ValueError(
+            f"sample: expected a fraction in (0, 1] or a number of coordinates >= 1, got {describe(sample)}"
+        )
     out = {}
     for n, a in leaves.items():
         k = min(a.size, max(MIN_PER_TENSOR, math.ceil(fraction * a.size)))
@@ -284,10 +288,18 @@ def _first_pass(
         t.numeric, t.tolerance = r.value, r.error + _analytic_noise(t)
 
 
+def _excess(analytic: F64, numeric: F64, tolerance: F64) -> F64:
+    """``|analytic - numeric| / tolerance``; an exact match is 0 even where the tolerance is 0 (a loss that is
+    exactly constant has no rounding noise), any other difference over a zero tolerance is inf."""
+    gap = np.abs(analytic - numeric)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(gap == 0, 0.0, gap / tolerance)
+
+
 def _second_look(t: _Tensor, evaluate: PerturbedLoss, f0: float, sigma: float) -> None:
     """Richardson, then the kink test, for the worst coordinates outside the first tolerance."""
     g = t.g.reshape(-1)[t.index]
-    excess = np.abs(g - t.numeric) / t.tolerance
+    excess = _excess(g, t.numeric, t.tolerance)
     rows = np.flatnonzero(excess > 1.0)
     if rows.size == 0:
         return
@@ -350,7 +362,7 @@ def _result(t: _Tensor) -> tuple[TensorResult, TensorEvidence]:
     g = t.g.reshape(-1)[t.index]
     keep = ~t.kink
     a, n, tol = g[keep], t.numeric[keep], t.tolerance[keep]
-    ratio = np.abs(a - n) / tol
+    ratio = _excess(a, n, tol)
     failed = int(np.sum(ratio > 1.0))
     denominator = float(np.linalg.norm(n) + np.linalg.norm(a))
     difference = float(np.linalg.norm(n - a)) / denominator if denominator > 0 else 0.0
@@ -467,6 +479,7 @@ def gradcheck(
         raise ValueError(f"loss: expected a callable loss(params) -> float, got {describe(loss)}")
     check_choice(method, name="method", allowed=numdiff.METHODS)
     directions = _screen_directions(screen)
+    seed = check_positive_int(seed, name="seed", minimum=0)
     if eps is not None:
         check_in_range(eps, name="eps", low=0.0, high=1.0, low_open=True)
     leaves = _leaves(params)

@@ -84,11 +84,24 @@ def as_generator(rng: RngLike) -> np.random.Generator | np.random.RandomState:
 def _check_shape(shape: Any) -> Shape:
     if isinstance(shape, (int, np.integer)):
         shape = (int(shape),)
-    if not isinstance(shape, tuple) or not all(
-        isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in shape
+    if (
+        not isinstance(shape, tuple)
+        or not shape
+        or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in shape)
     ):
-        raise ValueError(f"shape: expected a tuple of positive ints, got {describe(shape)}")
+        raise ValueError(f"shape: expected a non-empty tuple of positive ints, got {describe(shape)}")
     return tuple(int(s) for s in shape)
+
+
+def _check_dtype(dtype: Any) -> np.dtype[Any]:
+    """A floating dtype: weights drawn at variance 2/n would round to -1, 0 and 1 as integers."""
+    try:
+        out: np.dtype[Any] = np.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"dtype: expected a floating dtype such as float32, got {describe(dtype)}") from None
+    if not np.issubdtype(out, np.floating):
+        raise ValueError(f"dtype: expected a floating dtype such as float32, got {out}")
+    return out
 
 
 def fans(shape: Shape) -> tuple[int, int]:
@@ -150,6 +163,7 @@ def variance_scaling(scale: float, mode: Mode = "fan_in", distribution: Distribu
     check_choice(distribution, name="distribution", allowed=DISTRIBUTIONS)
 
     def init(rng: RngLike, shape: Shape, dtype: DTypeLike = np.float64, /) -> NDArray[Any]:
+        dtype = _check_dtype(dtype)  # before any draw
         fan_in, fan_out = fans(shape)
         n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
         draws = _standard(as_generator(rng), _check_shape(shape), distribution)
@@ -166,6 +180,7 @@ def zeros(rng: RngLike, shape: Shape, dtype: DTypeLike = np.float64, /) -> NDArr
     >>> zeros(0, (2, 3)).sum()
     np.float64(0.0)
     """
+    dtype = _check_dtype(dtype)  # before any draw
     return np.zeros(_check_shape(shape), dtype=dtype)
 
 
@@ -180,6 +195,7 @@ def constant(value: float) -> Initializer:
     value = check_in_range(value, name="value", low=-math.inf, high=math.inf, low_open=True, high_open=True)
 
     def init(rng: RngLike, shape: Shape, dtype: DTypeLike = np.float64, /) -> NDArray[Any]:
+        dtype = _check_dtype(dtype)  # before any draw
         return np.full(_check_shape(shape), value, dtype=dtype)
 
     return init
@@ -196,6 +212,7 @@ def normal(std: float = 1.0, mean: float = 0.0) -> Initializer:
     std = check_in_range(std, name="std", low=0.0, high=math.inf, low_open=True, high_open=True)
 
     def init(rng: RngLike, shape: Shape, dtype: DTypeLike = np.float64, /) -> NDArray[Any]:
+        dtype = _check_dtype(dtype)  # before any draw
         return (as_generator(rng).standard_normal(_check_shape(shape)) * std + mean).astype(dtype)
 
     return init
@@ -213,6 +230,7 @@ def uniform(low: float = -1.0, high: float = 1.0) -> Initializer:
         raise ValueError(f"low, high: expected finite numbers with low < high, got low={low!r}, high={high!r}")
 
     def init(rng: RngLike, shape: Shape, dtype: DTypeLike = np.float64, /) -> NDArray[Any]:
+        dtype = _check_dtype(dtype)  # before any draw
         return as_generator(rng).uniform(low, high, _check_shape(shape)).astype(dtype)
 
     return init
@@ -235,6 +253,7 @@ def truncated_normal(std: float = 1.0, mean: float = 0.0) -> Initializer:
     mean = check_in_range(mean, name="mean", low=-math.inf, high=math.inf, low_open=True, high_open=True)
 
     def init(rng: RngLike, shape: Shape, dtype: DTypeLike = np.float64, /) -> NDArray[Any]:
+        dtype = _check_dtype(dtype)  # before any draw
         draws = _standard(as_generator(rng), _check_shape(shape), "truncated_normal")
         return (draws * std + mean).astype(dtype)
 
@@ -264,6 +283,7 @@ def orthogonal(gain: float = 1.0) -> Initializer:
     gain = check_in_range(gain, name="gain", low=0.0, high=math.inf, low_open=True, high_open=True)
 
     def init(rng: RngLike, shape: Shape, dtype: DTypeLike = np.float64, /) -> NDArray[Any]:
+        dtype = _check_dtype(dtype)  # before any draw
         shape = _matrix_shape(shape, "orthogonal")
         rows, cols = shape[0], math.prod(shape[1:])
         flat = as_generator(rng).standard_normal((rows, cols))
@@ -292,6 +312,7 @@ def identity(scale: float = 1.0) -> Initializer:
     scale = check_in_range(scale, name="scale", low=-math.inf, high=math.inf, low_open=True, high_open=True)
 
     def init(rng: RngLike, shape: Shape, dtype: DTypeLike = np.float64, /) -> NDArray[Any]:
+        dtype = _check_dtype(dtype)  # before any draw
         shape = _matrix_shape(shape, "identity")
         out = np.zeros(shape, dtype=np.float64)
         centre = tuple(k // 2 for k in shape[2:])

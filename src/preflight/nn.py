@@ -99,6 +99,8 @@ class Network:
         if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or len(sizes) < 2:
             raise ValueError(f"sizes: expected a sequence of at least 2 layer widths, got {describe(sizes)}")
         self.sizes = [check_positive_int(s, name=f"sizes[{i}]") for i, s in enumerate(sizes)]
+        if isinstance(hidden, str):
+            check_choice(hidden, name="hidden", allowed=ACTIVATIONS)  # also when there is no hidden layer to use it
         names = [hidden] * (len(sizes) - 2) if isinstance(hidden, str) else list(hidden)
         if len(names) != len(sizes) - 2:
             raise ValueError(f"hidden: expected one name or {len(sizes) - 2} names, got {len(names)}")
@@ -187,6 +189,8 @@ class Network:
     def _inputs(self, params: Params, X: Any) -> tuple[np.dtype[Any], A]:
         dtype = self.check_params(params)
         X = check_array(X, name="X", ndim=2)
+        if X.shape[0] == 0:
+            raise ValueError(f"X: expected at least one row (sample), got shape {X.shape}")
         if X.shape[1] != self.sizes[0]:
             raise ValueError(f"X: expected {self.sizes[0]} features (columns), got {X.shape[1]}")
         return dtype, X.astype(dtype, copy=False)

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from preflight import __version__
 from preflight._blas import one_blas_thread
 from preflight._optional import MissingExtraError
 
@@ -36,6 +37,7 @@ def build_parser() -> ArgumentParser:
         description="Get a neural network ready to train, and prove it: normalize, initialize, diagnose, "
         "gradient-check.",
     )
+    parser.add_argument("--version", action="version", version=f"preflight {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         importlib.import_module(f"preflight.cli.{name.replace('-', '_')}").register(subparsers)
@@ -52,10 +54,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         with one_blas_thread(respect_environment=True):
             code: int = args.handler(args)
         sys.stdout.flush()
-    except (ValueError, FileNotFoundError, IsADirectoryError, MissingExtraError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"preflight {args.command}: error: {message}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("preflight: interrupted", file=sys.stderr)
         return 130
@@ -63,7 +61,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (``preflight ... | head``): not an error of ours; silence the flush at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except (ValueError, OSError, OverflowError, MemoryError, MissingExtraError) as exc:
+        # Bad input of every kind, files that cannot be read or written (a path through a file, no permission),
+        # sizes too large to allocate: one line and exit code 2. Exit code 1 stays "the check failed".
+        print(f"preflight {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
     return code
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first line of the exception's message, with what kind of problem it is where the message alone is bare."""
+    text = str(exc).splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, MemoryError):
+        return f"not enough memory ({text or 'the arrays asked for are too large'}); use smaller sizes"
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        return f"{exc.strerror}: {exc.filename!s}"  # not "[Errno 17] File exists: '...'"
+    return text or type(exc).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -36,13 +36,31 @@ def register(subparsers: Any) -> None:
         "target", nargs="?", help="module:function returning (loss, params, grads); default: the reference network"
     )
     net = parser.add_argument_group("reference network")
-    net.add_argument("--sizes", type=int, nargs="+", default=[8, 16, 16, 3], help="layer widths (default 8 16 16 3)")
-    net.add_argument("--hidden", default="tanh", choices=sorted(ACTIVATIONS), help="hidden activation (default tanh)")
-    net.add_argument("--output", default="softmax", choices=sorted(HEADS), help="head (default softmax)")
-    net.add_argument("--l2", type=float, default=0.0, help="L2 strength lambda (default 0)")
-    net.add_argument("--keep-prob", type=float, default=1.0, help="dropout keep probability (masks are frozen)")
-    net.add_argument("--batch", type=int, default=64, help="rows in the random batch (default 64)")
-    net.add_argument("--dtype", default="float64", choices=["float64", "float32"], help="parameter dtype")
+    net.add_argument(
+        "--sizes", type=int, nargs="+", default=NETWORK_DEFAULTS["sizes"], help="layer widths (default 8 16 16 3)"
+    )
+    net.add_argument(
+        "--hidden",
+        default=NETWORK_DEFAULTS["hidden"],
+        choices=sorted(ACTIVATIONS),
+        help="hidden activation (default tanh)",
+    )
+    net.add_argument(
+        "--output", default=NETWORK_DEFAULTS["output"], choices=sorted(HEADS), help="head (default softmax)"
+    )
+    net.add_argument("--l2", type=float, default=NETWORK_DEFAULTS["l2"], help="L2 strength lambda (default 0)")
+    net.add_argument(
+        "--keep-prob",
+        type=float,
+        default=NETWORK_DEFAULTS["keep_prob"],
+        help="dropout keep probability (masks are frozen)",
+    )
+    net.add_argument(
+        "--batch", type=int, default=NETWORK_DEFAULTS["batch"], help="rows in the random batch (default 64)"
+    )
+    net.add_argument(
+        "--dtype", default=NETWORK_DEFAULTS["dtype"], choices=["float64", "float32"], help="parameter dtype"
+    )
     net.add_argument("--bug", choices=sorted(BUGS), help="plant a bug in the backward pass, for demonstration")
     check = parser.add_argument_group("check")
     check.add_argument("--eps", type=float, default=None, help="step base (default cbrt(machine eps))")
@@ -54,10 +72,27 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=_handle)
 
 
+#: The reference network's options and defaults; with a target they would be silently ignored, so they are refused.
+NETWORK_DEFAULTS: dict[str, Any] = {
+    "sizes": [8, 16, 16, 3],
+    "hidden": "tanh",
+    "output": "softmax",
+    "l2": 0.0,
+    "keep_prob": 1.0,
+    "batch": 64,
+    "dtype": "float64",
+    "bug": None,
+}
+
+
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     sample: int | float | None = args.sample
     if sample is not None and sample >= 1:
+        if not float(sample).is_integer():
+            raise ValueError(f"--sample: expected a fraction in (0, 1) or a whole number of coordinates, got {sample}")
         sample = int(sample)
+    if args.seed < 0:
+        raise ValueError(f"--seed: expected an integer >= 0, got {args.seed}")
     return {"eps": args.eps, "sample": sample, "seed": args.seed, "method": args.method, "screen": args.screen}
 
 
@@ -65,8 +100,16 @@ def run(args: argparse.Namespace) -> GradcheckReport:
     """The report the command prints."""
     options = _options(args)
     if args.target:
+        given = [name for name, default in NETWORK_DEFAULTS.items() if getattr(args, name, default) != default]
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise ValueError(f"{flags}: options of the reference network, which a target ({args.target}) replaces")
         loss, params, grads = _load(args.target)
-        return gradcheck(loss, params, grads, **options)
+        return gradcheck(
+            _guarded(loss, "the loss"), params, _guarded(grads, "the gradient") if callable(grads) else grads, **options
+        )
+    if args.batch < 1:
+        raise ValueError(f"--batch: expected an integer >= 1, got {args.batch}")
     from preflight.network_check import check_network
 
     kwargs = {"l2": args.l2, "keep_prob": args.keep_prob}
@@ -107,10 +150,24 @@ def _load(target: str) -> tuple[Any, Any, Any]:
     function = getattr(module, function_name, None)
     if not callable(function):
         raise ValueError(f"target: {module_name!r} has no function {function_name!r}")
-    result = function()
+    result = _guarded(function, f"{target}()")()
     if not (isinstance(result, tuple) and len(result) == 3):
         raise ValueError(f"target: {target} must return (loss, params, grads), got {type(result).__name__}")
     return result
+
+
+def _guarded(function: Any, what: str) -> Any:
+    """``function`` whose exceptions become one ValueError line naming the user's code (exit 2, not a traceback)."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except Exception as exc:  # the user's code: any exception is theirs to fix
+            raise ValueError(
+                f"target: {what} raised {type(exc).__name__}: {exc} (run it in Python to see the traceback)"
+            ) from exc
+
+    return call
 
 
 def _handle(args: argparse.Namespace) -> int:

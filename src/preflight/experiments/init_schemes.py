@@ -74,9 +74,13 @@ class InitSchemesResult:
 
     def __str__(self) -> str:
         last = self.runs[0].iterations[-1] if self.runs and self.runs[0].iterations else 0
-        rows = [[r.scheme, repr(r.costs[0]), repr(r.costs[-1]), r.train_accuracy, r.test_accuracy] for r in self.runs]
+        costs = [0, last] if last else [0]
+        rows = [
+            [r.scheme, *(repr(r.costs[0 if i == 0 else -1]) for i in costs), r.train_accuracy, r.test_accuracy]
+            for r in self.runs
+        ]
         table = format_table(
-            ["init", "cost at 0", f"cost at {last}", "train", "test"],
+            ["init", *(f"cost at {i}" for i in costs), "train", "test"],
             rows,
             title=f"Initialization on the course's circles data ({self.network})",
         )
@@ -123,6 +127,10 @@ def run(*, iterations: int = 15000, learning_rate: float = 0.01, record_every: i
     """
     iterations = check_positive_int(iterations, name="iterations")
     learning_rate = check_in_range(learning_rate, name="learning_rate", low=0.0, high=math.inf, low_open=True)
+    record_every = check_positive_int(record_every, name="record_every")
+    # The course records every 1000 iterations; a shorter run still records its last iteration, so the table shows
+    # how far the cost moved rather than the initial cost twice.
+    record_every = min(record_every, max(1, iterations - 1))
     (X_train, y_train), (X_test, y_test) = data.course_circles()
     network = Network(SIZES, hidden="relu", output="sigmoid")
     runs = []

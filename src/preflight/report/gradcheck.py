@@ -175,9 +175,10 @@ class GradcheckReport:
         lines.append(format_table(headers, rows))
         failing = [r for r in self.parameters.values() if not r.passed]
         if failing:
-            lines += ["", "worst coordinates:"]
+            lines += ["", "worst failing coordinates:"]
             for r in failing:
-                for c in r.worst[:3]:
+                # Only coordinates beyond their tolerance: listing passing ones under a failure misleads.
+                for c in [c for c in r.worst if c.discrepancy > c.noise][:3]:
                     lines.append(
                         f"  {label(r.name, r.shape, c.index)}: analytic {c.analytic:.6g}, numeric {c.numeric:.6g}"
                         f" (noise {c.noise:.1e})"
