@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import io
 import json
+import sys
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -12,7 +14,7 @@ import numpy as np
 import pytest
 
 from preflight import gradcheck
-from preflight.gradcheck import COURSE_THRESHOLDS, BlackBoxLoss, NondeterministicLossError
+from preflight.gradcheck import COURSE_THRESHOLDS, BlackBoxLoss, NondeterministicLossError, should_show_progress
 from preflight.tree import flatten
 
 
@@ -269,6 +271,24 @@ def test_progress_bar_on_request(capsys: pytest.CaptureFixture[str]) -> None:
     assert "gradcheck" in capsys.readouterr().err
     gradcheck(cubic, nested(), cubic_grads)  # a check this short shows no bar by default
     assert "gradcheck" not in capsys.readouterr().err
+
+
+class _Terminal(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_by_default_a_bar_shows_for_long_checks_on_a_terminal_only(tty: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # In a CI log or a pipe a progress bar is noise; asked for explicitly, it shows anyway.
+    monkeypatch.setattr(sys, "stderr", _Terminal(tty))
+    assert should_show_progress(None, 60.0) is tty
+    assert should_show_progress(None, 0.5) is False
+    assert should_show_progress(True, 0.0) is True and should_show_progress(False, 60.0) is False
 
 
 @pytest.mark.parametrize("screen", [-1, 0, 2.5, "yes", None])

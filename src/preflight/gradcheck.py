@@ -20,6 +20,7 @@ evaluator (``preflight.nn.gradcheck``) computes all perturbed losses of a tensor
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -47,6 +48,7 @@ __all__ = [
     "TensorResult",
     "check",
     "gradcheck",
+    "should_show_progress",
 ]
 
 F64 = NDArray[np.float64]
@@ -398,6 +400,20 @@ def _result(t: _Tensor) -> tuple[TensorResult, TensorEvidence]:
     return result, evidence
 
 
+def should_show_progress(progress: bool | None, expected_seconds: float) -> bool:
+    """The progress rule of every check: as asked, or by default when the check should take more than
+    ``PROGRESS_AFTER_S`` seconds and stderr is a terminal (a bar in a CI log or a pipe is noise).
+
+    Examples
+    --------
+    >>> should_show_progress(True, 0.1), should_show_progress(None, 0.1)
+    (True, False)
+    """
+    if progress is not None:
+        return bool(progress)
+    return expected_seconds > PROGRESS_AFTER_S and sys.stderr.isatty()
+
+
 @contextmanager
 def _progress_bar(total: int, enabled: bool) -> Iterator[Callable[[int], None] | None]:
     if not enabled:
@@ -511,7 +527,7 @@ def gradcheck(
         t.kink = np.zeros(t.index.size, dtype=bool)
     per_coordinate = {"central": 2, "forward": 1, "richardson": 4}[method]
     expected = per_coordinate * sum(t.index.size for t in tensors)
-    show = progress if progress is not None else expected * f0_time > PROGRESS_AFTER_S
+    show = should_show_progress(progress, expected * f0_time)
     with _progress_bar(expected, show) as tick:
         blackbox.progress = tick
         evaluate: PerturbedLoss = blackbox if evaluator is None else CountedLoss(evaluator, blackbox)
