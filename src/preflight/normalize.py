@@ -125,6 +125,10 @@ class Standardizer:
     def partial_fit(self, X: Any, y: Any = None) -> Standardizer:
         """Update the statistics with the rows of ``X``; any chunking gives the statistics of ``fit`` on all rows.
 
+        Each call checks the statistics so far and warns (:class:`ConstantFeatureWarning`) about features that are
+        constant up to now, so a caller feeding chunks by hand may be warned about an early chunk that later ones
+        prove wrong; :meth:`fit_chunks` and :meth:`fit_file` check once, on the final statistics.
+
         Examples
         --------
         >>> x = np.arange(12.0).reshape(6, 2)
@@ -132,6 +136,12 @@ class Standardizer:
         >>> bool(np.allclose(s.var_, Standardizer().fit(x).var_, rtol=1e-12))
         True
         """
+        self._update(X)
+        self._warn_constant()
+        return self
+
+    def _update(self, X: Any) -> None:
+        """``partial_fit`` without the constant-feature warning."""
         self._check_params()
         first = not hasattr(self, "n_features_in_")
         if io.is_dask(X):
@@ -145,12 +155,14 @@ class Standardizer:
                 self._raise_nonfinite(x, nonfinite_columns(x, skip_nan=self.ignore_nan))
         previous = self._moments if hasattr(self, "_moments") else Moments.empty(sums.count.shape[0])
         self._set_statistics(previous.merge(sums))
-        return self
 
     def fit_chunks(
         self, chunks: Iterable[Any], *, total_rows: int | None = None, progress: bool | None = None
     ) -> Standardizer:
         """Fit from an iterable of 2-D chunks (arrays or DataFrames) that need not fit in memory together.
+
+        Constant features are looked for once, in the statistics of all chunks (a chunk of equal values in a
+        feature that varies is no warning).
 
         Parameters
         ----------
@@ -170,9 +182,10 @@ class Standardizer:
         """
         self._reset()
         for chunk in io.with_progress(chunks, total=total_rows, enabled=progress):
-            self.partial_fit(chunk)
+            self._update(chunk)
         if not hasattr(self, "mean_"):
             raise ValueError("chunks: expected at least one chunk of rows, got none")
+        self._warn_constant()
         return self
 
     def fit_file(
@@ -260,6 +273,7 @@ class Standardizer:
         if state.names is not None:
             standardizer.feature_names_in_ = np.asarray(state.names, dtype=object)
         standardizer._set_statistics(state.moments)
+        standardizer._warn_constant()
         return standardizer
 
     def to_torch(self, dtype: Any = None) -> Any:
@@ -323,9 +337,11 @@ class Standardizer:
         self.var_ = moments.variance
         counts = moments.count.astype(np.int64)
         self.n_samples_seen_ = int(counts[0]) if p and (counts == counts[0]).all() else counts
-        constant = near_constant(moments, p)
-        scale = np.where(constant, 1.0, np.sqrt(self.var_))
+        scale = np.where(near_constant(moments, p), 1.0, np.sqrt(self.var_))
         self.scale_ = scale if self.with_std else None
+
+    def _warn_constant(self) -> None:
+        constant = near_constant(self._moments, self.n_features_in_)
         if constant.any() and self.with_std:
             warn(
                 f"Standardizer: feature(s) {self._feature_names(np.flatnonzero(constant))} are constant or their "

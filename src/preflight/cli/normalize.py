@@ -9,7 +9,7 @@ from typing import Any
 
 from preflight.cli._common import add_output_options, emit
 from preflight.normalize import Standardizer
-from preflight.normalize_io import transform_table
+from preflight.normalize_io import load_state, open_table, save_state, transform_table
 from preflight.report.text import format_table
 
 __all__ = ["register"]
@@ -76,16 +76,20 @@ def register(subparsers: Any) -> None:
     apply.add_argument("stats", type=Path, help="statistics file written by 'normalize fit'")
     apply.add_argument("path", type=Path, help="table to standardize: .csv or .npy")
     apply.add_argument("-o", "--output", type=Path, required=True, help="table to write (same format)")
-    apply.add_argument("--label", help="column passed through (only needed when fit saw no column names)")
+    apply.add_argument(
+        "--label", help="column passed through (only needed when the statistics name no features and record no label)"
+    )
     apply.add_argument("--chunk-rows", type=int, default=65536, help="rows read at a time (default 65536)")
     add_output_options(apply, plot=False)
     apply.set_defaults(handler=_apply)
 
 
 def _fit(args: argparse.Namespace) -> int:
+    # Standardizer.fit_file, keeping the table's layout: a .npy label's position goes into the statistics file.
+    table = open_table(args.path, label=args.label, chunk_rows=args.chunk_rows)
     standardizer = Standardizer(ignore_nan=args.ignore_nan)
-    standardizer.fit_file(args.path, label=args.label, chunk_rows=args.chunk_rows, progress=args.progress)
-    standardizer.save(args.output)
+    standardizer.fit_chunks(table.chunks, total_rows=table.rows, progress=args.progress)
+    save_state(standardizer, args.output, label_column=table.label_column)
     return emit(FitReport(standardizer, args.output), args)
 
 
@@ -93,6 +97,9 @@ def _apply(args: argparse.Namespace) -> int:
     if args.path.suffix.lower() != args.output.suffix.lower():
         raise ValueError(f"output: expected a {args.path.suffix} file like the input, got {args.output.name!r}")
     standardizer = Standardizer.load(args.stats)
-    rows = transform_table(standardizer, args.path, args.output, label=args.label, chunk_rows=args.chunk_rows)
+    label_column = load_state(args.stats).label_column
+    rows = transform_table(
+        standardizer, args.path, args.output, label=args.label, label_column=label_column, chunk_rows=args.chunk_rows
+    )
     features = [str(n) for n in standardizer.get_feature_names_out()]
     return emit(ApplyReport(rows, args.output, features), args)
