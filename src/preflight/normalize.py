@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from preflight import normalize_io as io
+from preflight import tables
 from preflight._moments import Moments, block_rows, chunk_moments, near_constant, nonfinite_columns, parallel_rows
 from preflight._warnings import warn
 
@@ -181,7 +182,7 @@ class Standardizer:
         array([ 9., 10.])
         """
         self._reset()
-        for chunk in io.with_progress(chunks, total=total_rows, enabled=progress):
+        for chunk in tables.with_progress(chunks, total=total_rows, enabled=progress):
             self._update(chunk)
         if not hasattr(self, "mean_"):
             raise ValueError("chunks: expected at least one chunk of rows, got none")
@@ -204,7 +205,7 @@ class Standardizer:
         >>> Standardizer().fit_file(path, label="y").feature_names_in_.tolist()
         ['a', 'b']
         """
-        source = io.open_table(path, label=label, chunk_rows=chunk_rows)
+        source = tables.open_table(path, label=label, chunk_rows=chunk_rows)
         return self.fit_chunks(source.chunks, total_rows=source.rows, progress=progress)
 
     # ------------------------------------------------------------------ transforming

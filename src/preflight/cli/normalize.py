@@ -9,8 +9,9 @@ from typing import Any
 
 from preflight.cli._common import add_output_options, emit
 from preflight.normalize import Standardizer
-from preflight.normalize_io import load_state, open_table, save_state, transform_table
+from preflight.normalize_io import load_state, save_state
 from preflight.report.text import format_table
+from preflight.tables import open_table, transform_table
 
 __all__ = ["register"]
 
