@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 
 from preflight import NotFittedError, Standardizer
 from preflight.cli import main
+from preflight.normalize import ConstantFeatureWarning
 
 # Chunked and in-memory fits differ only by rounding (float64 sums of ~1e4 values): 1e-12 relative is ample.
 RTOL = 1e-12
@@ -37,6 +39,16 @@ def test_save_and_load_round_trip_bit_for_bit_and_partial_fit_goes_on(table: np.
         np.testing.assert_array_equal(getattr(loaded, name), getattr(first, name))  # repr floats: exact
     loaded.partial_fit(table[1000:])
     assert_same_statistics(loaded, Standardizer().fit(table))
+
+
+def test_a_constant_feature_warns_when_fitted_not_again_on_every_load(tmp_path: Path) -> None:
+    x = np.column_stack([np.ones(5), np.arange(5.0)])
+    with pytest.warns(ConstantFeatureWarning):
+        path = Standardizer().fit(x).save(tmp_path / "s.json")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = Standardizer.load(path)
+    assert loaded.scale_[0] == 1.0
 
 
 def test_save_keeps_feature_names_and_is_plain_json(tmp_path: Path) -> None:

@@ -268,13 +268,16 @@ class Standardizer:
 
     @classmethod
     def load(cls, path: str | Path) -> Standardizer:
-        """Read a file written by :meth:`save`; a malformed, truncated or wrong-version file is a ValueError."""
+        """Read a file written by :meth:`save`; a malformed, truncated or wrong-version file is a ValueError.
+
+        Constant features were reported when the statistics were fitted; loading them (for every ``apply``) does
+        not warn again.
+        """
         state = io.load_state(path)
         standardizer = cls(**state.params)
         if state.names is not None:
             standardizer.feature_names_in_ = np.asarray(state.names, dtype=object)
         standardizer._set_statistics(state.moments)
-        standardizer._warn_constant()
         return standardizer
 
     def to_torch(self, dtype: Any = None) -> Any:
