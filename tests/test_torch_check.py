@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import subprocess
 import sys
@@ -141,7 +142,9 @@ def test_batch_norm_in_training_mode_is_checked_with_batch_statistics() -> None:
     report = check_module(model, cross_entropy, batch())
     assert report.passed, str(report)
     assert any("batch statistics" in n for n in report.notes)
-    assert any("fell back to a loop" in n for n in report.notes)  # BN updates its running stats in place
+    # BN updates its running stats in place, which vmap refuses: the loop did the work, and only it is named.
+    assert [n for n in report.notes if n.startswith("strategy:")] == [report.notes[0]]
+    assert report.notes[0].startswith("strategy: loop") and "vmap failed on this model" in report.notes[0]
     assert torch.equal(model[1].running_mean, running)
     assert check_module(model, cross_entropy, batch(), mode="eval").passed
 
@@ -196,3 +199,164 @@ def test_the_core_does_not_import_torch_and_the_adapter_names_its_extra() -> Non
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
     result = run_without_optional("import preflight.torch")
     assert result.returncode != 0 and "pip install 'nn-preflight[torch]'" in result.stderr
+
+
+def tied(kind: str, factor: float | None = None) -> Any:
+    """A Sequential whose layers share a parameter: a Linear's weight or bias, or an embedding and the output layer.
+
+    With ``factor``, the second user of the tensor is a BuggyLinear (its weight gradient off by that factor).
+    """
+    torch.manual_seed(0)
+
+    def linear(n_in: int, n_out: int) -> nn.Module:
+        return nn.Linear(n_in, n_out) if factor is None else BuggyLinear(n_in, n_out, factor)
+
+    if kind == "embedding":  # a language model's tied input and output embeddings (Press & Wolf 2017)
+        model = nn.Sequential(nn.Embedding(6, 4), nn.Tanh(), linear(4, 6)).double()
+        model[2].weight = model[0].weight
+        return model
+    model = nn.Sequential(nn.Linear(6, 6), nn.Tanh(), linear(6, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+    setattr(model[2], kind, getattr(model[0], kind))
+    return model
+
+
+def tied_batch(kind: str) -> tuple[Any, Any]:
+    if kind != "embedding":
+        return batch()
+    generator = torch.Generator().manual_seed(1)
+    return torch.randint(0, 6, (7, 5), generator=generator), torch.randint(0, 6, (7, 5), generator=generator)
+
+
+def tied_loss(kind: str) -> Any:
+    return cross_entropy if kind != "embedding" else lambda out, y: cross_entropy(out.reshape(-1, 6), y.reshape(-1))
+
+
+@pytest.mark.parametrize("kind", ["weight", "bias", "embedding"])
+def test_tied_parameters_pass_and_the_chain_steps_aside_saying_why(kind: str) -> None:
+    report = check_module(tied(kind), tied_loss(kind), tied_batch(kind))
+    assert report.passed, str(report)
+    assert all(not r.kinks and r.checked == r.size for r in report.parameters.values())
+    strategy = [n for n in report.notes if n.startswith("strategy:")]
+    assert len(strategy) == 1 and strategy[0].startswith("strategy: vmap")
+    assert "not chain" in strategy[0] and ("2." + ("weight" if kind != "bias" else "bias")) in strategy[0]
+
+
+@pytest.mark.parametrize("kind", ["weight", "embedding"])
+def test_a_planted_bug_in_a_tied_model_still_fails(kind: str) -> None:
+    report = check_module(tied(kind, factor=2.0), tied_loss(kind), tied_batch(kind))
+    assert not report.passed
+    assert report.worst == "0.weight"  # the tied tensor's one name: its gradient sums both uses, one of them wrong
+
+
+def test_the_chain_strategy_refuses_tied_parameters_by_name() -> None:
+    with pytest.raises(ValueError, match=r"strategy: 'chain' cannot check .*0\.weight \(also 2\.weight\)"):
+        check_module(tied("weight"), cross_entropy, batch(), strategy="chain")
+
+
+def test_a_module_used_twice_is_checked_coordinate_by_coordinate_and_left_as_it_was() -> None:
+    torch.manual_seed(0)
+    layer = nn.Linear(6, 6).double()
+    model = nn.Sequential(layer, nn.Tanh(), layer, nn.Tanh(), nn.Linear(6, 3).double())
+    weight = layer.weight
+    report = check_module(model, cross_entropy, batch())
+    assert report.passed and all(not r.kinks and r.checked == r.size for r in report.parameters.values())
+    assert report.parameters["0.weight"].checked == 36
+    # torch's functional_call(tie_weights=True) restores a module registered twice in the wrong order and leaves the
+    # working copy in it; the caller's Parameter must still be there, trainable.
+    assert layer.weight is weight and weight.requires_grad and len(list(model.parameters())) == 4
+
+
+def test_a_parameterless_module_used_twice_keeps_the_chain_exact() -> None:
+    torch.manual_seed(0)
+    act = nn.Tanh()
+    model = nn.Sequential(nn.Linear(6, 5), act, nn.Linear(5, 4), act, nn.Linear(4, 3)).double()
+    chain = check_module(model, cross_entropy, batch(), strategy="chain")
+    loop = check_module(model, cross_entropy, batch(), strategy="loop")
+    assert chain.passed and all(not r.kinks and r.checked == r.size for r in chain.parameters.values())
+    for name, result in chain.parameters.items():
+        # Both are central differences of the same loss; they differ by rounding only (float64 noise / h ~ 1e-10).
+        assert abs(result.difference - loop.parameters[name].difference) < 1e-6
+
+
+def test_distinct_parameters_that_share_storage_are_independent_tensors_for_every_strategy() -> None:
+    # Two Parameter objects over one storage are two leaves to autograd; each strategy perturbs a copy of one.
+    model = mlp(sizes=(6, 5, 5, 3))
+    model[2].weight = nn.Parameter(model[0].weight.data[:, :5])
+    chain = check_module(model, cross_entropy, batch(), strategy="chain")
+    loop = check_module(model, cross_entropy, batch(), strategy="loop")
+    assert chain.passed and loop.passed
+    assert abs(chain.parameters["2.weight"].difference - loop.parameters["2.weight"].difference) < 1e-6
+
+
+class Residual(nn.Sequential):
+    """A Sequential with a forward of its own: not a chain of its children."""
+
+    def forward(self, x: Any) -> Any:
+        return x + super().forward(x)
+
+
+def test_a_sequential_subclass_with_its_own_forward_is_not_taken_for_a_chain() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(Residual(nn.Linear(6, 6), nn.Tanh(), nn.Linear(6, 6)), nn.Linear(6, 3)).double()
+    report = check_module(model[0], lambda out: out.square().sum(), batch()[0])
+    assert report.passed, str(report)
+    assert report.notes[0].startswith("strategy: vmap")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_half_precision_model_is_rejected_naming_the_dtype_and_the_fix(dtype: Any) -> None:
+    model = mlp().to(dtype)
+    x, y = batch()
+    with pytest.raises(ValueError, match=rf"model \(parameter '0.weight'\): dtype {str(dtype)[6:]} .*float64"):
+        check_module(model, cross_entropy, (x.to(dtype), y))
+
+
+def test_the_dropout_message_leads_with_the_torch_advice() -> None:
+    model = nn.Sequential(nn.Linear(6, 5), nn.Dropout(0.5), nn.Linear(5, 3)).double().train()
+    with pytest.raises(NondeterministicLossError) as caught:
+        check_module(model, cross_entropy, batch())
+    message = str(caught.value)
+    assert message.index("mode='eval'") < message.index("two calls")
+    assert "dropout_masks" not in message and "reference network" not in message
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_short_check_shows_no_progress_bar_even_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("tqdm")
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    # 2 x 16,900 perturbed losses: a whole-model call each would be estimated at seconds; the chain does them in
+    # well under 2 s, and its own timing is what decides.
+    model = mlp(sizes=(6, 128, 128, 3))
+    report = check_module(model, cross_entropy, batch())
+    assert report.passed and report.evaluations > 30_000
+    assert "gradcheck" not in terminal.getvalue()
+
+
+def test_a_check_expected_to_be_long_shows_the_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("tqdm")
+    from preflight.torch import check
+
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setattr(check._TensorEvaluator, "seconds_per_loss", lambda self: 1.0)
+    assert check_module(mlp(), cross_entropy, batch()).passed
+    assert "gradcheck" in terminal.getvalue()
+
+
+class MaskedLinear(nn.Linear):
+    """A Linear subclass with a forward of its own (a lower-triangular mask on the weight)."""
+
+    def forward(self, x: Any) -> Any:
+        return nn.functional.linear(x, self.weight * torch.tril(torch.ones_like(self.weight)), self.bias)
+
+
+def test_a_linear_subclass_with_its_own_forward_gets_no_rank_one_update() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 6), nn.Tanh(), MaskedLinear(6, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+    report = check_module(model, cross_entropy, batch(), strategy="chain")
+    assert report.passed, str(report)

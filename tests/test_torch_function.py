@@ -166,3 +166,31 @@ def test_bad_arguments_are_rejected_with_their_name() -> None:
         check_function(torch.sin, 3)
     with pytest.raises(ValueError, match="names"):
         check_function(torch.sin, torch.randn(3, dtype=torch.float64), names=["a", "b"])
+
+
+def test_a_nan_output_is_reported_as_not_finite_not_as_randomness() -> None:
+    report = check_function(lambda a: a.log(), torch.tensor([-1.0, 1.0], dtype=torch.float64))
+    assert not report.passed and report.stopped is not None
+    assert "not finite at the given inputs" in report.stopped and "index (0,) is nan" in report.stopped
+    assert "random" not in report.stopped
+
+
+def test_a_random_function_is_still_caught_where_its_output_has_nan() -> None:
+    x = torch.tensor([-1.0, 1.0, 2.0], dtype=torch.float64)
+    report = check_function(lambda t: torch.cat([t.log(), t * torch.rand(3, dtype=torch.float64)]), x)
+    assert not report.passed and "random" in report.stopped and "index (3,)" in report.stopped
+
+
+def test_a_step_that_leaves_the_domain_stops_the_check_naming_the_element() -> None:
+    # log near 0: the default step (6e-6) crosses into log's undefined side for x[1] = 1e-6 only.
+    x = torch.tensor([0.5, 1e-6, 2.0], dtype=torch.float64)
+    report = check_function(torch.log, x)
+    assert not report.passed and report.stopped is not None
+    assert "input0[1] moved by -" in report.stopped and "eps" in report.stopped
+    assert check_function(torch.log, x, eps=1e-7).passed
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_inputs_are_rejected_naming_the_dtype(dtype: Any) -> None:
+    with pytest.raises(ValueError, match=rf"inputs\[0\]: dtype {str(dtype)[6:]} .*float64"):
+        check_function(torch.tanh, torch.randn(3).to(dtype))

@@ -125,3 +125,50 @@ def test_bad_arguments_are_rejected_with_their_name() -> None:
         initialize(mixed(), "lsuv")
     with pytest.raises(ValueError, match="model"):
         initialize(nn.Sequential(nn.ReLU()))
+
+
+def frozen_backbone() -> Any:
+    model = mixed()
+    model[0].requires_grad_(False)  # a "pretrained" first layer, weight and bias
+    model[4].bias.requires_grad_(False)
+    return model
+
+
+@pytest.mark.parametrize("scheme", ["auto", "glorot", "lsuv"])
+def test_frozen_parameters_are_kept_and_listed(scheme: str) -> None:
+    torch.manual_seed(0)
+    model, x = frozen_backbone(), torch.randn(256, 16)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = initialize(model, scheme, rng=0, batch=x if scheme == "lsuv" else None)
+    after = model.state_dict()
+    assert report.skipped == ("0.weight", "0.bias", "4.bias")
+    assert all(torch.equal(after[k], before[k]) for k in report.skipped)
+    assert all(not torch.equal(after[k], before[k]) for k in ("2.weight", "4.weight"))
+    assert [r.scheme for r in report.layers if r.name == "0"] == ["kept (frozen)"]
+    assert "0.weight" in str(report) and "include_frozen=True" in str(report)
+
+
+def test_include_frozen_initializes_frozen_parameters_too() -> None:
+    model = frozen_backbone()
+    before = model[0].weight.clone()
+    report = initialize(model, rng=0, include_frozen=True)
+    assert report.skipped == () and not torch.equal(model[0].weight, before)
+    assert torch.count_nonzero(model[4].bias) == 0
+
+
+@pytest.mark.parametrize(
+    ("x", "expected"),
+    [
+        (torch.randn(64, 5), r"16 input features in float32, got tensor of shape \(64, 5\)"),
+        (torch.randn(64, 16, dtype=torch.float64), "in float32, got tensor of shape .* dtype float64"),
+        (torch.zeros(64, 16, dtype=torch.int64), "in float32, got .* dtype int64"),
+    ],
+)
+def test_lsuv_rejects_a_batch_the_model_cannot_take_before_changing_any_weight(x: Any, expected: str) -> None:
+    model = mixed().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    message = rf"batch: the model cannot run on it .*first layer '0' \(Linear\).*{expected}"
+    with pytest.raises(ValueError, match=message):
+        initialize(model, "lsuv", batch=x)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert all(m.training for m in model.modules())

@@ -83,3 +83,28 @@ def test_bad_arguments_are_rejected_with_their_name() -> None:
         propagation(deep(nn.ReLU, depth=1), [1, 2, 3])
     with pytest.raises(ValueError, match="learning_rate"):
         propagation(deep(nn.ReLU, depth=1), torch.randn(4, 64), learning_rate=-1.0)
+
+
+def test_a_loss_that_is_not_a_scalar_is_rejected_as_check_module_does() -> None:
+    from preflight.torch import check_module
+
+    model, data = deep(nn.Tanh, depth=1), (torch.randn(16, 64), torch.randint(0, 4, (16,)))
+    message = r"loss_fn: expected a scalar tensor .*got tensor of shape \(16, 4\)"
+    with pytest.raises(ValueError, match=message):
+        propagation(model, data, lambda out, y: out, warn=False)
+    with pytest.raises(ValueError, match=message):
+        check_module(model, lambda out, y: out, data)
+
+
+def test_tied_weights_and_a_layer_used_twice_are_diagnosed_without_touching_the_model() -> None:
+    torch.manual_seed(0)
+    tied = nn.Sequential(nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 16))
+    tied[2].weight = tied[0].weight
+    report = propagation(tied, torch.randn(64, 16), warn=False)
+    # One tensor, two uses: both layers show its gradient, the sum over both uses.
+    assert report.layers[0].weight_grad_norm == report.layers[1].weight_grad_norm
+    layer = nn.Linear(16, 16)
+    weight = layer.weight
+    twice = nn.Sequential(layer, nn.Tanh(), layer)
+    assert len(propagation(twice, torch.randn(64, 16), warn=False).layers) == 2
+    assert layer.weight is weight and weight.requires_grad

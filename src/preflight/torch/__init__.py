@@ -10,7 +10,8 @@ from preflight._optional import require
 
 require("torch", extra="torch", purpose="preflight.torch (gradient checks and diagnostics for PyTorch models)")
 
-from preflight.torch.check import check_function, check_module  # noqa: E402
+from preflight.torch.check import check_module  # noqa: E402
+from preflight.torch.function import check_function  # noqa: E402
 from preflight.torch.initialize import InitializationReport, initialize  # noqa: E402
 from preflight.torch.propagation import propagation  # noqa: E402
 

@@ -3,10 +3,12 @@
 Each evaluator answers ``losses(name, coords, deltas) -> tensor of k losses`` where coordinate ``coords[r]`` (a flat
 index into the tensor) is moved by ``deltas[r]``. Three strategies, fastest first:
 
-- ``ChainEvaluator``: an ``nn.Sequential`` in a deterministic state. The input of every child is cached once; a
-  perturbed Linear weight ``W[i, j] += d`` changes only column ``i`` of that layer's output, by ``d * u[:, j]`` (a
-  rank-one update), elementwise activations keep it in that column, and the next Linear turns it into
-  ``z + delta_i * W_next[:, i]``; only the rest of the network runs, batched over perturbations with vmap.
+- ``ChainEvaluator``: a plain ``nn.Sequential`` in a deterministic state whose parameters each sit in one place
+  (no tied weights, no module registered twice: perturbing one layer's copy would miss the others). The input of
+  every child is cached once; a perturbed Linear weight ``W[i, j] += d`` changes only column ``i`` of that layer's
+  output, by ``d * u[:, j]`` (a rank-one update), elementwise activations keep it in that column, and the next
+  Linear turns it into ``z + delta_i * W_next[:, i]``; only the rest of the network runs, batched over
+  perturbations with vmap.
 - ``VmapEvaluator``: the whole model through ``torch.func.functional_call``, batched over perturbations.
 - ``LoopEvaluator``: one call per perturbation, the tensor perturbed in place in a working copy and restored.
 """
@@ -23,7 +25,8 @@ from torch.func import functional_call, vmap
 __all__ = ["ELEMENTWISE", "ChainEvaluator", "LoopEvaluator", "VmapEvaluator"]
 
 Loss = Callable[[Any], torch.Tensor]
-#: Modules that act element by element, so a change confined to one feature column stays in it.
+#: Modules that act element by element, so a change confined to one feature column stays in it (these exact
+#: types: a subclass may redefine forward).
 ELEMENTWISE: tuple[type[nn.Module], ...] = (
     nn.ReLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Softplus, nn.Identity, nn.Hardtanh,
     nn.Mish, nn.CELU, nn.SELU, nn.ReLU6, nn.Softsign, nn.Tanhshrink, nn.LogSigmoid,
@@ -79,8 +82,10 @@ class ChainEvaluator:
     """Cached prefix and rank-one updates for an ``nn.Sequential`` (see the module docstring)."""
 
     def __init__(self, model: nn.Sequential, inputs: torch.Tensor, loss: Loss):
-        self.children = list(model.children())
-        self.names = [n for n, _ in model.named_children()]
+        # Sequential.forward runs every registered child, a repeated one (the same Tanh twice) included; children()
+        # and named_children() list each module once.
+        self.names = list(model._modules)
+        self.children = [m for m in model._modules.values() if m is not None]
         self.loss = loss
         self.cache = [inputs]
         for child in self.children:
@@ -88,7 +93,14 @@ class ChainEvaluator:
 
     @staticmethod
     def supports(model: nn.Module, inputs: tuple[Any, ...]) -> bool:
-        if not isinstance(model, nn.Sequential) or len(inputs) != 1 or not isinstance(inputs[0], torch.Tensor):
+        """A plain Sequential (its own forward, one tensor input) with no dropout or buffers in training mode.
+
+        Parameters used in more than one place are the caller's to rule out (see ``shared_parameters``).
+        """
+        plain = isinstance(model, nn.Sequential) and type(model).forward is nn.Sequential.forward
+        if not plain or len(inputs) != 1 or not isinstance(inputs[0], torch.Tensor):
+            return False
+        if any(m is None for m in model._modules.values()):
             return False
         return all(not (m.training and (isinstance(m, nn.modules.dropout._DropoutNd) or any(True for _ in m.buffers())))
                    for m in model.modules())  # fmt: skip
@@ -111,7 +123,7 @@ class ChainEvaluator:
         child = self.children[c]
         u, z = self.cache[c], self.cache[c + 1]
         deltas = deltas.to(z.dtype)
-        if isinstance(child, nn.Linear) and pname in ("weight", "bias"):
+        if _plain_linear(child) and pname in ("weight", "bias"):
             return self._linear(c, pname, u, z, coords, deltas)
         base = dict(child.named_parameters())[pname]
         batch = base.reshape(1, -1).repeat(len(coords), 1)
@@ -136,11 +148,11 @@ class ChainEvaluator:
         else:
             column = before + deltas.view(shape)
         nxt = c + 1
-        while nxt < len(self.children) and isinstance(self.children[nxt], ELEMENTWISE):
+        while nxt < len(self.children) and type(self.children[nxt]) in ELEMENTWISE:
             column = self.children[nxt](column)
             before = self.cache[nxt + 1].index_select(-1, rows).movedim(-1, 0)
             nxt += 1
-        if nxt < len(self.children) and isinstance(self.children[nxt], nn.Linear):
+        if nxt < len(self.children) and _plain_linear(self.children[nxt]):
             weight = _weight(self.children[nxt])
             row = weight.index_select(1, rows).T.contiguous().reshape((k,) + (1,) * (z.dim() - 1) + (-1,))
             moved = (column - before).contiguous().unsqueeze(-1)
@@ -149,6 +161,11 @@ class ChainEvaluator:
         where = rows.view((*shape, 1)).expand((*column.shape, 1))
         batch.scatter_(-1, where, column.contiguous().unsqueeze(-1))
         return self._suffix(nxt, batch).double()
+
+
+def _plain_linear(module: nn.Module) -> bool:
+    """An nn.Linear computing ``x W^T + b`` (a subclass with a forward of its own, masked or low-rank, may not)."""
+    return isinstance(module, nn.Linear) and type(module).forward is nn.Linear.forward
 
 
 def _weight(layer: nn.Module) -> torch.Tensor:

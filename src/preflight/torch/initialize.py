@@ -4,6 +4,9 @@
 when it cannot be traced, by the order the modules were registered in): ReLU-like activations get He with the
 activation's gain, tanh, sigmoid, SELU and no activation get LeCun (variance 1/fan_in: the mean-field gain chi = 1
 for tanh). The report says, per layer, what followed and what was chosen.
+
+Parameters with ``requires_grad=False`` are left as they are by default: a frozen pretrained backbone stays
+pretrained (``include_frozen=True`` initializes them too); the report lists them.
 """
 
 from __future__ import annotations
@@ -22,10 +25,13 @@ from preflight._validation import check_in_range, check_positive_int, describe
 from preflight._warnings import warn
 from preflight.lsuv import LSUVWarning
 from preflight.report.text import format_table
+from preflight.torch._model import describe_value
 
 __all__ = ["InitializationReport", "LayerInit", "initialize"]
 
 LAYERS: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+#: The scheme shown for a layer whose weight is frozen and so left as it was.
+KEPT = "kept (frozen)"
 #: Activation modules and functions by the name preflight.init.gain knows; "relu" stands for the ReLU family.
 ACTIVATION_MODULES: dict[type[nn.Module], str] = {
     nn.ReLU: "relu", nn.ReLU6: "relu", nn.GELU: "relu", nn.SiLU: "relu", nn.ELU: "relu", nn.CELU: "relu",
@@ -62,14 +68,23 @@ class LayerInit:
 
 @dataclass(frozen=True)
 class InitializationReport:
-    """Per layer: the activation found after it, the scheme chosen, the weight's resulting standard deviation."""
+    """Per layer: the activation found after it, the scheme chosen, the weight's resulting standard deviation.
+
+    ``skipped`` names the parameters left as they were because they are frozen (``requires_grad=False``).
+    """
 
     scheme: str
     traced: str
     layers: tuple[LayerInit, ...]
+    skipped: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"scheme": self.scheme, "traced": self.traced, "layers": [layer.__dict__ for layer in self.layers]}
+        return {
+            "scheme": self.scheme,
+            "traced": self.traced,
+            "layers": [layer.__dict__ for layer in self.layers],
+            "skipped": list(self.skipped),
+        }
 
     def __str__(self) -> str:
         lsuv = self.scheme == "lsuv"
@@ -80,7 +95,13 @@ class InitializationReport:
             row: list[Any] = [r.name, "x".join(map(str, r.shape)), r.activation, r.scheme, r.std]
             row += [r.variance_before, r.variance_after, r.iterations] if lsuv else []
             rows.append(row)
-        return format_table(headers, rows, title=f"initialize(scheme={self.scheme!r}): activations {self.traced}")
+        table = format_table(headers, rows, title=f"initialize(scheme={self.scheme!r}): activations {self.traced}")
+        if not self.skipped:
+            return table
+        return (
+            f"{table}\nnote: frozen (requires_grad=False), left as they were: {list(self.skipped)} "
+            "(include_frozen=True initializes them too)"
+        )
 
 
 def initialize(
@@ -91,25 +112,37 @@ def initialize(
     batch: Any = None,
     tol: float = 0.1,
     max_iterations: int = 10,
+    include_frozen: bool = False,
 ) -> InitializationReport:
-    """Initialize every Linear/Conv weight of ``model`` in place (biases to zero) and say what was chosen.
+    """Initialize the trainable Linear/Conv weights of ``model`` in place, biases to zero, and say what was chosen.
 
     Parameters
     ----------
     model : nn.Module
-        Modified in place (that is the point); nothing else about it changes.
+        Modified in place (that is the point); nothing else about it changes. Parameters with
+        ``requires_grad=False`` are left as they are (see ``include_frozen``).
     scheme : "auto", "lsuv", a name of ``preflight.init.SCHEMES``, or an initializer
         "auto": by the activation that follows each layer (module docstring). "lsuv": orthogonal, then each
         layer's output rescaled to unit variance on ``batch`` (Mishkin & Matas 2015).
     rng : Generator, RandomState or int seed
     batch : tensor or tuple of tensors
-        The model's input, needed by "lsuv" (a few hundred rows).
+        The model's input, needed by "lsuv" (a few hundred rows). The model is run on it once before any weight
+        changes: a batch it cannot take (wrong shape or dtype) is a ValueError and leaves the model untouched.
     tol, max_iterations : float, int
         LSUV stops on a layer when ``|Var - 1| <= tol``, or after ``max_iterations`` rescalings (then warns).
+    include_frozen : bool
+        Also initialize parameters with ``requires_grad=False``. By default they are kept, so that a frozen
+        pretrained backbone is not wiped; a layer whose weight is kept shows the scheme "kept (frozen)", and the
+        report's ``skipped`` lists every parameter kept.
 
     Returns
     -------
     InitializationReport
+
+    Raises
+    ------
+    ValueError
+        A model without Linear/Conv layers, an unknown scheme, a missing or unusable ``batch`` for "lsuv".
 
     Examples
     --------
@@ -124,15 +157,37 @@ def initialize(
         raise ValueError("model: it has no Linear or Conv layer to initialize")
     generator = initializers.as_generator(rng)
     activations, traced = following_activations(model)
+    kept = () if include_frozen else _frozen(layers)
     if scheme == "lsuv":
-        return _lsuv(model, layers, activations, traced, batch, generator, tol, max_iterations)
+        return _lsuv(model, layers, activations, traced, batch, generator, tol, max_iterations, kept)
     chosen: list[LayerInit] = []
     for name, layer in layers:
         act = activations.get(name, ("none", None))
         label, init = _scheme_for(act) if scheme == "auto" else (_name(scheme), initializers.get(scheme))
-        std = _apply(layer, init, generator)
+        std = _apply(layer, init, generator, _keeps(kept, name))
+        label = KEPT if _keeps(kept, name)[0] else label
         chosen.append(LayerInit(name, tuple(_weight(layer).shape), _act_label(act), label, std))
-    return InitializationReport(scheme if isinstance(scheme, str) else _name(scheme), traced, tuple(chosen))
+    return InitializationReport(scheme if isinstance(scheme, str) else _name(scheme), traced, tuple(chosen), kept)
+
+
+def _parameter_name(layer_name: str, attribute: str) -> str:
+    return f"{layer_name}.{attribute}" if layer_name else attribute
+
+
+def _frozen(layers: list[tuple[str, nn.Module]]) -> tuple[str, ...]:
+    """The names of the layers' weights and biases with ``requires_grad=False``."""
+    found = []
+    for name, layer in layers:
+        for attribute in ("weight", "bias"):
+            p = getattr(layer, attribute, None)
+            if isinstance(p, torch.Tensor) and not p.requires_grad:
+                found.append(_parameter_name(name, attribute))
+    return tuple(found)
+
+
+def _keeps(kept: tuple[str, ...], name: str) -> tuple[bool, bool]:
+    """Whether the layer's weight, and its bias, are to be kept as they are."""
+    return _parameter_name(name, "weight") in kept, _parameter_name(name, "bias") in kept
 
 
 def _name(scheme: Any) -> str:
@@ -156,13 +211,17 @@ def _scheme_for(act: tuple[str, float | None]) -> tuple[str, initializers.Initia
     return "lecun", initializers.lecun_normal
 
 
-def _apply(layer: nn.Module, init: initializers.Initializer, generator: Any) -> float:
+def _apply(
+    layer: nn.Module, init: initializers.Initializer, generator: Any, keep: tuple[bool, bool] = (False, False)
+) -> float:
+    """Draw the weight and zero the bias, each unless ``keep`` says so; the weight's standard deviation."""
     weight = _weight(layer)
-    values = init(generator, tuple(weight.shape), np.float64)
     with torch.no_grad():
-        weight.copy_(torch.from_numpy(np.ascontiguousarray(values)).to(weight.dtype))
+        if not keep[0]:
+            values = init(generator, tuple(weight.shape), np.float64)
+            weight.copy_(torch.from_numpy(np.ascontiguousarray(values)).to(weight.dtype))
         bias = getattr(layer, "bias", None)
-        if isinstance(bias, torch.Tensor):
+        if isinstance(bias, torch.Tensor) and not keep[1]:
             bias.zero_()
     return float(weight.detach().double().std())
 
@@ -245,6 +304,7 @@ def _lsuv(
     generator: Any,
     tol: float,
     max_iterations: int,
+    kept: tuple[str, ...],
 ) -> InitializationReport:
     if batch is None:
         raise ValueError("batch: scheme='lsuv' needs a batch of inputs to measure each layer's output on")
@@ -254,26 +314,52 @@ def _lsuv(
     flags = {m: m.training for m in model.modules()}
     try:
         model.eval()  # no dropout while measuring
-        return _lsuv_scaled(model, layers, activations, traced, inputs, generator, tol, max_iterations)
+        try:
+            order = _execution_order(model, layers, inputs)  # before any weight changes: a bad batch fails here
+        except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+            raise _batch_error(layers, batch, exc) from exc
+        return _lsuv_scaled(model, layers, order, activations, traced, inputs, generator, tol, max_iterations, kept)
     finally:
         for m, training in flags.items():
             m.training = training
 
 
+def _batch_error(layers: list[tuple[str, nn.Module]], batch: Any, exc: Exception) -> ValueError:
+    """What the model's first registered layer takes, beside what came and torch's reason."""
+    name, first = layers[0]
+    takes = f"{first.in_features} input features" if isinstance(first, nn.Linear) else (
+        f"{getattr(first, 'in_channels', '?')} input channels"
+    )  # fmt: skip
+    dtype = str(_weight(first).dtype).replace("torch.", "")
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+    got = describe_value(batch) if not isinstance(batch, tuple) else f"({', '.join(map(describe_value, batch))})"
+    return ValueError(
+        f"batch: the model cannot run on it ({reason}); expected the model's input, its first layer {name!r} "
+        f"({type(first).__name__}) taking {takes} in {dtype}, got {got}; no weight was changed"
+    )
+
+
 def _lsuv_scaled(
     model: nn.Module,
     layers: list[tuple[str, nn.Module]],
+    order: list[tuple[str, nn.Module]],
     activations: dict[str, tuple[str, float | None]],
     traced: str,
     inputs: tuple[Any, ...],
     generator: Any,
     tol: float,
     max_iterations: int,
+    kept: tuple[str, ...],
 ) -> InitializationReport:
-    for _, layer in layers:
-        _apply(layer, initializers.orthogonal(1.0), generator)
+    for name, layer in layers:
+        _apply(layer, initializers.orthogonal(1.0), generator, _keeps(kept, name))
     records = []
-    for name, layer in _execution_order(model, layers, inputs):
+    for name, layer in order:
+        if _keeps(kept, name)[0]:
+            std = float(_weight(layer).detach().double().std())
+            label = _act_label(activations.get(name, ("none", None)))
+            records.append(LayerInit(name, tuple(_weight(layer).shape), label, KEPT, std))
+            continue
         first = variance = _output_variance(model, layer, inputs)
         iterations = 0
         while abs(variance - 1.0) > tol and iterations < max_iterations and variance > 1e-12:
@@ -287,10 +373,12 @@ def _lsuv_scaled(
         records.append(LayerInit(name, tuple(weight.shape), _act_label(activations.get(name, ("none", None))),
                                  "orthogonal + rescale", float(weight.detach().double().std()), first, variance,
                                  iterations))  # fmt: skip
-    return InitializationReport("lsuv", traced, tuple(records))
+    return InitializationReport("lsuv", traced, tuple(records), kept)
 
 
-def _execution_order(model: nn.Module, layers: list[tuple[str, nn.Module]], inputs: tuple[Any, ...]) -> list[Any]:
+def _execution_order(
+    model: nn.Module, layers: list[tuple[str, nn.Module]], inputs: tuple[Any, ...]
+) -> list[tuple[str, nn.Module]]:
     order: list[nn.Module] = []
     handles = [m.register_forward_hook(lambda mod, _i, _o: order.append(mod)) for _, m in layers]
     try:

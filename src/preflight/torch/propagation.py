@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from preflight import propagation as core
 from preflight._stats import norm, ratio, rms
 from preflight._validation import check_in_range, describe
 from preflight.init import fans
+from preflight.torch._model import FunctionalModel, scalar_loss
 from preflight.torch.initialize import LAYERS, following_activations
 
 __all__ = ["propagation"]
@@ -48,8 +48,8 @@ def propagation(
         Run in eval mode (no dropout) through ``functional_call`` on copies of its parameters: nothing of it changes.
     batch : tensor or (inputs, target)
     loss_fn : callable, optional
-        ``loss_fn(output, target)``. Without it (or without a target) the backward pass starts from a random
-        unit-variance gradient of the output, divided by the batch size.
+        ``loss_fn(output, target)``, a scalar tensor. Without it (or without a target) the backward pass starts from
+        a random unit-variance gradient of the output, divided by the batch size.
     learning_rate : float
         For the update-to-weight ratio.
     thresholds, warn
@@ -101,13 +101,16 @@ def _record(model: nn.Module, inputs: tuple[Any, ...], target: Any, loss_fn: Any
     params = {n: p.detach().clone().requires_grad_(True) for n, p in model.named_parameters()}
     buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
     layers = {id(m): n for n, m in model.named_modules() if isinstance(m, LAYERS)}
+    # A weight by its first name (the model holds these copies during the call): a tied weight, or a layer used
+    # twice, is one tensor under several names.
+    names = {id(p): n for n, p in params.items()}
     if not layers:
         raise ValueError("model: it has no Linear or Conv layer to diagnose")
     record: list[dict[str, Any]] = []
 
     def hook(module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> None:
         entry: dict[str, Any] = {"name": layers[id(module)], "z": output.detach(), "x": args[0].detach()}
-        entry["weight"] = f"{entry['name']}.weight" if entry["name"] else "weight"
+        entry["weight"] = names.get(id(module.weight), f"{entry['name']}.weight" if entry["name"] else "weight")
         _hook(output, entry, "dz")
         if args[0].requires_grad:
             _hook(args[0], entry, "dx")
@@ -116,9 +119,9 @@ def _record(model: nn.Module, inputs: tuple[Any, ...], target: Any, loss_fn: Any
     handles = [m.register_forward_hook(hook) for m in model.modules() if id(m) in layers]
     try:
         with torch.enable_grad():
-            output = functional_call(model, {**params, **buffers}, inputs)
+            output = FunctionalModel(model)({**params, **buffers}, inputs)
             if loss_fn is not None and target is not None:
-                loss = loss_fn(output, target)
+                loss = scalar_loss(loss_fn(output, target), "loss_fn")
             else:
                 generator = torch.Generator().manual_seed(seed)
                 upstream = torch.randn(output.shape, generator=generator, dtype=output.dtype)

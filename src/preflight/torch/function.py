@@ -1,0 +1,345 @@
+"""Gradient checks for PyTorch: custom autograd Functions and ops, per Jacobian entry.
+
+The backward (and forward-mode AD where defined) is compared with central differences of real evaluations, element
+by element, against the noise those differences can explain (calibrated for float32 as for float64).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from preflight._validation import check_positive_int
+from preflight.torch._model import check_precision
+from preflight.torch._numeric import Differences, machine_epsilon, steps
+from preflight.torch._report import CheckReport, Element, TensorResult, hints_for, relative_difference
+
+__all__ = ["check_function"]
+
+A = NDArray[Any]
+
+
+class _Stopped(Exception):
+    """The check cannot go on (an output not finite): the message is the report's ``stopped``."""
+
+
+def _result(
+    name: str, shape: tuple[int, ...], analytic: A, numeric: A, tolerance: A, bad: A, kink: A, worst: int,
+    outputs: Callable[[int], tuple[tuple[int, ...], tuple[int, ...] | None]] | None = None,
+) -> TensorResult:  # fmt: skip
+    excess = np.abs(analytic - numeric) / np.maximum(tolerance, 1e-300)
+    order = np.argsort(-excess, kind="stable")[:worst]
+    elements = []
+    for flat in order.tolist():
+        index, output = outputs(flat) if outputs else (tuple(int(i) for i in np.unravel_index(flat, shape)), None)
+        elements.append(Element(index, float(analytic[flat]), float(numeric[flat]), float(tolerance[flat]), output))
+    return TensorResult(
+        name=name, shape=shape, checked=int(analytic.size), difference=relative_difference(analytic, numeric),
+        failed=int(bad.sum()), kinks=int(kink.sum()), worst=tuple(elements),
+    )  # fmt: skip
+
+
+def check_function(
+    fn: Callable[..., Any],
+    *inputs: Any,
+    eps: float | None = None,
+    forward_ad: bool | None = None,
+    richardson: bool = True,
+    max_outputs: int = 1024,
+    names: Sequence[str] | None = None,
+    seed: int = 0,
+    worst: int = 5,
+) -> CheckReport:
+    """Check the backward (and forward-mode AD where defined) of ``fn`` against finite differences, per Jacobian entry.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(*inputs)`` returning a tensor or a tuple/list of tensors (an op, or ``MyFunction.apply``).
+    *inputs
+        Tensors with ``requires_grad=True`` are checked (every floating tensor when none asks for it); anything
+        else is passed through. The caller's tensors are never modified. Checked tensors must be float32 or
+        float64 (float16 and bfloat16 are too coarse for finite differences).
+    eps : float, optional
+        Fixed step; default ``cbrt(machine eps) * max(1, |x_i|)`` per element, exactly representable.
+    forward_ad : bool, optional
+        Check forward-mode AD too. ``None``: where the function defines it (a note says when it does not).
+    richardson : bool
+        Also evaluate at +-2h: the truncation error is measured instead of assumed (default; inputs are small).
+    max_outputs : int
+        Up to this many output elements the whole Jacobian is checked; beyond, 16 random output projections.
+    names : sequence of str, optional
+        Names for the checked inputs (default "input0", "input1", ... by position).
+
+    Returns
+    -------
+    CheckReport
+        Per checked input, the worst entries name the input element and the output element. The check stops
+        (``stopped`` says why, ``passed`` is False) when the function is random, or when an output is not finite
+        at the inputs or at a perturbed input.
+
+    Raises
+    ------
+    ValueError
+        No floating input to check, inputs in float16 or bfloat16, bad options.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    >>> check_function(torch.tanh, x).passed
+    True
+    """
+    check_positive_int(max_outputs, name="max_outputs")
+    start = time.perf_counter()
+    positions = [i for i, x in enumerate(inputs) if isinstance(x, torch.Tensor) and x.requires_grad]
+    if not positions:
+        positions = [i for i, x in enumerate(inputs) if isinstance(x, torch.Tensor) and x.is_floating_point()]
+    if not positions:
+        raise ValueError("inputs: expected at least one floating-point tensor to check")
+    for i in positions:
+        if not inputs[i].is_floating_point():
+            raise ValueError(f"inputs[{i}]: expected a floating-point tensor, got dtype {inputs[i].dtype}")
+        check_precision(inputs[i].dtype, f"inputs[{i}]", fix=f"pass inputs[{i}].double() (and fn in float64)")
+    labels = list(names) if names is not None else [f"input{i}" for i in positions]
+    if len(labels) != len(positions):
+        raise ValueError(f"names: expected {len(positions)} names (one per checked input), got {len(labels)}")
+    job = _FunctionCheck(fn, inputs, positions, max_outputs, seed)
+    try:
+        job.require_usable()
+        fd = {i: job.differences(i, label, eps, richardson) for label, i in zip(labels, positions, strict=True)}
+    except _Stopped as stop:
+        seconds = time.perf_counter() - start
+        return CheckReport(parameters={}, difference=math.nan, hints=[str(stop)], notes=job.notes,
+                           evaluations=job.evaluations, seconds=seconds, stopped=str(stop))  # fmt: skip
+    a_rows = job.analytic()
+    backward, arrays, a_all, n_all = {}, {}, [], []
+    for label, i in zip(labels, positions, strict=True):
+        a = a_rows[i]
+        numeric, tolerance, bad, kink = fd[i].verdict(a)
+        backward[label] = _result(label, tuple(inputs[i].shape), a.ravel(), numeric.ravel(), tolerance.ravel(),
+                                  bad.ravel(), kink.ravel(), worst, job.locator(i))  # fmt: skip
+        # Hints read the gradient of <v, outputs> for one random v, in the input's shape (a transposed gradient
+        # shows there); an input element is bad when any of its Jacobian entries is.
+        shape = tuple(inputs[i].shape)
+        arrays[label] = ((job.v @ a).reshape(shape), (job.v @ numeric).reshape(shape), bad.any(axis=0).reshape(shape))
+        a_all.append(a.ravel())
+        n_all.append(numeric.ravel())
+    forward = job.forward(positions, labels, fd, forward_ad, worst)
+    return CheckReport(
+        parameters=backward, difference=relative_difference(np.concatenate(a_all), np.concatenate(n_all)),
+        hints=[h.replace(" elements", " Jacobian entries") for h in hints_for(arrays)], notes=job.notes,
+        dtype=str(inputs[positions[0]].dtype).replace("torch.", ""), evaluations=job.evaluations,
+        seconds=time.perf_counter() - start, forward_ad=forward,
+    )  # fmt: skip
+
+
+class _FunctionCheck:
+    def __init__(self, fn: Callable[..., Any], inputs: tuple[Any, ...], positions: list[int], limit: int, seed: int):
+        self.fn, self.positions = fn, positions
+        contiguous = torch.contiguous_format
+        self.inputs = [
+            x.detach().clone(memory_format=contiguous) if i in positions else x for i, x in enumerate(inputs)
+        ]
+        self.positions = positions
+        self.notes: list[str] = []
+        self.evaluations = 0
+        self.mask = self.differentiable_outputs()
+        with torch.no_grad():
+            first, second = self.outputs(self.inputs), self.outputs(self.inputs)
+            self.shapes = [tuple(t.shape) for t in self.tensors(self.fn(*self.inputs))]
+        self.first, self.second = first, second
+        self.y = first.double()
+        m = self.y.numel()
+        if m == 0:
+            raise ValueError("fn: it returned no floating-point output to differentiate")
+        self.identity = m <= limit
+        if self.identity:
+            self.project = torch.eye(m, dtype=torch.float64)
+        else:
+            generator = torch.Generator().manual_seed(seed)
+            self.project = torch.randn(16, m, generator=generator, dtype=torch.float64)
+            self.notes.append(f"{m} output elements: checked through 16 random projections of the output")
+        shapes = self.shapes
+        self.out_index = [(k, *idx) for k, s in enumerate(shapes) for idx in np.ndindex(*s)] if self.identity else []
+        p = self.project.numpy()
+        y = self.y.numpy()
+        self.v = np.random.default_rng(seed).standard_normal(len(p))
+        self.f0 = (p @ y)[:, None]
+        # Rounding of one evaluation of row r: relative to the output elements it mixes and to the largest
+        # magnitude around (an op such as x - mean(x) rounds relative to its inputs, not its outputs).
+        size = max(float(np.abs(y).max()), max(float(inputs[i].detach().abs().max()) for i in positions), 1e-300)
+        self.scale = (np.abs(p) @ np.abs(y) + np.abs(p).max(axis=1) * size)[:, None]
+
+    def differentiable_outputs(self) -> list[bool]:
+        """Which floating outputs autograd differentiates (batch norm's saved statistics, for one, it does not)."""
+        leaves = [x.clone().requires_grad_(True) if i in self.positions else x for i, x in enumerate(self.inputs)]
+        with torch.enable_grad():
+            items = self.fn(*leaves)
+        items = items if isinstance(items, (tuple, list)) else [items]
+        mask = [t.requires_grad for t in items if isinstance(t, torch.Tensor) and t.is_floating_point()]
+        if len(mask) > sum(mask):
+            self.notes.append(f"{len(mask) - sum(mask)} output(s) not differentiable (autograd marks them so): skipped")
+        if not any(mask):
+            raise ValueError("fn: none of its outputs is differentiable with respect to the checked inputs")
+        return mask
+
+    def tensors(self, result: Any) -> list[torch.Tensor]:
+        items = result if isinstance(result, (tuple, list)) else [result]
+        floats = [t for t in items if isinstance(t, torch.Tensor) and t.is_floating_point()]
+        return [t for t, keep in zip(floats, self.mask, strict=False) if keep]
+
+    def output_element(self, flat: int) -> str:
+        """Element ``flat`` of the concatenated outputs, by which output and its index there."""
+        for k, shape in enumerate(self.shapes):
+            size = int(np.prod(shape))
+            if flat < size:
+                index = tuple(int(v) for v in np.unravel_index(flat, shape)) if shape else ()
+                return f"output {k} at index {index}" if len(self.shapes) > 1 else f"the output at index {index}"
+            flat -= size
+        raise IndexError(flat)
+
+    def require_usable(self) -> None:
+        """_Stopped when two calls differ (NaN equal to NaN) or an output is not finite at the given inputs."""
+        if self.first.shape != self.second.shape:
+            raise _Stopped("the function is random: two calls with the same inputs return outputs of different sizes")
+        differ = (self.first != self.second) & ~(self.first.isnan() & self.second.isnan())
+        if bool(differ.any()):
+            where = int(torch.nonzero(differ)[0, 0])
+            raise _Stopped(
+                f"the function is random: two calls with the same inputs differ (first at {self.output_element(where)}"
+                "); seed it or pass the random draw in as an input"
+            )
+        bad = ~self.first.isfinite()
+        if bool(bad.any()):
+            where = int(torch.nonzero(bad)[0, 0])
+            raise _Stopped(
+                f"the output is not finite at the given inputs: {self.output_element(where)} is "
+                f"{float(self.first[where])} ({int(bad.sum())} of {bad.numel()} output elements not finite); "
+                "a gradient check needs inputs inside the function's domain"
+            )
+
+    def outputs(self, values: list[Any]) -> torch.Tensor:
+        self.evaluations += 1
+        parts = self.tensors(self.fn(*values))
+        return torch.cat([t.detach().reshape(-1).double() for t in parts]) if parts else torch.zeros(0)
+
+    def locator(self, i: int) -> Callable[[int], tuple[tuple[int, ...], tuple[int, ...] | None]]:
+        shape = tuple(self.inputs[i].shape)
+        n = max(1, int(np.prod(shape)))
+
+        def where(flat: int) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+            row, col = divmod(flat, n)
+            index = tuple(int(v) for v in np.unravel_index(col, shape)) if shape else ()
+            return index, (tuple(int(v) for v in self.out_index[row]) if self.identity else None)
+
+        return where
+
+    def analytic(self) -> dict[int, A]:
+        """Rows ``P @ J`` per checked input (P the identity or random projections), by reverse-mode AD."""
+        leaves = [x.clone().requires_grad_(True) if i in self.positions else x for i, x in enumerate(self.inputs)]
+        with torch.enable_grad():
+            outs = self.tensors(self.fn(*leaves))
+            flat = torch.cat([t.reshape(-1) for t in outs])
+            wanted = [leaves[i] for i in self.positions]
+            rows = self.project.to(flat.dtype)
+            try:
+                grads = torch.autograd.grad(flat, wanted, rows, retain_graph=True, allow_unused=True,
+                                            is_grads_batched=True)  # fmt: skip
+            except (RuntimeError, NotImplementedError):
+                per_row = [torch.autograd.grad(flat, wanted, r, retain_graph=True, allow_unused=True) for r in rows]
+                grads = tuple(
+                    torch.stack([g[j] if g[j] is not None else torch.zeros_like(w) for g in per_row])
+                    for j, w in enumerate(wanted)
+                )
+        result = {}
+        for i, g, w in zip(self.positions, grads, wanted, strict=True):
+            g = torch.zeros((len(rows), *w.shape), dtype=w.dtype) if g is None else g
+            result[i] = g.detach().reshape(len(rows), -1).double().numpy()
+        return result
+
+    def differences(self, i: int, label: str, eps: float | None, richardson: bool) -> Differences:
+        x = self.inputs[i]
+        hp, hm = steps(x.reshape(-1), eps)
+        values = {"f_plus": hp, "f_minus": -hm}
+        if richardson:
+            hp2, hm2 = steps(x.reshape(-1), eps, scale=2.0)
+            values.update(f_plus2=hp2, f_minus2=-hm2)
+        p = self.project
+        found: dict[str, A] = {}
+        with torch.no_grad():
+            for key, deltas in values.items():
+                work = x.clone()
+                flat = work.view(-1)
+                args = [work if j == i else v for j, v in enumerate(self.inputs)]
+                columns = []
+                for e, d in enumerate(deltas.tolist()):
+                    old = flat[e].clone()
+                    flat[e] = old + d
+                    out = self.outputs(args)
+                    flat[e] = old
+                    self.require_finite(out, label, x.shape, e, d)
+                    columns.append(p @ out)
+                found[key] = torch.stack(columns, dim=1).numpy() if columns else np.zeros((len(p), 0))
+        return Differences(
+            f0=self.f0, h_plus=hp.double().numpy(), h_minus=hm.double().numpy(), scale=self.scale,
+            epsilon=machine_epsilon(x.dtype), **found,
+        )  # fmt: skip
+
+    def require_finite(self, out: torch.Tensor, label: str, shape: Any, e: int, step: float) -> None:
+        """_Stopped when an output at a perturbed input is not finite: the step left the function's domain."""
+        bad = ~out.isfinite()
+        if bool(bad.any()):
+            index = tuple(int(v) for v in np.unravel_index(e, tuple(shape))) if len(shape) else ()
+            where = self.output_element(int(torch.nonzero(bad)[0, 0]))
+            raise _Stopped(
+                f"an output is not finite at a perturbed input: {where} is {float(out[bad][0])} with "
+                f"{label}{list(index)} moved by {step:+.3g}; the step leaves the function's domain: pass a smaller "
+                "eps, or inputs farther from the domain's edge"
+            )
+
+    def forward(
+        self, positions: list[int], labels: list[str], fd: dict[int, Differences], wanted: bool | None, worst: int
+    ) -> dict[str, TensorResult] | None:
+        """Columns ``P @ J e_j`` by forward-mode AD, against the same differences; None where undefined."""
+        if wanted is False:
+            return None
+        import torch.autograd.forward_ad as fwad
+
+        make_dual: Any = fwad.make_dual  # untyped in torch's stubs
+        unpack_dual: Any = fwad.unpack_dual
+
+        results = {}
+        try:
+            for label, i in zip(labels, positions, strict=True):
+                x = self.inputs[i]
+                columns = []
+                for e in range(x.numel()):
+                    tangent = torch.zeros_like(x).view(-1)
+                    tangent[e] = 1.0
+                    with fwad.dual_level():
+                        args = [make_dual(x, tangent.view(x.shape)) if j == i else v
+                                for j, v in enumerate(self.inputs)]  # fmt: skip
+                        outs = self.tensors(self.fn(*args))
+                        parts = []
+                        for t in outs:
+                            dual = unpack_dual(t).tangent
+                            parts.append(torch.zeros(t.numel()) if dual is None else dual.reshape(-1).double())
+                    columns.append(self.project @ torch.cat(parts).detach())
+                a = torch.stack(columns, dim=1).numpy() if columns else np.zeros((len(self.project), 0))
+                numeric, tolerance, bad, kink = fd[i].verdict(a)
+                results[label] = _result(label, tuple(x.shape), a.ravel(), numeric.ravel(), tolerance.ravel(),
+                                         bad.ravel(), kink.ravel(), worst, self.locator(i))  # fmt: skip
+        except (RuntimeError, NotImplementedError) as exc:
+            reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            self.notes.append(f"forward-mode AD not checked: not defined for this function ({reason})")
+            if wanted:
+                raise ValueError(f"forward_ad: forward-mode AD is not defined for this function ({reason})") from None
+            return None
+        return results
