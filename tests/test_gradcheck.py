@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from preflight import gradcheck
-from preflight.gradcheck import COURSE_THRESHOLDS, BlackBoxLoss, NondeterministicLossError, should_show_progress
+from preflight._progress import should_show_progress
+from preflight.gradcheck import COURSE_THRESHOLDS, BlackBoxLoss, NondeterministicLossError
 from preflight.tree import flatten
 
 

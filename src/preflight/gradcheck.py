@@ -20,7 +20,6 @@ evaluator (``preflight.nn.gradcheck``) computes all perturbed losses of a tensor
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,6 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from preflight import numdiff
+from preflight._progress import progress_bar, should_show_progress
 from preflight._validation import check_choice, check_in_range, check_positive_int, describe
 from preflight.diagnosis import TensorEvidence, diagnose
 from preflight.perturb import BlackBoxLoss, CountedLoss, PerturbedLoss
@@ -48,7 +48,6 @@ __all__ = [
     "TensorResult",
     "check",
     "gradcheck",
-    "should_show_progress",
 ]
 
 F64 = NDArray[np.float64]
@@ -75,8 +74,6 @@ NEAR_KINK_SHARE = 0.05
 WORST = 5
 #: Minimum coordinates per tensor when sampling.
 MIN_PER_TENSOR = 16
-#: Show a progress bar when the check is expected to take longer than this (seconds).
-PROGRESS_AFTER_S = 2.0
 
 
 class NondeterministicLossError(ValueError):
@@ -400,37 +397,6 @@ def _result(t: _Tensor) -> tuple[TensorResult, TensorEvidence]:
     return result, evidence
 
 
-def should_show_progress(progress: bool | None, expected_seconds: float) -> bool:
-    """The progress rule of every check: as asked, or by default when the check should take more than
-    ``PROGRESS_AFTER_S`` seconds and stderr is a terminal (a bar in a CI log or a pipe is noise).
-
-    Examples
-    --------
-    >>> should_show_progress(True, 0.1), should_show_progress(None, 0.1)
-    (True, False)
-    """
-    if progress is not None:
-        return bool(progress)
-    return expected_seconds > PROGRESS_AFTER_S and sys.stderr.isatty()
-
-
-@contextmanager
-def _progress_bar(total: int, enabled: bool) -> Iterator[Callable[[int], None] | None]:
-    if not enabled:
-        yield None
-        return
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        yield None
-        return
-    bar = tqdm(total=total, desc="gradcheck", unit="eval", leave=False)
-    try:
-        yield bar.update
-    finally:
-        bar.close()
-
-
 def gradcheck(
     loss: Callable[[Any], Any],
     params: Any,
@@ -528,7 +494,7 @@ def gradcheck(
     per_coordinate = {"central": 2, "forward": 1, "richardson": 4}[method]
     expected = per_coordinate * sum(t.index.size for t in tensors)
     show = should_show_progress(progress, expected * f0_time)
-    with _progress_bar(expected, show) as tick:
+    with progress_bar(expected, show, desc="gradcheck") as tick:
         blackbox.progress = tick
         evaluate: PerturbedLoss = blackbox if evaluator is None else CountedLoss(evaluator, blackbox)
         active = [t for t in tensors if t.index.size]

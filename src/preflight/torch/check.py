@@ -19,8 +19,9 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
+from preflight._progress import should_show_progress
 from preflight._validation import check_choice, describe
-from preflight.gradcheck import GradcheckReport, NondeterministicLossError, gradcheck, should_show_progress
+from preflight.gradcheck import GradcheckReport, NondeterministicLossError, gradcheck
 from preflight.torch._evaluators import ChainEvaluator, LoopEvaluator, VmapEvaluator
 from preflight.torch._model import FunctionalModel, check_precision, scalar_loss, shared_parameters
 from preflight.torch.function import check_function
@@ -171,7 +172,7 @@ def _random_loss_message(model: nn.Module, values: tuple[float, float] | None) -
 def _show_progress(
     progress: bool | None, evaluator: _TensorEvaluator, job: _ModuleCheck, method: str, sample: Any, screen: Any
 ) -> bool | None:
-    """gradcheck's rule (:func:`preflight.gradcheck.should_show_progress`), on the cost of the evaluator used.
+    """gradcheck's rule (:func:`preflight._progress.should_show_progress`), on the cost of the evaluator used.
 
     gradcheck estimates a check's duration from one whole-model call per perturbed loss; a vmapped or cached
     perturbed loss costs a small fraction of that, so the adapter times its own evaluator instead.
