@@ -65,8 +65,8 @@ def as_2d(X: Any) -> tuple[NDArray[Any], list[str] | None]:
         return values, X.names
     if type(X).__module__.startswith("scipy.sparse"):
         raise TypeError(
-            "X: sparse input is not supported by Standardizer (centering would make it dense); "
-            "pass a dense array (X.toarray())"
+            "X: sparse input is not supported by Standardizer; pass a dense array (X.toarray()), or scale sparse "
+            "data without centering (which would make it dense) with sklearn's StandardScaler(with_mean=False)"
         )
     if hasattr(X, "columns") and hasattr(X, "to_numpy"):
         columns = list(X.columns)
