@@ -285,6 +285,10 @@ def test_use_before_fit_is_a_not_fitted_error() -> None:
         (np.empty((3, 0)), r"0 feature\(s\)"),
         (np.array([["a", "b"]]), "numeric"),
         (np.ones((2, 2)) * 1j, "Complex data not supported"),
+        (
+            np.array([[1.0, "2.5"], [2.0, "n/a"]], dtype=object),
+            r"X: expected numbers, got 'n/a' in feature 'x1' \(row 1\)",
+        ),
     ],
 )
 def test_malformed_input_is_a_value_error(bad: np.ndarray, match: str) -> None:

@@ -73,7 +73,10 @@ def as_2d(X: Any) -> tuple[NDArray[Any], list[str] | None]:
         names = [str(c) for c in columns] if columns and all(isinstance(c, str) for c in columns) else None
         X = X.to_numpy()
     if isinstance(X, np.ndarray) and X.dtype == object:
-        X = X.astype(np.float64)
+        try:
+            X = X.astype(np.float64)
+        except ValueError:  # text among the values (a TypeError, for other objects, keeps NumPy's own message)
+            raise ValueError(f"X: expected numbers, got {_first_text(X, names)}") from None
     x = check_array(X, name="X", finite=False)
     if x.ndim != 2:
         raise ValueError(
@@ -86,6 +89,17 @@ def as_2d(X: Any) -> tuple[NDArray[Any], list[str] | None]:
         what = "0 sample(s)" if x.shape[0] == 0 else "0 feature(s)"
         raise ValueError(f"X: Found array with {what} (shape={x.shape}) while a minimum of 1 is required.")
     return x, names
+
+
+def _first_text(X: NDArray[Any], names: list[str] | None) -> str:
+    """Where the first value that is not a number sits: "'x' in feature 'b' (row 0)"."""
+    for (row, column), value in np.ndenumerate(X.reshape(X.shape[0], -1) if X.ndim else X.reshape(1, 1)):
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            feature = names[column] if names is not None else f"x{column}"
+            return f"{value!r} in feature {feature!r} (row {row})"
+    return "a value that is not a number"
 
 
 def check_feature_names(fitted: NDArray[Any] | None, names: list[str] | None) -> None:
