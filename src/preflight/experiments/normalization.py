@@ -156,21 +156,29 @@ def _contours(ax: Any, r: Run) -> None:
     ax.legend(loc="upper right", fontsize=8)
 
 
-def largest_stable_learning_rate(problem: Quadratic, *, iterations: int = 400, steps: int = 40) -> float:
-    """Bisection on the learning rate: stable when the cost after ``iterations`` steps has not grown.
+def largest_stable_learning_rate(problem: Quadratic, *, iterations: int = 2000, steps: int = 40) -> float:
+    """Bisection on the learning rate, measured: stable when the gradient still shrinks late in the descent.
+
+    The gradient ``H e`` weights the error by the curvature, so the direction of the largest eigenvalue, the one
+    that diverges first, dominates it: just above ``2 / lambda_max`` its norm grows from the middle of the run to
+    its end even while the cost is still below where it started (a cost test passed 1.901 for a limit of 1.898).
 
     Examples
     --------
-    >>> q = Quadratic(np.diag([4.0, 1.0]), np.zeros(2), 0.0)
-    >>> round(largest_stable_learning_rate(Quadratic(q.hessian, np.ones(2), 0.0)), 2)  # 2 / lambda_max
+    >>> q = Quadratic(np.diag([4.0, 1.0]), np.ones(2), 0.0)
+    >>> round(largest_stable_learning_rate(q), 4)  # 2 / lambda_max
     0.5
     """
-    start = problem.cost(np.zeros(len(problem.linear)))
     low, high = 0.0, 4.0 / float(np.trace(problem.hessian)) * len(problem.linear)
     for _ in range(steps):
         middle = 0.5 * (low + high)
-        theta, _ = problem.descend(middle, iterations)
-        stable = np.isfinite(theta).all() and problem.cost(theta) <= start
+        _, path = problem.descend(middle, iterations, record=True)
+        middle_gradient = problem.hessian @ path[len(path) // 2] - problem.linear
+        last_gradient = problem.hessian @ path[-1] - problem.linear
+        with np.errstate(over="ignore", invalid="ignore"):
+            stable = bool(
+                np.isfinite(path[-1]).all() and np.linalg.norm(last_gradient) <= np.linalg.norm(middle_gradient)
+            )
         low, high = (middle, high) if stable else (low, middle)
     return low
 
