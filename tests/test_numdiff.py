@@ -121,3 +121,25 @@ def test_experiment_runs_from_the_command_line(capsys: pytest.CaptureFixture[str
 
     assert main(["experiment", "numdiff", "--points", "6", "--json"]) == 0
     assert {c["dtype"] for c in json.loads(capsys.readouterr().out)["curves"]} == {"float64", "float32"}
+
+
+@pytest.mark.parametrize(
+    ("f", "x", "true"),
+    [
+        (np.tanh, 0.0, 1.0),  # odd function at 0: f'' = 0, f''' = -2
+        (lambda v: v**3, 0.0, 0.0),  # f'' = 0, f''' = 6
+        (np.sin, np.pi, -1.0),  # an inflection point away from 0
+        (np.exp, 0.5, np.exp(0.5)),  # an ordinary point
+    ],
+    ids=["tanh at 0", "cube at 0", "sin at pi", "exp"],
+)
+def test_the_central_error_estimate_covers_the_true_error_at_inflection_points(f, x: float, true: float) -> None:
+    # The curvature term |f(x+h) - 2f(x) + f(x-h)| / 6h is 0 where f'' = 0; the true truncation h^2 f'''/6 is not.
+    estimate = numdiff.gradient(lambda v: float(np.sum(f(v))), np.array([x]))
+    assert abs(estimate.value[0] - true) <= estimate.error[0]
+
+
+@pytest.mark.parametrize("noise", [-1.0, float("nan"), float("inf"), "x"])
+def test_a_bad_noise_bound_is_refused_by_name(noise: object) -> None:
+    with pytest.raises(ValueError, match=r"^noise: expected a number in \[0.0, inf\)"):
+        numdiff.gradient(lambda v: float(np.sum(v**2)), np.ones(2), noise=noise)  # type: ignore[arg-type]
