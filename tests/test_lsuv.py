@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -92,3 +94,22 @@ def test_bad_arguments(kwargs: dict[str, float], argument: str) -> None:
 def test_batch_must_fit_the_network() -> None:
     with pytest.raises(ValueError, match=r"^X: expected at least 2 rows and 20 columns"):
         lsuv(Network([20, 4, 2]), np.ones((5, 3)), 0)
+
+
+def test_a_batch_of_small_scale_is_rescaled_not_taken_for_constant() -> None:
+    # The old test was absolute (variance <= 1e-12): inputs of scale 1e-6 were "constant" and left alone.
+    net = Network([8, 32, 32, 2], hidden="tanh", output="softmax")
+    X = np.random.default_rng(0).standard_normal((200, 8)) * 1e-6
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = lsuv(net, X, 0)
+    assert result.converged and all(abs(r.variance_after - 1.0) <= 0.1 for r in result.layers)
+
+
+def test_identical_rows_are_constant_on_the_batch_and_an_overflow_is_named() -> None:
+    net = Network([8, 16, 2], hidden="tanh", output="softmax")
+    row = np.random.default_rng(1).standard_normal((1, 8))
+    with pytest.warns(LSUVWarning, match="constant on the batch"):
+        assert not lsuv(net, np.repeat(row, 20, axis=0), 0).converged
+    with pytest.warns(LSUVWarning, match="overflows float64: scale the batch down"):
+        assert not lsuv(net, np.random.default_rng(2).standard_normal((20, 8)) * 1e200, 0).converged

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numpy.typing import DTypeLike
+from numpy.typing import DTypeLike, NDArray
 
 from preflight import init as initializers
 from preflight._typing import Params, RngLike
@@ -23,8 +23,22 @@ from preflight.nn import Network
 
 __all__ = ["LSUVLayer", "LSUVResult", "LSUVWarning", "lsuv"]
 
-#: Below this variance a layer's output is taken as constant: rescaling it would divide by (almost) zero.
-_DEAD_VARIANCE = 1e-12
+#: A unit is constant on the batch when its spread is within this many ulps of its magnitude (rounding of a
+#: product summed over a few hundred inputs); rescaling such an output would only amplify rounding.
+_ROUNDING_ULPS = 64.0
+
+
+def _stuck(z: NDArray[Any]) -> str | None:
+    """Why ``z`` cannot be rescaled to unit variance, or None: every unit constant on the batch (relative to its
+    own magnitude, so a batch of scale 1e-6 is not "constant"), or a variance beyond float64."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        spread = np.std(z, axis=0, dtype=np.float64)
+    if not np.all(np.isfinite(spread)):
+        return "its output variance overflows float64: scale the batch down"
+    scale = np.max(np.abs(z), axis=0).astype(np.float64)
+    if np.all(spread <= _ROUNDING_ULPS * float(np.finfo(z.dtype).eps) * scale):
+        return "its output is constant on the batch"
+    return None
 
 
 class LSUVWarning(UserWarning):
@@ -116,16 +130,19 @@ def lsuv(
     for layer in range(1, network.depth + 1):
         w, b = params[f"W{layer}"], params[f"b{layer}"]
         z = a @ w.T + b
-        before = variance = float(np.var(z, dtype=np.float64))
+        with np.errstate(over="ignore", invalid="ignore"):
+            before = variance = float(np.var(z, dtype=np.float64))
         iterations = 0
-        while abs(variance - 1.0) > tol and iterations < max_iterations and variance > _DEAD_VARIANCE:
+        stuck = _stuck(z)
+        while abs(variance - 1.0) > tol and iterations < max_iterations and stuck is None:
             w /= w.dtype.type(math.sqrt(variance))
             z = a @ w.T + b
             variance = float(np.var(z, dtype=np.float64))
             iterations += 1
-        converged = abs(variance - 1.0) <= tol
+            stuck = _stuck(z)
+        converged = stuck is None and abs(variance - 1.0) <= tol
         if not converged:
-            why = "its output is constant on the batch" if variance <= _DEAD_VARIANCE else "too few iterations"
+            why = stuck or "too few iterations"
             warn(
                 f"LSUV: layer {layer} ends with output variance {variance:.3g} ({why}); "
                 "check the batch or raise max_iterations",
