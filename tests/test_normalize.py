@@ -356,3 +356,15 @@ def test_scikit_learns_check_estimator_passes(estimator: Standardizer) -> None:
     assert failed == {}
     assert skipped <= set(SKIPPED_CHECKS)
     assert len(results) > 40
+
+
+def test_a_feature_that_is_nan_in_every_row_is_refused_by_name_not_given_invented_statistics() -> None:
+    x = np.array([[np.nan, 1.0], [np.nan, 2.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "Mean of empty slice", no constant-feature warning
+        with pytest.raises(ValueError, match=r"X: feature\(s\) \['x0'\] have no values: every entry is NaN"):
+            Standardizer(ignore_nan=True).fit(x)
+        # Chunk by chunk a feature may start as NaN only; later rows give it its statistics.
+        s = Standardizer(ignore_nan=True).partial_fit(x).partial_fit(np.array([[3.0, 1.0], [5.0, 2.0]]))
+    np.testing.assert_array_equal(s.mean_, [4.0, 1.5])
+    np.testing.assert_array_equal(s.n_samples_seen_, [2, 4])

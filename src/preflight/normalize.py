@@ -121,7 +121,10 @@ class Standardizer:
             Non-numeric, empty or non-2-D input; NaN or infinity (named by feature) unless ``ignore_nan``.
         """
         self._reset()
-        return self.partial_fit(X, y)
+        self._update(X)
+        self._require_values()
+        self._warn_constant()
+        return self
 
     def partial_fit(self, X: Any, y: Any = None) -> Standardizer:
         """Update the statistics with the rows of ``X``; any chunking gives the statistics of ``fit`` on all rows.
@@ -186,6 +189,7 @@ class Standardizer:
             self._update(chunk)
         if not hasattr(self, "mean_"):
             raise ValueError("chunks: expected at least one chunk of rows, got none")
+        self._require_values()
         self._warn_constant()
         return self
 
@@ -344,8 +348,18 @@ class Standardizer:
         scale = np.where(near_constant(moments, p), 1.0, np.sqrt(self.var_))
         self.scale_ = scale if self.with_std else None
 
+    def _require_values(self) -> None:
+        """After a whole fit: a feature that was NaN in every row (``ignore_nan``) has no statistics to invent."""
+        empty = np.flatnonzero(self._moments.count == 0)
+        if empty.size:
+            raise ValueError(
+                f"X: feature(s) {self._feature_names(empty)} have no values: every entry is NaN; drop them before "
+                "fitting"
+            )
+
     def _warn_constant(self) -> None:
-        constant = near_constant(self._moments, self.n_features_in_)
+        # Features without samples yet (NaN so far, partial_fit) are not "constant": fit refuses them instead.
+        constant = near_constant(self._moments, self.n_features_in_) & (self._moments.count > 0)
         if constant.any() and self.with_std:
             warn(
                 f"Standardizer: feature(s) {self._feature_names(np.flatnonzero(constant))} are constant or their "
