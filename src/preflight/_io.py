@@ -29,8 +29,11 @@ def atomic_open(path: str | Path, *, binary: bool = False) -> Iterator[IO[Any]]:
     'hi'
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _about(exc, path) from exc
     try:
         # mkstemp creates the file 0600; give it the permissions an ordinary open() would (0666 less the umask).
         umask = os.umask(0)
@@ -41,9 +44,17 @@ def atomic_open(path: str | Path, *, binary: bool = False) -> Iterator[IO[Any]]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise _about(exc, path) from exc
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _about(exc: OSError, path: Path) -> OSError:
+    """The same error, about the file the caller named rather than our temporary file beside it."""
+    return type(exc)(exc.errno, exc.strerror, str(path))
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
