@@ -342,3 +342,9 @@ def test_saturated_fraction_counts_the_flat_ends_of_bounded_activations_only() -
     assert saturated_fraction("sigmoid", 1 / (1 + np.exp(-z))) == pytest.approx(0.4)
     assert saturated_fraction("tanh", np.tanh(z), level=0.5) == pytest.approx(0.8)
     assert saturated_fraction("relu", np.maximum(z, 0)) is None
+
+
+def test_thresholds_must_be_a_thresholds_object() -> None:
+    net, params, X, y = problem("relu", "he", depth=2, width=8, m=16)
+    with pytest.raises(ValueError, match=r"thresholds: expected a Thresholds \(e.g. Thresholds\(vanishing=1e-3\)\)"):
+        analyze(net, params, X, y, thresholds={"vanishing": 1e-3})  # type: ignore[arg-type]

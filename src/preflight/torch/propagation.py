@@ -69,7 +69,7 @@ def propagation(
     'vanishing'
     """
     learning_rate = check_in_range(learning_rate, name="learning_rate", low=0.0, high=math.inf, low_open=True)
-    thresholds = thresholds if thresholds is not None else core.Thresholds()
+    thresholds = core.check_thresholds(thresholds)
     if not isinstance(model, nn.Module):
         raise ValueError(f"model: expected a torch.nn.Module, got {describe(model)}")
     if isinstance(batch, torch.Tensor):
