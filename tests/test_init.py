@@ -299,3 +299,22 @@ def test_non_floating_dtypes_are_rejected_before_any_draw(name: str, dtype: obje
 def test_deterministic_schemes_reject_non_floating_dtypes_too(initializer: init.Initializer) -> None:
     with pytest.raises(ValueError, match=r"^dtype: expected a floating dtype"):
         initializer(0, (3, 3), np.int32)
+
+
+@pytest.mark.parametrize("factory", ["he", "orthogonal", "normal", "uniform", "identity", "variance_scaling"])
+def test_a_factory_passed_where_an_initializer_belongs_says_to_call_it(factory: str) -> None:
+    with pytest.raises(ValueError, match=rf"scheme: init\.{factory} builds an initializer; call it first"):
+        init.get(getattr(init, factory))
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: init.normal(1.0, mean=float("nan")), r"^mean: expected a number"),
+        (lambda: init.normal(1.0, mean=float("inf")), r"^mean: expected a number"),
+        (lambda: init.uniform("a", 1.0), r"^low: expected a number in \(-inf, inf\), got 'a'"),  # type: ignore[arg-type]
+    ],
+)
+def test_means_and_bounds_are_checked_when_built(build: Callable[[], object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build()

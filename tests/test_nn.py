@@ -280,3 +280,9 @@ def test_labels_helper_matches_each_head() -> None:
     for output in HEADS:
         net = Network([2, 3], output=output)
         net.cost(net.init(0), rng.standard_normal((4, 2)), labels_for(output, 4, 3, rng))
+
+
+def test_a_custom_scheme_returning_the_wrong_shape_is_refused() -> None:
+    net = Network([3, 4, 2])
+    with pytest.raises(ValueError, match=r"scheme: expected an array of shape \(4, 3\) and dtype float64 for W1"):
+        net.init(0, lambda rng, shape, dtype: np.zeros(3))

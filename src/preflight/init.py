@@ -210,6 +210,7 @@ def normal(std: float = 1.0, mean: float = 0.0) -> Initializer:
     np.True_
     """
     std = check_in_range(std, name="std", low=0.0, high=math.inf, low_open=True, high_open=True)
+    mean = check_in_range(mean, name="mean", low=-math.inf, high=math.inf)
 
     def init(rng: RngLike, shape: Shape, dtype: DTypeLike = np.float64, /) -> NDArray[Any]:
         dtype = _check_dtype(dtype)  # before any draw
@@ -226,7 +227,9 @@ def uniform(low: float = -1.0, high: float = 1.0) -> Initializer:
     >>> float(uniform(0.0, 1.0)(0, (1000,)).min()) >= 0.0
     True
     """
-    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+    low = check_in_range(low, name="low", low=-math.inf, high=math.inf)
+    high = check_in_range(high, name="high", low=-math.inf, high=math.inf)
+    if not low < high:
         raise ValueError(f"low, high: expected finite numbers with low < high, got low={low!r}, high={high!r}")
 
     def init(rng: RngLike, shape: Shape, dtype: DTypeLike = np.float64, /) -> NDArray[Any]:
@@ -439,6 +442,22 @@ def get(scheme: str | Initializer) -> Initializer:
     >>> get("he") is he_normal
     True
     """
+    factory = next((name for name, f in _FACTORIES.items() if scheme is f), None)
+    if factory is not None:
+        raise ValueError(f"scheme: init.{factory} builds an initializer; call it first: init.{factory}(...)")
     if callable(scheme):
         return scheme
     return SCHEMES[check_choice(scheme, name="scheme", allowed=SCHEMES)]
+
+
+#: Functions that build an initializer (their arguments checked), as opposed to initializers themselves.
+_FACTORIES: dict[str, Any] = {
+    "variance_scaling": variance_scaling,
+    "constant": constant,
+    "normal": normal,
+    "uniform": uniform,
+    "truncated_normal": truncated_normal,
+    "orthogonal": orthogonal,
+    "identity": identity,
+    "he": he,
+}

@@ -163,7 +163,16 @@ class Network:
         generator = initializers.as_generator(rng)
         params: Params = {}
         for name, shape in self.shapes().items():
-            params[name] = weights(generator, shape, dtype) if name[0] == "W" else np.zeros(shape, dtype=dtype)
+            if name[0] == "b":
+                params[name] = np.zeros(shape, dtype=dtype)
+                continue
+            drawn = weights(generator, shape, dtype)
+            if getattr(drawn, "shape", None) != shape or getattr(drawn, "dtype", None) != dtype:
+                raise ValueError(
+                    f"scheme: expected an array of shape {shape} and dtype {np.dtype(dtype)} for {name}, "
+                    f"got {describe(drawn)}"
+                )
+            params[name] = drawn
         return params
 
     def check_params(self, params: Params) -> np.dtype[Any]:
