@@ -50,3 +50,29 @@ def test_bad_iterations_are_rejected() -> None:
     X, y = data()
     with pytest.raises(ValueError, match="at: expected an integer >= 0"):
         GradcheckCallback(Network([3, 1]), X, y, at=[-1])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"at": 5}, r"at: expected a sequence of iterations such as \[0, 100\], got 5"),
+        ({"bogus": 1}, r"options: expected among \['eps', 'method', 'progress', 'sample', 'screen'\].*\['bogus'\]"),
+        ({"y": np.zeros(3)}, r"y: expected 40 labels \(one per row of X\), got shape \(3,\)"),
+    ],
+)
+def test_a_callback_checks_its_arguments_when_built_not_when_training_reaches_it(
+    kwargs: dict[str, object], message: str
+) -> None:
+    X, y = data()
+    net = Network([3, 6, 1], hidden="tanh", output="sigmoid")
+    arguments: dict[str, object] = {"y": y, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        GradcheckCallback(net, X, **arguments)  # type: ignore[arg-type]
+
+
+def test_fit_wants_a_list_of_callbacks_not_a_single_one() -> None:
+    X, y = data()
+    net = Network([3, 6, 1], hidden="tanh", output="sigmoid")
+    callback = GradcheckCallback(net, X, y)
+    with pytest.raises(ValueError, match=r"callbacks: expected a list of callables .* such as \[callback\]"):
+        net.fit(net.init(0), X, y, learning_rate=0.1, iterations=2, callbacks=callback)  # type: ignore[arg-type]

@@ -6,19 +6,23 @@ saturated unit, a kink that training walks into), so the check runs at chosen it
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 from preflight._typing import Params
-from preflight._validation import check_array, check_positive_int
+from preflight._validation import check_array, check_positive_int, describe
 from preflight._warnings import warn
 from preflight.gradcheck import GradcheckReport
 from preflight.network_check import check_network
 from preflight.nn import Network
 
 __all__ = ["GradcheckCallback", "GradientCheckError"]
+
+
+#: Keyword options a callback may pass on to the check (the rest of gradcheck's arguments it sets itself).
+_GRADCHECK_OPTIONS = {"eps", "sample", "method", "screen", "progress"}
 
 
 class GradientCheckError(AssertionError):
@@ -72,8 +76,16 @@ class GradcheckCallback:
     ) -> None:
         self.net = net
         batch = check_positive_int(batch, name="batch")
-        self.X = check_array(X, name="X", ndim=2)[:batch]
-        self.y = np.asarray(y)[:batch]
+        X = check_array(X, name="X", ndim=2)
+        y = np.asarray(y)
+        if y.ndim == 0 or y.shape[0] != X.shape[0]:
+            raise ValueError(f"y: expected {X.shape[0]} labels (one per row of X), got shape {y.shape}")
+        self.X, self.y = X[:batch], y[:batch]
+        if isinstance(at, (int, np.integer)) or not isinstance(at, Iterable):
+            raise ValueError(f"at: expected a sequence of iterations such as [0, 100], got {describe(at)}")
+        unknown = sorted(set(options) - _GRADCHECK_OPTIONS)
+        if unknown:
+            raise ValueError(f"options: expected among {sorted(_GRADCHECK_OPTIONS)} (gradcheck's), got {unknown}")
         iterations = {check_positive_int(i, name="at", minimum=0) for i in at}
         if after is not None:
             iterations |= {0, check_positive_int(after, name="after")}

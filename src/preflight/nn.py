@@ -377,6 +377,11 @@ class Network:
         needs_rng = (batch_size is not None and batch_size < m) or self.keep_prob < 1.0
         if needs_rng and rng is None:
             raise ValueError("rng: expected a Generator or seed for mini-batches or dropout, got None")
+        if callable(callbacks) or not all(callable(c) for c in callbacks):
+            raise ValueError(
+                f"callbacks: expected a list of callables callback(iteration, params), such as [callback], got "
+                f"{describe(callbacks)}"
+            )
         generator = initializers.as_generator(rng) if rng is not None else None
         trained = {name: value.copy() for name, value in params.items()}
         history = History(params=trained)
