@@ -32,6 +32,9 @@ def test_bad_generator_arguments_are_named() -> None:
         data.moons(10, noise=-1.0)
     with pytest.raises(ValueError, match="factor"):
         data.circles(10, factor=1.5)
+    for make in (data.circles, data.moons):
+        with pytest.raises(ValueError, match=r"^seed: expected .* non-negative int seed, got -1"):
+            make(10, seed=-1)
 
 
 def test_digits_are_the_bundled_real_images() -> None:

@@ -289,6 +289,7 @@ def test_propagate_command_with_lsuv_is_healthy(capsys: pytest.CaptureFixture[st
         (["--data", "mnist"], "--data: got 'mnist'"),
         (["--scheme", "nope"], "scheme: got 'nope'"),
         (["--samples", "1"], "--samples"),
+        (["--seed", "-1"], "--seed: expected an integer >= 0, got -1"),
     ],
 )
 def test_propagate_command_rejects_bad_input_with_one_line(

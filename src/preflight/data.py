@@ -32,7 +32,7 @@ class Table(NamedTuple):
 def _noisy(
     points: NDArray[np.float64], labels: NDArray[np.int64], noise: float, rng: RngLike
 ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
-    generator = as_generator(rng)
+    generator = as_generator(rng, name="seed")
     order = generator.permutation(len(labels))
     points, labels = points[order], labels[order]
     if noise > 0:

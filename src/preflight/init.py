@@ -66,7 +66,7 @@ class Initializer(Protocol):
     def __call__(self, rng: RngLike, shape: Shape, dtype: DTypeLike = np.float64, /) -> NDArray[Any]: ...
 
 
-def as_generator(rng: RngLike) -> np.random.Generator | np.random.RandomState:
+def as_generator(rng: RngLike, *, name: str = "rng") -> np.random.Generator | np.random.RandomState:
     """Accept a Generator, a legacy RandomState (kept, for reproducing seeded course code) or an int seed.
 
     Examples
@@ -78,7 +78,7 @@ def as_generator(rng: RngLike) -> np.random.Generator | np.random.RandomState:
         return rng
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool) and rng >= 0:
         return np.random.default_rng(int(rng))
-    raise ValueError(f"rng: expected a numpy Generator, RandomState or a non-negative int seed, got {describe(rng)}")
+    raise ValueError(f"{name}: expected a numpy Generator, RandomState or a non-negative int seed, got {describe(rng)}")
 
 
 def _check_shape(shape: Any) -> Shape:

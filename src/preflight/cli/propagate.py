@@ -74,6 +74,8 @@ def _handle(args: argparse.Namespace) -> int:
         raise ValueError(f"--data: got {args.data!r}; expected one of {list(DATA)}")
     if args.samples < 2:
         raise ValueError(f"--samples: expected an integer >= 2, got {args.samples}")
+    if args.seed < 0:
+        raise ValueError(f"--seed: expected an integer >= 0, got {args.seed}")
     rng = np.random.default_rng(args.seed)
     X, y = _batch(args.data, network, args.samples, rng)
     if args.scheme == "lsuv":
