@@ -98,3 +98,9 @@ def test_bad_options() -> None:
     with pytest.raises(ValueError, match=r"^cases"):
         depth.run(quick=True, iterations=0, cases=["ReLU, Xavier"])
     assert main(["experiment", "depth", "--width", "-3"]) == 2
+
+
+def test_one_hidden_layer_has_no_gain_between_layers_to_show() -> None:
+    table = str(depth.run(quick=True, depth=1, width=16, batch=16, iterations=1))
+    rows = [line for line in table.splitlines() if line.startswith("tanh, N(0, 1) ")]
+    assert rows and "n/a" in rows[0] and "nan" not in table.split("\n\n")[0]

@@ -112,12 +112,25 @@ class DepthResult:
     def __str__(self) -> str:
         o, probes = self.options, self.probe_layers
         headers = ["scheme", *[f"std @ {p}" for p in probes], "|dZ_1|/|dZ_last|", "chi", "chi (MF)", "verdict"]
+
+        def gains(value: float) -> float | str:
+            # chi is a gain between consecutive hidden layers: with one hidden layer there is none to measure.
+            return "n/a" if math.isnan(value) else value
+
         rows = [
-            [r.scheme, *[r.std[p - 1] for p in probes], r.gradient_ratio, r.chi_measured, r.chi_predicted, r.verdict]
+            [
+                r.scheme,
+                *[r.std[p - 1] for p in probes],
+                r.gradient_ratio,
+                gains(r.chi_measured),
+                gains(r.chi_predicted),
+                r.verdict,
+            ]
             for r in self.schemes
         ]
         title = f"{o['depth']} hidden layers of width {o['width']}, batch {o['batch']} of N(0, 1) inputs"
-        parts = [format_table(headers, rows, title=title), "chi: geometric mean per-layer gain; MF: mean field"]
+        legend = "chi: geometric mean per-layer gain (n/a with one hidden layer); MF: mean field"
+        parts = [format_table(headers, rows, title=title), legend]
         linear = [[r.scale, r.output_gain, r.predicted, r.gradient_ratio] for r in self.linear]
         parts += [
             "",
