@@ -287,7 +287,7 @@ def test_propagate_command_with_lsuv_is_healthy(capsys: pytest.CaptureFixture[st
         (["--sizes", "8,x,3"], "--sizes: expected comma-separated integers"),
         (["--sizes", "3,4,2", "--data", "circles"], "circles has 2 features"),
         (["--data", "mnist"], "--data: got 'mnist'"),
-        (["--scheme", "nope"], "scheme: got 'nope'"),
+        (["--scheme", "nope"], "--scheme: got 'nope'; expected one of ['glorot'"),
         (["--samples", "1"], "--samples"),
         (["--seed", "-1"], "--seed: expected an integer >= 0, got -1"),
     ],

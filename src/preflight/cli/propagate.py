@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from preflight import data, init, propagation
+from preflight._validation import check_choice
 from preflight.cli._common import add_output_options, emit
 from preflight.lsuv import lsuv
 from preflight.nn import Network
@@ -76,6 +77,7 @@ def _handle(args: argparse.Namespace) -> int:
         raise ValueError(f"--samples: expected an integer >= 2, got {args.samples}")
     if args.seed < 0:
         raise ValueError(f"--seed: expected an integer >= 0, got {args.seed}")
+    check_choice(args.scheme, name="--scheme", allowed=["lsuv", *init.SCHEMES])
     rng = np.random.default_rng(args.seed)
     X, y = _batch(args.data, network, args.samples, rng)
     if args.scheme == "lsuv":
