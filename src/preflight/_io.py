@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 __all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text"]
 
@@ -33,7 +33,7 @@ def atomic_open(path: str | Path, *, binary: bool = False) -> Iterator[IO[Any]]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
-        raise _about(exc, path) from exc
+        _reraise_about(exc, path)
     try:
         # mkstemp creates the file 0600; give it the permissions an ordinary open() would (0666 less the umask).
         umask = os.umask(0)
@@ -47,13 +47,23 @@ def atomic_open(path: str | Path, *, binary: bool = False) -> Iterator[IO[Any]]:
         try:
             os.replace(tmp, path)
         except OSError as exc:
-            raise _about(exc, path) from exc
+            _reraise_about(exc, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
 
 
+def _reraise_about(exc: OSError, path: Path) -> NoReturn:
+    """Raise the error about ``path`` (chained to the original), or the original itself when it has no errno."""
+    restated = _about(exc, path)
+    if restated is exc:
+        raise exc
+    raise restated from exc
+
+
 def _about(exc: OSError, path: Path) -> OSError:
     """The same error, about the file the caller named rather than our temporary file beside it."""
+    if exc.errno is None or exc.strerror is None:
+        return exc  # no errno to restate (a message of its own): keep it as it is
     return type(exc)(exc.errno, exc.strerror, str(path))
 
 
