@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 __all__ = ["THREAD_VARIABLES", "one_blas_thread"]
 
@@ -35,12 +36,17 @@ def one_blas_thread(*, respect_environment: bool = False) -> Iterator[None]:
     6.0
     """
     chosen = respect_environment and any(os.environ.get(name) for name in THREAD_VARIABLES)
-    try:
-        if chosen:
-            raise ImportError
-        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
-    except ImportError:  # threadpoolctl is optional (the data extra): then BLAS keeps its own setting
+    limits = None if chosen else _threadpool_limits()
+    if limits is None:  # the user's own setting, or no threadpoolctl (optional, the data extra)
         yield
         return
-    with threadpool_limits(limits=1, user_api="blas"):
+    with limits(limits=1, user_api="blas"):
         yield
+
+
+def _threadpool_limits() -> Any:
+    try:
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    return threadpool_limits
