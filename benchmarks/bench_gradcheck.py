@@ -27,8 +27,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import preflight
+from preflight._util.text import format_table
 from preflight.nn import Network
-from preflight.report.text import format_table
 
 DEFAULT_SIZES = ["20,30,20,1", "64,100,50,10", "256,256,128,10"]
 BATCH = 64

@@ -22,8 +22,8 @@ import numpy as np
 from sklearn.preprocessing import StandardScaler
 
 from preflight import Standardizer
-from preflight._moments import available_cores
-from preflight.report.text import format_table
+from preflight._util.text import format_table
+from preflight.normalize.moments import available_cores
 
 MB = 1 << 20
 

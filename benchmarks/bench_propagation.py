@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from preflight import propagation
+from preflight._util.text import format_table
 from preflight.nn import Network
-from preflight.report.text import format_table
 
 
 def best_of(repeat: int, fn: Callable[[], Any]) -> float:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from preflight.report.text import format_table
+from preflight._util.text import format_table
 from preflight.torch import check_module
 
 FULL = [256, 256, 128, 10]  # 99,978 parameters, as in ../shared/ANCHORS.md

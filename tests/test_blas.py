@@ -11,7 +11,7 @@ import argparse
 import pytest
 
 import preflight.cli as cli
-from preflight._blas import THREAD_VARIABLES, one_blas_thread
+from preflight._util.blas import THREAD_VARIABLES, one_blas_thread
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
 

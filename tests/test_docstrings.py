@@ -14,7 +14,7 @@ import warnings
 import pytest
 
 import preflight
-from preflight._optional import MissingExtraError
+from preflight._util.optional import MissingExtraError
 
 # preflight.__main__ is left out: importing it runs the command line.
 MODULES = sorted(

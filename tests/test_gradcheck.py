@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from preflight import gradcheck
-from preflight._progress import should_show_progress
-from preflight.gradcheck import COURSE_THRESHOLDS, BlackBoxLoss, NondeterministicLossError
-from preflight.tree import flatten
+from preflight._util.progress import should_show_progress
+from preflight.check.engine import COURSE_THRESHOLDS, BlackBoxLoss, NondeterministicLossError
+from preflight.check.tree import flatten
 
 
 def cubic(p: Any) -> float:

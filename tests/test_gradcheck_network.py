@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from preflight import gradcheck
-from preflight.activations import ACTIVATIONS
-from preflight.bugs import BUGS, BuggyNetwork, broken_tensors
-from preflight.heads import HEADS
 from preflight.nn import Network
+from preflight.nn.activations import ACTIVATIONS
+from preflight.nn.bugs import BUGS, BuggyNetwork, broken_tensors
+from preflight.nn.heads import HEADS
 
 from .oracle import labels_for
 

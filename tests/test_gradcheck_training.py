@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from preflight.bugs import BuggyNetwork
-from preflight.callbacks import GradcheckCallback, GradientCheckError
 from preflight.nn import Network
+from preflight.nn.bugs import BuggyNetwork
+from preflight.nn.callbacks import GradcheckCallback, GradientCheckError
 
 
 def data() -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from preflight._io import atomic_open, atomic_write_text
+from preflight._util.files import atomic_open, atomic_write_text
 
 
 def test_a_write_that_fails_midway_leaves_the_old_file_and_no_temporary_file(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from preflight import propagation
-from preflight.lsuv import LSUVWarning, lsuv
+from preflight.init import LSUVWarning, lsuv
 from preflight.nn import Network
 
 DTYPES = [np.float32, np.float64]

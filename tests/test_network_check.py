@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 import preflight
-from preflight.activations import ACTIVATIONS
-from preflight.bugs import BuggyNetwork
-from preflight.gradcheck import NondeterministicLossError
-from preflight.heads import HEADS
-from preflight.network_check import _coth_bound, _series_terms, _tanh_series, check_network, perturbed_costs
+from preflight.check.engine import NondeterministicLossError
 from preflight.nn import Network
+from preflight.nn.activations import ACTIVATIONS
+from preflight.nn.bugs import BuggyNetwork
+from preflight.nn.fast_check import _coth_bound, _series_terms, _tanh_series, check_network, perturbed_costs
+from preflight.nn.heads import HEADS
 
 DTYPES = [np.float64, np.float32]
 #: Agreement with net.cost, in units of the dtype's eps, relative to the cost. The two computations round
@@ -115,7 +115,7 @@ def test_batches_of_one_give_the_same_costs(monkeypatch: pytest.MonkeyPatch) -> 
     net, params, X, y, _ = make_problem([4, 6, 5, 3], "tanh", "softmax", np.float64)
     steps = offsets_of(params, 1e-5, seed=4)
     batched = perturbed_costs(net, params, X, y, steps)
-    monkeypatch.setattr("preflight.network_check.BATCH_BYTES", 1)
+    monkeypatch.setattr("preflight.nn.fast_check.BATCH_BYTES", 1)
     one_by_one = perturbed_costs(net, params, X, y, steps)
     for name in params:
         # Same arithmetic per copy; only BLAS's blocking may differ with the number of rows: a few ulps.

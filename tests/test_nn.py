@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from preflight import init
-from preflight.activations import ACTIVATIONS
-from preflight.heads import HEADS
 from preflight.nn import Network
+from preflight.nn.activations import ACTIVATIONS
+from preflight.nn.heads import HEADS
 
 from .oracle import central_differences, labels_for, relative_difference
 

@@ -14,7 +14,7 @@ import pytest
 from preflight import Standardizer
 from preflight.cli import main
 from preflight.normalize import ConstantFeatureWarning
-from preflight.normalize_io import NamedRows, load_state
+from preflight.normalize.sources import NamedRows, load_state
 
 # Statistics of a file vs of the same numbers in memory: float64 sums of a handful of values, 1e-12 relative is ample.
 RTOL = 1e-12

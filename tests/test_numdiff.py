@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from preflight import numdiff
+from preflight.check import numdiff
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

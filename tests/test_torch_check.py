@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 
 from torch import nn  # noqa: E402
 
-from preflight.gradcheck import NondeterministicLossError  # noqa: E402
+from preflight.check.engine import NondeterministicLossError  # noqa: E402
 from preflight.torch import check_module  # noqa: E402
 
 from .test_package import run_without_optional  # noqa: E402
@@ -195,7 +195,7 @@ def test_bad_arguments_are_rejected_with_their_name() -> None:
 
 
 def test_the_core_does_not_import_torch_and_the_adapter_names_its_extra() -> None:
-    code = "import sys, preflight, preflight.gradcheck; print('torch' in sys.modules)"
+    code = "import sys, preflight, preflight.check; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
     result = run_without_optional("import preflight.torch")
     assert result.returncode != 0 and "pip install 'nn-preflight[torch]'" in result.stderr

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 from torch import nn  # noqa: E402
 
-from preflight.lsuv import LSUVWarning  # noqa: E402
+from preflight.init import LSUVWarning  # noqa: E402
 from preflight.torch import initialize  # noqa: E402
 
 

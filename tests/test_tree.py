@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from preflight.tree import flatten, ravel, unravel
+from preflight.check.tree import flatten, ravel, unravel
 
 leaves = hnp.arrays(
     dtype=st.sampled_from([np.float64, np.float32]),

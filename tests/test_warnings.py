@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from preflight import Standardizer
-from preflight.bugs import BuggyNetwork
-from preflight.callbacks import GradcheckCallback
-from preflight.lsuv import lsuv
+from preflight.init import lsuv
 from preflight.nn import Network
+from preflight.nn.bugs import BuggyNetwork
+from preflight.nn.callbacks import GradcheckCallback
 from preflight.propagation import analyze
 
 CONSTANT = np.column_stack([np.ones(6), np.arange(6.0)])

@@ -12,10 +12,10 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from preflight._optional import require
-from preflight._typing import RngLike
-from preflight._validation import check_in_range, check_positive_int, describe
-from preflight.init import as_generator
+from preflight._util.aliases import RngLike
+from preflight._util.optional import require
+from preflight._util.validation import check_in_range, check_positive_int, describe
+from preflight.init.schemes import as_generator
 
 __all__ = ["Table", "circles", "course_circles", "digits", "load_table", "moons"]
 

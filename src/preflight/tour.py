@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from preflight import _json as strict_json
-from preflight._blas import one_blas_thread
-from preflight._io import atomic_write_text
-from preflight._optional import require
+from preflight._util import jsonsafe as strict_json
+from preflight._util.blas import one_blas_thread
+from preflight._util.files import atomic_write_text
+from preflight._util.optional import require
 from preflight.experiments import load
 from preflight.report.html import Section, render_html
 
@@ -107,7 +107,7 @@ def _normalization(quick: bool, figures: Path) -> TourSection:
 def _standardized_digits(rows: int) -> tuple[Any, Any]:
     """The first ``rows`` digits, standardized with statistics of the whole set."""
     from preflight.data import digits
-    from preflight.normalize import ConstantFeatureWarning, Standardizer
+    from preflight.normalize.standardizer import ConstantFeatureWarning, Standardizer
 
     X, y = digits()
     with warnings.catch_warnings():
@@ -118,8 +118,8 @@ def _standardized_digits(rows: int) -> tuple[Any, Any]:
 
 
 def _gradient_checking(quick: bool, figures: Path) -> TourSection:
-    from preflight.bugs import BuggyNetwork
-    from preflight.nn import Network, gradcheck
+    from preflight.nn.bugs import BuggyNetwork
+    from preflight.nn.network import Network, gradcheck
 
     X, y = _standardized_digits(64)
     sizes = [64, 16 if quick else 32, 10]
@@ -199,8 +199,8 @@ def _depth(quick: bool, figures: Path) -> TourSection:
 
 
 def _diagnostics(quick: bool, figures: Path) -> TourSection:
-    from preflight.nn import Network
-    from preflight.propagation import PropagationWarning, analyze
+    from preflight.nn.network import Network
+    from preflight.propagation.analysis import PropagationWarning, analyze
 
     X, y = _standardized_digits(256)
     net = Network([64] + [64] * (6 if quick else 12) + [10], hidden="tanh", output="softmax")

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from preflight import __version__
-from preflight._blas import one_blas_thread
-from preflight._optional import MissingExtraError
+from preflight._util.blas import one_blas_thread
+from preflight._util.optional import MissingExtraError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 

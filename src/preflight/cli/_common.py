@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from preflight import _json as strict_json
+from preflight._util import jsonsafe as strict_json
 
 __all__ = ["add_output_options", "emit"]
 

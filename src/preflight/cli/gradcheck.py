@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from preflight import _json as strict_json
-from preflight.activations import ACTIVATIONS
-from preflight.bugs import BUGS, BuggyNetwork
-from preflight.gradcheck import GradcheckReport, gradcheck
-from preflight.heads import HEADS
-from preflight.nn import Network
+from preflight._util import jsonsafe as strict_json
+from preflight.check.engine import GradcheckReport, gradcheck
+from preflight.nn.activations import ACTIVATIONS
+from preflight.nn.bugs import BUGS, BuggyNetwork
+from preflight.nn.heads import HEADS
+from preflight.nn.network import Network
 
 __all__ = ["register", "run"]
 
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> GradcheckReport:
         )
     if args.batch < 1:
         raise ValueError(f"--batch: expected an integer >= 1, got {args.batch}")
-    from preflight.network_check import check_network
+    from preflight.nn.fast_check import check_network
 
     kwargs = {"l2": args.l2, "keep_prob": args.keep_prob}
     if args.bug and args.bug == "missing-l2" and args.l2 == 0:

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from preflight._util.text import format_table
 from preflight.cli._common import add_output_options, emit
-from preflight.normalize import Standardizer
-from preflight.normalize_io import load_state, save_state
-from preflight.report.text import format_table
-from preflight.tables import open_table, transform_table
+from preflight.normalize.sources import load_state, save_state
+from preflight.normalize.standardizer import Standardizer
+from preflight.normalize.tables import open_table, transform_table
 
 __all__ = ["register"]
 

@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 
 from preflight import data, init, propagation
-from preflight._validation import check_choice
+from preflight._util.validation import check_choice
 from preflight.cli._common import add_output_options, emit
-from preflight.lsuv import lsuv
-from preflight.nn import Network
+from preflight.init import lsuv
+from preflight.nn.network import Network
 
 __all__ = ["DATA", "register"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
-from preflight._validation import check_choice
+from preflight._util.validation import check_choice
 
 __all__ = ["EXPERIMENTS", "ExperimentResult", "load"]
 

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from preflight import data, init, propagation
-from preflight._validation import check_choice, check_in_range, check_positive_int
-from preflight.nn import Network
-from preflight.report.text import format_table
+from preflight._util.text import format_table
+from preflight._util.validation import check_choice, check_in_range, check_positive_int
+from preflight.nn.network import Network
 
 __all__ = ["CASES", "SUMMARY", "DepthResult", "LinearRow", "SchemeRow", "TrainingRun", "add_arguments", "run"]
 
@@ -156,7 +156,7 @@ class DepthResult:
 
     def plot(self, directory: Path) -> list[Path]:
         """``depth_signal.png`` (std and |dL/dZ| per layer), ``depth_linear.png``, ``depth_training.png``."""
-        from preflight.report.figures import pyplot, save_figure
+        from preflight._util.figures import pyplot, save_figure
 
         plt = pyplot()
         fig, axes = plt.subplots(1, 2, figsize=(12, 4))

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from preflight import data, init
-from preflight._typing import Params
-from preflight._validation import check_in_range, check_positive_int
-from preflight.nn import Network
-from preflight.report.text import format_table
+from preflight._util.aliases import Params
+from preflight._util.text import format_table
+from preflight._util.validation import check_in_range, check_positive_int
+from preflight.nn.network import Network
 
 __all__ = ["SCHEMES", "SUMMARY", "InitSchemesResult", "SchemeRun", "add_arguments", "run"]
 
@@ -89,7 +89,7 @@ class InitSchemesResult:
 
     def plot(self, directory: Path) -> list[Path]:
         """Cost curves and the decision boundary of each scheme."""
-        from preflight.report.figures import pyplot, save_figure
+        from preflight._util.figures import pyplot, save_figure
 
         plt = pyplot()
         fig, axes = plt.subplots(1, 1 + len(self.runs), figsize=(4.2 * (1 + len(self.runs)), 3.6))

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from preflight._validation import check_in_range, check_positive_int
-from preflight.normalize import Standardizer
-from preflight.report.text import format_table
+from preflight._util.text import format_table
+from preflight._util.validation import check_in_range, check_positive_int
+from preflight.normalize.standardizer import Standardizer
 
 __all__ = ["SUMMARY", "NormalizationResult", "Quadratic", "Run", "add_arguments", "run"]
 
@@ -123,7 +123,7 @@ class NormalizationResult:
 
     def plot(self, directory: Path) -> list[Path]:
         """Contours of the cost over (w1, w2) at the best bias, raw (elongated) and standardized (round)."""
-        from preflight.report.figures import pyplot, save_figure
+        from preflight._util.figures import pyplot, save_figure
 
         plt = pyplot()
         fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))

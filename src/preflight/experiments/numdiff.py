@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from preflight._validation import check_positive_int
-from preflight.nn import Network
-from preflight.report.text import format_table
+from preflight._util.text import format_table
+from preflight._util.validation import check_positive_int
+from preflight.nn.network import Network
 
 __all__ = ["SUMMARY", "NumdiffResult", "add_arguments", "run"]
 
@@ -91,7 +91,7 @@ class NumdiffResult:
 
     def plot(self, directory: Path) -> list[Path]:
         """Log-log error curves, one panel per dtype."""
-        from preflight.report.figures import pyplot, save_figure
+        from preflight._util.figures import pyplot, save_figure
 
         plt = pyplot()
         fig, axes = plt.subplots(1, len(self.curves), figsize=(5.5 * len(self.curves), 4), sharey=True)

@@ -6,7 +6,7 @@ raises :class:`preflight._optional.MissingExtraError` naming the extra ``torch``
 
 from __future__ import annotations
 
-from preflight._optional import require
+from preflight._util.optional import require
 
 require("torch", extra="torch", purpose="preflight.torch (gradient checks and diagnostics for PyTorch models)")
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from preflight._validation import describe
+from preflight._util.validation import describe
 
 __all__ = ["FunctionalModel", "check_precision", "describe_value", "scalar_loss", "shared_parameters"]
 

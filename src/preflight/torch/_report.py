@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from preflight.report.text import format_number, format_table
+from preflight._util.text import format_number, format_table
 
 __all__ = ["CheckReport", "Element", "TensorResult"]
 

@@ -19,9 +19,9 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from preflight._progress import should_show_progress
-from preflight._validation import check_choice, describe
-from preflight.gradcheck import GradcheckReport, NondeterministicLossError, gradcheck
+from preflight._util.progress import should_show_progress
+from preflight._util.validation import check_choice, describe
+from preflight.check.engine import GradcheckReport, NondeterministicLossError, gradcheck
 from preflight.torch._evaluators import ChainEvaluator, LoopEvaluator, VmapEvaluator
 from preflight.torch._model import FunctionalModel, check_precision, scalar_loss, shared_parameters
 from preflight.torch.function import check_function

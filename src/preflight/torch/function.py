@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from preflight._validation import check_positive_int
+from preflight._util.validation import check_positive_int
 from preflight.torch._model import check_precision
 from preflight.torch._numeric import Differences, machine_epsilon, steps
 from preflight.torch._report import CheckReport, Element, TensorResult, hints_for, relative_difference

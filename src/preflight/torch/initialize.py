@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from preflight import init as initializers
-from preflight._typing import RngLike
-from preflight._validation import check_in_range, check_positive_int, describe
-from preflight._warnings import warn
-from preflight.lsuv import LSUVWarning
-from preflight.report.text import format_table
+from preflight._util.aliases import RngLike
+from preflight._util.text import format_table
+from preflight._util.validation import check_in_range, check_positive_int, describe
+from preflight._util.warn import warn
+from preflight.init import LSUVWarning
+from preflight.init import schemes as initializers
 from preflight.torch._model import describe_value
 
 __all__ = ["InitializationReport", "LayerInit", "initialize"]

@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from preflight import propagation as core
-from preflight._stats import norm, ratio, rms
-from preflight._validation import check_in_range, describe
-from preflight.init import fans
+from preflight._util.validation import check_in_range, describe
+from preflight.init.schemes import fans
+from preflight.propagation.stats import norm, ratio, rms
 from preflight.torch._model import FunctionalModel, scalar_loss
 from preflight.torch.initialize import LAYERS, following_activations
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from preflight.report.text import format_table
+from preflight._util.text import format_table
 
 __all__ = ["COURSE_THRESHOLDS", "Coordinate", "GradcheckReport", "TensorResult", "label"]
 

@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from preflight._blas import one_blas_thread
-from preflight._typing import Params
-from preflight._validation import describe
-from preflight.gradcheck import GradcheckReport, NondeterministicLossError
-from preflight.gradcheck import gradcheck as run_check
-from preflight.nn import DropoutMasks, Network
+from preflight._util.aliases import Params
+from preflight._util.blas import one_blas_thread
+from preflight._util.validation import describe
+from preflight.check.engine import GradcheckReport, NondeterministicLossError
+from preflight.check.engine import gradcheck as run_check
+from preflight.nn.network import DropoutMasks, Network
 
 __all__ = ["BATCH_BYTES", "NetworkPerturbedLoss", "check_network", "perturbed_costs"]
 

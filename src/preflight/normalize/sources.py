@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from preflight._io import atomic_write_text
-from preflight._moments import Moments, block_rows
-from preflight._optional import require
-from preflight._validation import check_array, check_positive_int, describe
-from preflight._warnings import warn
+from preflight._util.files import atomic_write_text
+from preflight._util.optional import require
+from preflight._util.validation import check_array, check_positive_int, describe
+from preflight._util.warn import warn
+from preflight.normalize.moments import Moments, block_rows
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -286,7 +286,7 @@ def torch_module(
 ) -> Any:
     """A ``torch.nn.Module`` computing ``(x - mean) / scale``; mean and scale are buffers (in its state_dict)."""
     require("torch", extra="torch", purpose="Standardizer.to_torch")
-    from preflight._normalize_torch import Standardize
+    from preflight.normalize.torch_layer import Standardize
 
     center = mean if with_mean else np.zeros_like(mean)
     divide = scale if with_std and scale is not None else np.ones_like(mean)

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from preflight._io import atomic_open
-from preflight._optional import require
-from preflight._validation import check_positive_int, describe
-from preflight.normalize_io import NamedRows
+from preflight._util.files import atomic_open
+from preflight._util.optional import require
+from preflight._util.validation import check_positive_int, describe
+from preflight.normalize.sources import NamedRows
 
 __all__ = ["TableSource", "open_table", "transform_table", "with_progress"]
 

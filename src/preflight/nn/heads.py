@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from preflight._validation import check_array
-from preflight.activations import sigmoid
+from preflight._util.validation import check_array
+from preflight.nn.activations import sigmoid
 
 __all__ = ["HEADS", "Head"]
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from preflight._validation import describe
+from preflight._util.validation import describe
 
 __all__ = ["TreeSpec", "flatten", "ravel", "unravel"]
 

@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from preflight import init as initializers
-from preflight._typing import Params, RngLike
-from preflight._validation import check_array, check_choice, check_in_range, check_positive_int, describe
-from preflight.activations import ACTIVATIONS, Activation
-from preflight.heads import HEADS, Head
+from preflight._util.aliases import Params, RngLike
+from preflight._util.validation import check_array, check_choice, check_in_range, check_positive_int, describe
+from preflight.init import schemes as initializers
+from preflight.nn.activations import ACTIVATIONS, Activation
+from preflight.nn.heads import HEADS, Head
 
 __all__ = ["DropoutMasks", "History", "Network", "Trace", "gradcheck"]
 
@@ -442,6 +442,6 @@ def gradcheck(net: Network, params: Params, X: Any, y: Any, **options: Any) -> A
     >>> gradcheck(net, net.init(0), np.eye(3), [0, 1, 1]).passed
     True
     """
-    from preflight.network_check import check_network
+    from preflight.nn.fast_check import check_network
 
     return check_network(net, params, X, y, **options)

@@ -10,22 +10,42 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from preflight import init as initializers
-from preflight._typing import Params, RngLike
-from preflight._validation import check_array, check_in_range, check_positive_int
-from preflight._warnings import warn
-from preflight.nn import Network
+from preflight._util.aliases import Params, RngLike
+from preflight._util.validation import check_array, check_in_range, check_positive_int
+from preflight._util.warn import warn
+from preflight.init import schemes as initializers
 
-__all__ = ["LSUVLayer", "LSUVResult", "LSUVWarning", "lsuv"]
+__all__ = ["LSUVLayer", "LSUVResult", "LSUVWarning", "LayeredNetwork", "lsuv"]
 
 #: A unit is constant on the batch when its spread is within this many ulps of its magnitude (rounding of a
 #: product summed over a few hundred inputs); rescaling such an output would only amplify rounding.
 _ROUNDING_ULPS = 64.0
+
+
+class _Activation(Protocol):
+    def forward(self, z: NDArray[Any], /) -> NDArray[Any]: ...
+
+
+class LayeredNetwork(Protocol):
+    """What LSUV needs of a network: its sizes and depth, an ``init`` and each hidden layer's activation.
+
+    :class:`preflight.nn.Network` is one; ``init`` stays below ``nn`` in the package's layers by asking for no more.
+    """
+
+    @property
+    def sizes(self) -> list[int]: ...
+
+    @property
+    def depth(self) -> int: ...
+
+    def init(self, rng: RngLike, scheme: Any = ..., *, dtype: DTypeLike = ...) -> Params: ...
+
+    def activation(self, layer: int) -> _Activation: ...
 
 
 def _stuck(z: NDArray[Any]) -> str | None:
@@ -74,7 +94,7 @@ class LSUVResult:
 
 
 def lsuv(
-    network: Network,
+    network: LayeredNetwork,
     X: Any,
     rng: RngLike,
     *,
@@ -87,7 +107,7 @@ def lsuv(
 
     Parameters
     ----------
-    network : Network
+    network : preflight.nn.Network, or anything with its ``sizes``, ``depth``, ``init`` and ``activation``
     X : array of shape (m, sizes[0])
         A representative batch (a few hundred rows); not modified.
     rng : Generator, RandomState or int seed
@@ -113,6 +133,7 @@ def lsuv(
 
     Examples
     --------
+    >>> from preflight.nn import Network
     >>> net = Network([8, 32, 32, 2], hidden="relu", output="softmax")
     >>> X = np.random.default_rng(0).standard_normal((200, 8)) * 5
     >>> result = lsuv(net, X, 0)

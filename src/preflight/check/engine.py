@@ -29,14 +29,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from preflight import numdiff
-from preflight._progress import progress_bar, should_show_progress
-from preflight._validation import check_choice, check_in_range, check_positive_int, describe
-from preflight.diagnosis import TensorEvidence, diagnose
-from preflight.perturb import BlackBoxLoss, CountedLoss, PerturbedLoss
-from preflight.report.gradcheck import COURSE_THRESHOLDS, Coordinate, GradcheckReport, TensorResult
-from preflight.report.gradcheck import label as _label
-from preflight.tree import flatten
+from preflight._util.progress import progress_bar, should_show_progress
+from preflight._util.validation import check_choice, check_in_range, check_positive_int, describe
+from preflight.check import numdiff
+from preflight.check.diagnosis import TensorEvidence, diagnose
+from preflight.check.perturb import BlackBoxLoss, CountedLoss, PerturbedLoss
+from preflight.check.report import COURSE_THRESHOLDS, Coordinate, GradcheckReport, TensorResult
+from preflight.check.report import label as _label
+from preflight.check.tree import flatten
 
 __all__ = [
     "COURSE_THRESHOLDS",

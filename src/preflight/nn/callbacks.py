@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from preflight._typing import Params
-from preflight._validation import check_array, check_positive_int, describe
-from preflight._warnings import warn
-from preflight.gradcheck import GradcheckReport
-from preflight.network_check import check_network
-from preflight.nn import Network
+from preflight._util.aliases import Params
+from preflight._util.validation import check_array, check_positive_int, describe
+from preflight._util.warn import warn
+from preflight.check.engine import GradcheckReport
+from preflight.nn.fast_check import check_network
+from preflight.nn.network import Network
 
 __all__ = ["GradcheckCallback", "GradientCheckError"]
 

@@ -41,13 +41,13 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from preflight._stats import norm, ratio, rms, sigma_w2
-from preflight._typing import Params
-from preflight._validation import check_in_range
-from preflight._warnings import warn
-from preflight.activations import ACTIVATIONS
-from preflight.nn import Network
-from preflight.report.text import format_table
+from preflight._util.aliases import Params
+from preflight._util.text import format_table
+from preflight._util.validation import check_in_range
+from preflight._util.warn import warn
+from preflight.nn.activations import ACTIVATIONS
+from preflight.nn.network import Network
+from preflight.propagation.stats import norm, ratio, rms, sigma_w2
 
 __all__ = [
     "VERDICTS",
@@ -212,7 +212,7 @@ class PropagationReport:
 
     def plot(self, directory: str | Path) -> list[Path]:
         """``propagation.png``: forward scale, backward scale, chi and saturation per layer (needs the plot extra)."""
-        from preflight.report.figures import pyplot, save_figure
+        from preflight._util.figures import pyplot, save_figure
 
         plt = pyplot()
         depth = [s.layer for s in self.layers]

@@ -16,10 +16,17 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from preflight import normalize_io as io
-from preflight import tables
-from preflight._moments import Moments, block_rows, chunk_moments, near_constant, nonfinite_columns, parallel_rows
-from preflight._warnings import warn
+from preflight._util.warn import warn
+from preflight.normalize import sources as io
+from preflight.normalize import tables
+from preflight.normalize.moments import (
+    Moments,
+    block_rows,
+    chunk_moments,
+    near_constant,
+    nonfinite_columns,
+    parallel_rows,
+)
 
 __all__ = ["ConstantFeatureWarning", "NotFittedError", "Standardizer"]
 

@@ -20,8 +20,8 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from preflight._typing import RngLike
-from preflight._validation import check_choice, check_in_range, describe
+from preflight._util.aliases import RngLike
+from preflight._util.validation import check_choice, check_in_range, describe
 
 __all__ = [
     "Initializer",

@@ -6,8 +6,8 @@ import io
 from pathlib import Path
 from typing import Any
 
-from preflight._io import atomic_write_bytes
-from preflight._optional import require
+from preflight._util.files import atomic_write_bytes
+from preflight._util.optional import require
 
 __all__ = ["pyplot", "save_figure"]
 

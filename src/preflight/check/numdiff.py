@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from preflight._validation import check_array, check_choice, check_in_range
+from preflight._util.validation import check_array, check_choice, check_in_range
 
 __all__ = [
     "METHODS",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 __all__ = ["warn"]
 
-_PACKAGE = str(Path(__file__).resolve().parent)
+_PACKAGE = str(Path(__file__).resolve().parent.parent)  # the preflight package, not this folder
 
 
 def warn(message: str, category: type[Warning] = UserWarning) -> None:

@@ -15,8 +15,8 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from preflight._validation import describe
-from preflight.report.gradcheck import label as _label
+from preflight._util.validation import describe
+from preflight.check.report import label as _label
 
 __all__ = ["BlackBoxLoss", "CountedLoss", "PerturbedLoss", "scalar_loss"]
 

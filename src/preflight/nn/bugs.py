@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from preflight._typing import Params
-from preflight._validation import check_choice
-from preflight.nn import DropoutMasks, Network, Trace
+from preflight._util.aliases import Params
+from preflight._util.validation import check_choice
+from preflight.nn.network import DropoutMasks, Network, Trace
 
 __all__ = ["BUGS", "BuggyNetwork", "broken_tensors"]
 

@@ -1,0 +1,26 @@
+"""The reference network: a NumPy MLP with hand-written backprop, its heads and activations, its structure-aware
+gradient check (:func:`gradcheck`), planted bugs to practise on, and a training callback that checks as it trains."""
+
+from __future__ import annotations
+
+from preflight.nn.activations import ACTIVATIONS, Activation
+from preflight.nn.bugs import BUGS, BuggyNetwork
+from preflight.nn.callbacks import GradcheckCallback, GradientCheckError
+from preflight.nn.heads import HEADS, Head
+from preflight.nn.network import DropoutMasks, History, Network, Trace, gradcheck
+
+__all__ = [
+    "ACTIVATIONS",
+    "BUGS",
+    "HEADS",
+    "Activation",
+    "BuggyNetwork",
+    "DropoutMasks",
+    "GradcheckCallback",
+    "GradientCheckError",
+    "Head",
+    "History",
+    "Network",
+    "Trace",
+    "gradcheck",
+]
