@@ -14,8 +14,8 @@ from numpy.typing import NDArray
 
 from preflight._util.aliases import RngLike
 from preflight._util.optional import require
+from preflight._util.rng import as_generator
 from preflight._util.validation import check_in_range, check_positive_int, describe
-from preflight.init.schemes import as_generator
 
 __all__ = ["Table", "circles", "course_circles", "digits", "load_table", "moons"]
 

@@ -118,8 +118,8 @@ def _standardized_digits(rows: int) -> tuple[Any, Any]:
 
 
 def _gradient_checking(quick: bool, figures: Path) -> TourSection:
+    from preflight.nn import Network, gradcheck
     from preflight.nn.bugs import BuggyNetwork
-    from preflight.nn.network import Network, gradcheck
 
     X, y = _standardized_digits(64)
     sizes = [64, 16 if quick else 32, 10]
@@ -200,7 +200,7 @@ def _depth(quick: bool, figures: Path) -> TourSection:
 
 def _diagnostics(quick: bool, figures: Path) -> TourSection:
     from preflight.nn.network import Network
-    from preflight.propagation.analysis import PropagationWarning, analyze
+    from preflight.propagation import PropagationWarning, analyze
 
     X, y = _standardized_digits(256)
     net = Network([64] + [64] * (6 if quick else 12) + [10], hidden="tanh", output="softmax")

@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
 from preflight._util.aliases import RngLike
+from preflight._util.rng import as_generator
 from preflight._util.validation import check_choice, check_in_range, describe
 
 __all__ = [
@@ -64,21 +65,6 @@ class Initializer(Protocol):
     """``init(rng, shape, dtype) -> array``: draws one parameter tensor."""
 
     def __call__(self, rng: RngLike, shape: Shape, dtype: DTypeLike = np.float64, /) -> NDArray[Any]: ...
-
-
-def as_generator(rng: RngLike, *, name: str = "rng") -> np.random.Generator | np.random.RandomState:
-    """Accept a Generator, a legacy RandomState (kept, for reproducing seeded course code) or an int seed.
-
-    Examples
-    --------
-    >>> as_generator(0).standard_normal() == np.random.default_rng(0).standard_normal()
-    True
-    """
-    if isinstance(rng, (np.random.Generator, np.random.RandomState)):
-        return rng
-    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool) and rng >= 0:
-        return np.random.default_rng(int(rng))
-    raise ValueError(f"{name}: expected a numpy Generator, RandomState or a non-negative int seed, got {describe(rng)}")
 
 
 def _check_shape(shape: Any) -> Shape:

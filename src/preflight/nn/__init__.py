@@ -6,8 +6,9 @@ from __future__ import annotations
 from preflight.nn.activations import ACTIVATIONS, Activation
 from preflight.nn.bugs import BUGS, BuggyNetwork
 from preflight.nn.callbacks import GradcheckCallback, GradientCheckError
+from preflight.nn.fast_check import gradcheck
 from preflight.nn.heads import HEADS, Head
-from preflight.nn.network import DropoutMasks, History, Network, Trace, gradcheck
+from preflight.nn.network import DropoutMasks, History, Network, Trace
 
 __all__ = [
     "ACTIVATIONS",

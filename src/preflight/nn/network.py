@@ -25,7 +25,7 @@ from preflight.init import schemes as initializers
 from preflight.nn.activations import ACTIVATIONS, Activation
 from preflight.nn.heads import HEADS, Head
 
-__all__ = ["DropoutMasks", "History", "Network", "Trace", "gradcheck"]
+__all__ = ["DropoutMasks", "History", "Network", "Trace"]
 
 A = NDArray[Any]
 #: One boolean keep-mask per hidden layer, shape (m, n_l): True where the unit is kept.
@@ -413,35 +413,3 @@ def _batches(m: int, batch_size: int | None, rng: np.random.Generator | np.rando
         order = rng.permutation(m)
         for start in range(0, m, batch_size):
             yield order[start : start + batch_size]
-
-
-def gradcheck(net: Network, params: Params, X: Any, y: Any, **options: Any) -> Any:
-    """Full gradient check of ``net``'s backprop at ``params``: every coordinate, structure-aware and fast.
-
-    Every coordinate still gets two real cost evaluations, but a move in layer l reuses everything before layer l,
-    a single weight moves one column of ``Z_l`` (a rank-one update), and many moves go through the rest of the
-    network as one batched matrix product. Returns the same report as :func:`preflight.gradcheck`.
-
-    Parameters
-    ----------
-    net : Network
-    params : dict of arrays
-    X, y : array-like
-        The batch.
-    **options
-        ``masks=`` (frozen dropout masks, required with dropout), ``grads=`` (the analytic gradient under test,
-        default ``net.gradients``), and the checker's options: ``eps``, ``sample``, ``seed``, ``method``, ...
-
-    Returns
-    -------
-    preflight.gradcheck.GradcheckReport
-
-    Examples
-    --------
-    >>> net = Network([3, 4, 2], hidden="tanh", output="softmax", l2=0.1)
-    >>> gradcheck(net, net.init(0), np.eye(3), [0, 1, 1]).passed
-    True
-    """
-    from preflight.nn.fast_check import check_network
-
-    return check_network(net, params, X, y, **options)

@@ -3,22 +3,19 @@ saturated), the mean-field prediction, and the initialization to recommend."""
 
 from __future__ import annotations
 
-from preflight.propagation.analysis import (
+from preflight.propagation.analysis import analyze, recommend, recommend_for
+from preflight.propagation.mean_field import mean_field, saturated_fraction
+from preflight.propagation.report import (
     VERDICTS,
     LayerStats,
     PropagationReport,
     PropagationWarning,
     Recommendation,
     Thresholds,
-    analyze,
     check_thresholds,
     layer_ranges,
     layer_verdict,
-    mean_field,
     overall_verdict,
-    recommend,
-    recommend_for,
-    saturated_fraction,
 )
 
 __all__ = [

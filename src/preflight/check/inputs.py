@@ -1,0 +1,174 @@
+"""What the engine checks: the parameter leaves, the analytic gradient matched to them, the noise probe, the sample.
+
+Everything here validates or measures; nothing decides a verdict (that is :mod:`preflight.check.verdict`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from preflight._util.validation import describe
+from preflight.check import numdiff
+from preflight.check.report import label
+from preflight.check.tree import flatten
+
+__all__ = [
+    "MIN_PER_TENSOR",
+    "Leaves",
+    "analytic_gradient",
+    "detection_chance",
+    "measure_noise",
+    "moved_all",
+    "parameter_leaves",
+    "sample_coordinates",
+    "screen_directions",
+]
+
+F64 = NDArray[np.float64]
+Leaves = dict[str, NDArray[Any]]
+#: Minimum coordinates per tensor when sampling.
+MIN_PER_TENSOR = 16
+
+
+def parameter_leaves(params: Any) -> Leaves:
+    leaves: Leaves = {}
+    for name, value in flatten(params):
+        if not isinstance(value, np.ndarray):
+            raise ValueError(f"params[{name!r}]: expected a NumPy array (perturbed in place), got {describe(value)}")
+        if not np.issubdtype(value.dtype, np.floating):
+            why = (
+                "an integer parameter cannot be moved by a small step (convert it with .astype(float), or leave it "
+                "out of params)"
+                if np.issubdtype(value.dtype, np.integer) or value.dtype == np.bool_
+                else "check complex parameters as two real arrays (real and imaginary parts)"
+                if np.issubdtype(value.dtype, np.complexfloating)
+                else "only real floating-point arrays can be perturbed"
+            )
+            raise ValueError(f"params[{name!r}]: expected a floating dtype, got {value.dtype}: {why}")
+        if not np.all(np.isfinite(value)):
+            first = tuple(int(i) for i in np.argwhere(~np.isfinite(value))[0])
+            raise ValueError(
+                f"params[{name!r}]: expected finite values, got NaN/inf at {label(name, value.shape, first)}"
+            )
+        if not value.flags.writeable:
+            raise ValueError(f"params[{name!r}]: the array is read-only; the check perturbs it in place")
+        if name in leaves:
+            raise ValueError(f"params: two leaves share the name {name!r}")
+        for other, seen in leaves.items():
+            if np.may_share_memory(value, seen) and np.shares_memory(value, seen):
+                raise ValueError(
+                    f"params[{name!r}]: shares memory with params[{other!r}]; moving one would move the other "
+                    "(pass separate arrays)"
+                )
+        leaves[name] = value
+    if not leaves:
+        raise ValueError("params: expected at least one array, got an empty structure")
+    return leaves
+
+
+def analytic_gradient(grads: Any, params: Any, leaves: Leaves) -> dict[str, F64]:
+    if callable(grads):
+        grads = grads(params)
+    named = dict(flatten(grads))
+    missing, extra = sorted(set(leaves) - set(named)), sorted(set(named) - set(leaves))
+    if missing or extra:
+        raise ValueError(
+            f"grads: expected the structure of params; missing {missing}, unexpected {extra}"
+            if missing
+            else f"grads: expected the structure of params; unexpected entries {extra}"
+        )
+    out: dict[str, F64] = {}
+    for name, arr in leaves.items():
+        g = np.asarray(named[name])
+        if g.shape != arr.shape:
+            raise ValueError(f"grads[{name!r}]: expected shape {arr.shape} (as params), got {describe(named[name])}")
+        if not np.issubdtype(g.dtype, np.number):
+            raise ValueError(f"grads[{name!r}]: expected a numeric array, got dtype {g.dtype}")
+        g = g.astype(np.float64)
+        if not np.all(np.isfinite(g)):
+            first = tuple(int(i) for i in np.argwhere(~np.isfinite(g))[0])
+            raise ValueError(f"grads[{name!r}]: expected finite values, got NaN/inf at {label(name, g.shape, first)}")
+        out[name] = g
+    return out
+
+
+@contextmanager
+def moved_all(leaves: Leaves) -> Iterator[Callable[[dict[str, F64]], None]]:
+    """Move every leaf by a float64 offset (rounded to its dtype); everything is restored on exit."""
+    saved = {name: arr.copy() for name, arr in leaves.items()}
+
+    def move(offsets: dict[str, F64]) -> None:
+        for name, arr in leaves.items():
+            np.copyto(arr, (saved[name] + offsets[name]).astype(arr.dtype) if name in offsets else saved[name])
+
+    try:
+        yield move
+    finally:
+        for name, arr in leaves.items():
+            np.copyto(arr, saved[name])
+
+
+def measure_noise(value: Callable[[], float], leaves: Leaves, f0: float, seed: int) -> float:
+    """Measured rounding noise of the loss: ECnoise along a random direction moving every coordinate a few ulps."""
+    rng = np.random.default_rng(seed + 7919)
+    eps = max(numdiff.machine_epsilon(a.dtype) for a in leaves.values())
+    directions = {
+        n: rng.choice([-1.0, 1.0], size=a.shape) * 16 * numdiff.machine_epsilon(a.dtype) * np.maximum(1.0, np.abs(a))
+        for n, a in leaves.items()
+    }
+    values = []
+    with moved_all(leaves) as move:
+        for k in range(16):
+            move({n: k * d for n, d in directions.items()})
+            values.append(value())
+    return max(numdiff.estimate_noise(values), eps * abs(f0))
+
+
+def screen_directions(screen: Any) -> int:
+    """``screen`` as a number of random directions: False -> 0 (no screen), True -> 3, or a positive integer."""
+    if isinstance(screen, (bool, np.bool_)):
+        return 3 if screen else 0
+    if isinstance(screen, (int, np.integer)) and screen >= 1:
+        return int(screen)
+    raise ValueError(f"screen: expected True, False or a number of directions >= 1, got {describe(screen)}")
+
+
+def sample_coordinates(
+    leaves: Leaves, sample: int | float | None, rng: np.random.Generator
+) -> dict[str, NDArray[np.intp]]:
+    total = sum(a.size for a in leaves.values())
+    if sample is None:
+        return {n: np.arange(a.size) for n, a in leaves.items()}
+    if isinstance(sample, (float, np.floating)) and 0.0 < sample <= 1.0:
+        fraction = float(sample)
+    elif isinstance(sample, (int, np.integer)) and not isinstance(sample, (bool, np.bool_)) and sample >= 1:
+        fraction = min(1.0, int(sample) / total)
+    else:
+        raise ValueError(
+            f"sample: expected a fraction in (0, 1] or a number of coordinates >= 1, got {describe(sample)}"
+        )
+    out = {}
+    for n, a in leaves.items():
+        k = min(a.size, max(MIN_PER_TENSOR, math.ceil(fraction * a.size)))
+        out[n] = np.sort(rng.choice(a.size, size=k, replace=False)) if k < a.size else np.arange(a.size)
+    return out
+
+
+def detection_chance(leaves: Leaves, index: dict[str, NDArray[np.intp]]) -> dict[float, float]:
+    """For q in (1 %, 10 %): the smallest, over tensors, chance that a sample hits >= 1 of q N broken coordinates."""
+    out = {}
+    for q in (0.01, 0.1):
+        worst = 1.0
+        for n, a in leaves.items():
+            size, k = a.size, index[n].size
+            bad = max(1, math.ceil(q * size))
+            log_miss = sum(math.log1p(-bad / (size - j)) if size - j > bad else -math.inf for j in range(k))
+            worst = min(worst, 1.0 - math.exp(log_miss))
+        out[q] = worst
+    return out
