@@ -14,8 +14,9 @@ from preflight.check.engine import NondeterministicLossError
 from preflight.nn import Network
 from preflight.nn.activations import ACTIVATIONS
 from preflight.nn.bugs import BuggyNetwork
-from preflight.nn.fast_check import _coth_bound, _series_terms, _tanh_series, check_network, perturbed_costs
+from preflight.nn.fast_check import check_network, perturbed_costs
 from preflight.nn.heads import HEADS
+from preflight.nn.series import coth_bound, series_terms, tanh_series
 
 DTYPES = [np.float64, np.float32]
 #: Agreement with net.cost, in units of the dtype's eps, relative to the cost. The two computations round
@@ -171,17 +172,17 @@ def test_series_of_tanh_is_exact_where_it_is_used(dtype: Any) -> None:
     eps = float(np.finfo(dtype).eps)
     for terms in (2, 3):
         bound = (7.5 * eps / 2) ** 0.25 if terms == 2 else (315 * eps / 34) ** (1 / 6)
-        assert _series_terms(bound, np.dtype(dtype)) == terms
+        assert series_terms(bound, np.dtype(dtype)) == terms
         u = np.linspace(-bound, bound, 20001).astype(dtype)
-        t = _tanh_series(u, terms, out=np.empty_like(u), scratch=np.empty_like(u))
+        t = tanh_series(u, terms, out=np.empty_like(u), scratch=np.empty_like(u))
         ulp = np.spacing(np.abs(np.tanh(u)))
         # Truncation is below half an ulp; evaluating the polynomial rounds 3 times (at most 1.5 ulp); np.tanh is
         # within an ulp of the truth.
         assert np.max(np.abs(t - np.tanh(u)) / ulp) <= 3.0
-    assert _series_terms(0.5, np.dtype(dtype)) == 0
+    assert series_terms(0.5, np.dtype(dtype)) == 0
     # coth u = 1/u + u/3 - u^3/45 up to its bound (away from 0, where np.tanh's own ulp would dominate 1/tanh).
     # Truncation below half an ulp, the series' 4 roundings and the reference's 2: at most 4 ulps apart.
-    u = np.linspace(_coth_bound(np.dtype(dtype)) / 8, _coth_bound(np.dtype(dtype)), 2001).astype(dtype)
+    u = np.linspace(coth_bound(np.dtype(dtype)) / 8, coth_bound(np.dtype(dtype)), 2001).astype(dtype)
     series = 1 / u + u / 3 - u**3 / 45
     assert np.max(np.abs(series - 1 / np.tanh(u)) / np.spacing(series)) <= 4.0
 

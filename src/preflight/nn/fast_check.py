@@ -29,6 +29,7 @@ from preflight._util.validation import describe
 from preflight.check.engine import GradcheckReport, NondeterministicLossError
 from preflight.check.engine import gradcheck as run_check
 from preflight.nn.network import DropoutMasks, Network
+from preflight.nn.series import coth_bound, series_terms, tanh_series
 
 __all__ = ["BATCH_BYTES", "NetworkPerturbedLoss", "check_network", "gradcheck", "perturbed_costs"]
 
@@ -186,7 +187,7 @@ class NetworkPerturbedLoss:
         name, k = self.net.hidden[layer - 1], change.shape[0]
         half = 0.5 if name == "sigmoid" else 1.0
         largest = float(np.max(np.abs(change), initial=0.0)) * float(np.max(np.abs(weights), initial=0.0)) * half
-        if name not in ("tanh", "sigmoid") or largest > _coth_bound(self.dtype):
+        if name not in ("tanh", "sigmoid") or largest > coth_bound(self.dtype):
             delta = np.multiply(change[:, :, None], weights[:, None, :], out=self._buffer("delta", k, layer))
             return self._activation_change(layer, delta)
         w = weights * self.dtype.type(half)
@@ -246,9 +247,9 @@ class NetworkPerturbedLoss:
             if name == "sigmoid":
                 argument = np.multiply(delta, 0.5, out=self._buffer("argument", k, layer))
             largest = max(float(argument.max(initial=0.0)), -float(argument.min(initial=0.0)))
-            terms = _series_terms(largest, self.dtype)
+            terms = series_terms(largest, self.dtype)
             if terms:
-                t = _tanh_series(
+                t = tanh_series(
                     argument, terms, out=self._buffer("change", k, layer), scratch=self._buffer("scratch", k, layer)
                 )
                 return self._tanh_change(layer, t)
@@ -388,40 +389,6 @@ def check_network(
 
     analytic = grads if grads is not None else net.gradients(params, X, y, masks=masks)
     return run_check(loss, params, analytic, evaluator=evaluator, **options)
-
-
-def _coth_bound(dtype: np.dtype[Any]) -> float:
-    """Largest ``|u|`` for which ``coth u = 1/u + u/3 - u^3/45`` is exact to the dtype's precision: the next term,
-    ``2u^5/945``, is then below half an ulp of ``1/u``."""
-    return float((945 * float(np.finfo(dtype).eps) / 4) ** (1 / 6))
-
-
-def _series_terms(largest: float, dtype: np.dtype[Any]) -> int:
-    """How many terms of ``tanh u = u - u^3/3 + 2u^5/15 - 17u^7/315 + ...`` give ``tanh u`` to the dtype's precision
-    for every ``|u| <= largest``: 2 or 3, or 0 when more would be needed.
-
-    Stopping after ``u^3`` errs by at most ``2u^4/15`` relative, after ``u^5`` by ``17u^6/315``; each is used only
-    where that stays below half an ulp.
-    """
-    eps = float(np.finfo(dtype).eps)
-    if largest <= (7.5 * eps / 2) ** 0.25:
-        return 2
-    if largest <= (315 * eps / 34) ** (1 / 6):
-        return 3
-    return 0
-
-
-def _tanh_series(u: A, terms: int, *, out: A, scratch: A) -> A:
-    """``tanh u`` into ``out`` from the first 2 or 3 terms of its series (see :func:`_series_terms`)."""
-    square = np.multiply(u, u, out=scratch)
-    if terms == 2:
-        square *= -1.0 / 3.0
-    else:
-        np.multiply(square, 2.0 / 15.0, out=out)
-        out -= 1.0 / 3.0
-        square *= out
-    square += 1.0
-    return np.multiply(square, u, out=out)
 
 
 def gradcheck(net: Network, params: Params, X: Any, y: Any, **options: Any) -> GradcheckReport:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from preflight._util.warn import warn
 from preflight.normalize import sources as io
 from preflight.normalize import tables
+from preflight.normalize.estimator import EstimatorProtocol
 from preflight.normalize.moments import (
     Moments,
     block_rows,
@@ -30,8 +31,6 @@ from preflight.normalize.moments import (
 
 __all__ = ["ConstantFeatureWarning", "NotFittedError", "Standardizer"]
 
-_PARAMS = ("copy", "ignore_nan", "with_mean", "with_std")
-
 
 class NotFittedError(ValueError, AttributeError):
     """The Standardizer was used before ``fit`` (a ValueError and an AttributeError, as scikit-learn's)."""
@@ -41,7 +40,7 @@ class ConstantFeatureWarning(UserWarning):
     """A feature is constant or nearly so: it gets scale 1, so transform only centers it."""
 
 
-class Standardizer:
+class Standardizer(EstimatorProtocol):
     """Standardize features with the training set's mean and standard deviation: ``z = (x - mean_) / scale_``.
 
     Parameters
@@ -77,29 +76,14 @@ class Standardizer:
     array([[ 1., -1.]], dtype=float32)
     """
 
+    PARAMETERS: ClassVar[dict[str, Any]] = {"with_mean": True, "with_std": True, "copy": True, "ignore_nan": False}
+    FITTED_ATTRIBUTE: ClassVar[str] = "mean_"
+
     def __init__(self, *, with_mean: bool = True, with_std: bool = True, copy: bool = True, ignore_nan: bool = False):
         self.with_mean = with_mean
         self.with_std = with_std
         self.copy = copy
         self.ignore_nan = ignore_nan
-
-    # ------------------------------------------------------------------ scikit-learn protocol
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor's arguments (scikit-learn protocol)."""
-        return {name: getattr(self, name) for name in _PARAMS}
-
-    def set_params(self, **params: Any) -> Standardizer:
-        """Set constructor arguments by name (scikit-learn protocol); unknown names are a ValueError."""
-        for name, value in params.items():
-            if name not in _PARAMS:
-                raise ValueError(f"Standardizer.set_params: got {name!r}; expected one of {list(_PARAMS)}")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = {"with_mean": True, "with_std": True, "copy": True, "ignore_nan": False}
-        changed = ", ".join(f"{k}={getattr(self, k)!r}" for k in _PARAMS if getattr(self, k) != defaults[k])
-        return f"Standardizer({changed})"
 
     def __sklearn_tags__(self) -> Any:
         """Tags for scikit-learn (only scikit-learn calls this, so it may import it)."""
@@ -111,9 +95,6 @@ class Standardizer:
             transformer_tags=TransformerTags(preserves_dtype=["float64", "float32"]),
             input_tags=InputTags(allow_nan=bool(self.ignore_nan)),
         )
-
-    def __sklearn_is_fitted__(self) -> bool:
-        return hasattr(self, "mean_")
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X: Any, y: Any = None) -> Standardizer:
@@ -308,7 +289,7 @@ class Standardizer:
             self.__dict__.pop(name, None)
 
     def _check_params(self) -> None:
-        for name in _PARAMS:
+        for name in self.PARAMETERS:
             value = getattr(self, name)
             if not isinstance(value, (bool, np.bool_)):
                 raise ValueError(f"Standardizer: {name} expected True or False, got {value!r}")
