@@ -45,6 +45,7 @@ from preflight.check.perturb import BlackBoxLoss, CountedLoss, PerturbedLoss
 from preflight.check.report import COURSE_THRESHOLDS, Coordinate, GradcheckReport, TensorResult
 from preflight.check.verdict import (
     ANALYTIC_FACTOR,
+    JUDGED_SHARE,
     ROUNDING_FACTOR,
     TensorCheck,
     first_pass,
@@ -153,7 +154,7 @@ def gradcheck(
             "(masks = net.dropout_masks(rng, m); loss = lambda p: net.cost(p, X, y, masks=masks))."
         )
     rng = np.random.default_rng(seed)
-    sigma = measure_noise(blackbox.value, leaves, f0, seed)
+    sigma = measure_noise(blackbox.value, leaves, f0, seed, blackbox.output_epsilon)
     index = sample_coordinates(leaves, sample, rng)
     notes: list[str] = []
     if directions:
@@ -174,7 +175,7 @@ def gradcheck(
         evaluate: PerturbedLoss = blackbox if evaluator is None else CountedLoss(evaluator, blackbox)
         active = [t for t in tensors if t.index.size]
         if active:
-            first_pass(active, evaluate, f0, sigma, method, eps)
+            first_pass(active, evaluate, f0, sigma, method, eps, blackbox.output_epsilon)
             for t in active:
                 second_look(t, evaluate, f0, sigma)
     results, evidence = {}, []
@@ -186,8 +187,15 @@ def gradcheck(
     difference = relative_difference(a_all, n_all)
     checked_all = all(t.index.size == t.arr.size for t in tensors)
     evaluations = blackbox.evaluations
+    attempted, judged = sum(t.index.size for t in tensors), sum(r.checked for r in results.values())
+    conclusive = judged >= JUDGED_SHARE * attempted and (judged > 0 or attempted == 0)
+    if not conclusive:
+        notes.append(
+            f"inconclusive: {attempted - judged:,} of {attempted:,} coordinates sit at kinks or steps of the loss "
+            "(a loss that is piecewise constant? parameters far below the step?); too few were judged to call it a pass"
+        )
     return GradcheckReport(
-        passed=all(r.passed for r in results.values()),
+        passed=all(r.passed for r in results.values()) and conclusive,
         difference=difference,
         parameters=results,
         hints=diagnose(evidence),

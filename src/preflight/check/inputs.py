@@ -69,6 +69,11 @@ def parameter_leaves(params: Any) -> Leaves:
         leaves[name] = value
     if not leaves:
         raise ValueError("params: expected at least one array, got an empty structure")
+    if not any(a.size for a in leaves.values()):
+        raise ValueError(
+            f"params: every array is empty ({', '.join(f'{n}: shape {a.shape}' for n, a in leaves.items())}): "
+            "there is no coordinate to check"
+        )
     return leaves
 
 
@@ -114,12 +119,21 @@ def moved_all(leaves: Leaves) -> Iterator[Callable[[dict[str, F64]], None]]:
             np.copyto(arr, saved[name])
 
 
-def measure_noise(value: Callable[[], float], leaves: Leaves, f0: float, seed: int) -> float:
-    """Measured rounding noise of the loss: ECnoise along a random direction moving every coordinate a few ulps."""
+def measure_noise(
+    value: Callable[[], float], leaves: Leaves, f0: float, seed: int, output_epsilon: float = 0.0
+) -> float:
+    """Measured rounding noise of the loss: ECnoise along a random direction moving every coordinate a few ulps.
+
+    The ulps are those of the coarser of each tensor's dtype and the loss's own (``output_epsilon``): a float32
+    loss of float64 parameters does not see a move of a few float64 ulps, and would look noiseless.
+    """
     rng = np.random.default_rng(seed + 7919)
-    eps = max(numdiff.machine_epsilon(a.dtype) for a in leaves.values())
+    eps = max(max(numdiff.machine_epsilon(a.dtype) for a in leaves.values()), output_epsilon)
     directions = {
-        n: rng.choice([-1.0, 1.0], size=a.shape) * 16 * numdiff.machine_epsilon(a.dtype) * np.maximum(1.0, np.abs(a))
+        n: rng.choice([-1.0, 1.0], size=a.shape)
+        * 16
+        * max(numdiff.machine_epsilon(a.dtype), output_epsilon)
+        * np.maximum(1.0, np.abs(a))
         for n, a in leaves.items()
     }
     values = []

@@ -90,11 +90,19 @@ class TensorResult:
     significance: float  # the largest |analytic - numeric| / tolerance over checked coordinates
     worst: list[Coordinate] = field(default_factory=list)
     kinks: list[Coordinate] = field(default_factory=list)
+    #: Every checked coordinate was set aside as a kink: nothing proven about this tensor.
+    inconclusive: bool = False
+
+    @property
+    def verdict(self) -> str:
+        """ok, FAIL, or "all kinks" (nothing judged)."""
+        return "FAIL" if not self.passed else "all kinks" if self.inconclusive else "ok"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
         return {
             "name": self.name,
+            "inconclusive": self.inconclusive,
             "shape": list(self.shape),
             "size": self.size,
             "checked": self.checked,
@@ -192,8 +200,11 @@ class GradcheckReport:
 
     @property
     def verdict(self) -> str:
-        """PASSED or FAILED."""
-        return "PASSED" if self.passed else "FAILED"
+        """PASSED, FAILED, or INCONCLUSIVE: no coordinate failed, but too few could be judged to call it a pass."""
+        results = [*self.parameters.values(), *(self.forward_ad or {}).values()]
+        if self.passed:
+            return "PASSED"
+        return "INCONCLUSIVE" if not self.stopped and all(r.passed for r in results) else "FAILED"
 
     def __repr__(self) -> str:
         failing = sum(not r.passed for r in self.parameters.values())
@@ -238,6 +249,9 @@ class GradcheckReport:
                     )
         if self.kinks:
             lines.append(f"\n{len(self.kinks)} coordinate(s) set aside: kink within the step (ReLU at 0, max, abs)")
+        unsure = [r.name for r in self.parameters.values() if r.inconclusive]
+        if unsure:
+            lines.append(f"every checked coordinate of {', '.join(unsure)} sits at a kink: nothing proven there")
         if self.detection:
             chance = ", ".join(f"{q:.0%} of a tensor: {p:.3f}" for q, p in self.detection.items())
             lines.append(f"\nsampled; chance of having caught an error affecting {chance}")
@@ -256,12 +270,12 @@ class GradcheckReport:
                     f"numeric {c.numeric:.6g}</div>"
                     for c in r.failing()[:SHOWN]
                 )
-                tone = "#1a7f37" if r.passed else "#cf222e"
+                tone = "#cf222e" if not r.passed else "#9a6700" if r.inconclusive else "#1a7f37"
                 rows.append(
                     f"<tr><td>{html.escape(title + r.name)}</td><td>{'x'.join(map(str, r.shape)) or '()'}</td>"
                     f"<td>{r.checked:,}</td><td>{format_number(r.difference, 3)}</td><td>{r.failed}</td>"
                     f"<td>{len(r.kinks)}</td><td style='color:{tone};font-weight:bold'>"
-                    f"{'ok' if r.passed else 'FAIL'}</td><td>{shown}</td></tr>"
+                    f"{r.verdict}</td><td>{shown}</td></tr>"
                 )
         header = "".join(
             f"<th>{h}</th>" for h in ("tensor", "shape", "checked", "difference", "failed", "kinks", "verdict", "")
@@ -287,7 +301,7 @@ def _table(results: dict[str, TensorResult], title: str | None) -> str:
             r.significance,
             r.failed,
             len(r.kinks),
-            "ok" if r.passed else "FAIL",
+            r.verdict,
         ]
         for r in results.values()
     ]
