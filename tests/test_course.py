@@ -11,12 +11,14 @@ check), and preflight's report names the tensors (W2 x2, b1 x4), the elements an
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
 import preflight
+from preflight.cli import main
 from preflight.course import (
     COURSE_THRESHOLD,
     EXERCISE_SHAPES,
@@ -183,3 +185,42 @@ def test_vectors_generalize_to_any_depth_and_round_trip() -> None:
         vector_to_dictionary(theta)
     with pytest.raises(ValueError, match=r"parameters: expected the course's keys .* missing \['b2'\]"):
         dictionary_to_vector({"W1": np.ones(1), "b1": np.ones(1), "W2": np.ones(1)})
+
+
+MAKE = """
+
+def make():
+    X, Y, parameters = gradient_check_n_test_case()
+    cost, cache = forward_propagation_n(X, Y, parameters)
+    gradients = {backward}(X, Y, cache)
+    return (lambda p: forward_propagation_n(X, Y, p)[0]), parameters, gradients{batch}
+"""
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_the_cli_module_make_target_takes_the_learners_code(
+    fixed: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    backward = "backward_propagation_n_fixed" if fixed else "backward_propagation_n"
+    notebook = Path(learner.__file__).read_text(encoding="utf-8") + MAKE.format(backward=backward, batch="")
+    module = f"learner_notebook_{backward}"  # one name per module: an imported module stays in sys.modules
+    (tmp_path / f"{module}.py").write_text(notebook, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["gradcheck", f"{module}:make"]) == (0 if fixed else 1)
+    out = capsys.readouterr().out
+    assert "ignored: dZ3, dA2, dZ2, dA1, dZ1 (not parameters)" in out
+    if not fixed:
+        assert "  - b1: analytic = 4.00 x numeric\n  - W2: analytic = 2.00 x numeric" in out
+
+
+def test_the_cli_target_may_return_its_batch_for_the_one_over_m_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The fixed backward pass with dW3's 1/m forgotten, and the batch returned as a fourth item.
+    make = MAKE.format(backward="backward_propagation_n_fixed", batch=", (X, Y)").replace(
+        "    return", '    gradients["dW3"] = gradients["dW3"] * X.shape[1]\n    return'
+    )
+    (tmp_path / "learner_batch.py").write_text(Path(learner.__file__).read_text(encoding="utf-8") + make)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["gradcheck", "learner_batch:make"]) == 1
+    assert "  - W3: analytic = 3.00 x numeric (a missing 1/m with m = 3?)" in capsys.readouterr().out
