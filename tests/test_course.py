@@ -65,7 +65,9 @@ def test_the_learners_code_pasted_into_gradcheck_gets_the_localized_verdict() ->
 
 def test_gradient_check_n_reproduces_the_course_and_localizes_its_bugs(capsys: pytest.CaptureFixture[str]) -> None:
     X, Y, parameters, gradients = exercise(fixed=False)
+    before = {k: v.copy() for k, v in [*parameters.items(), *gradients.items()]}
     difference = gradient_check_n(parameters, gradients, X, Y, learner.forward_propagation_n, 1e-7)
+    assert all(np.array_equal(before[k], v) for k, v in [*parameters.items(), *gradients.items()])
     # The course's number, to the last digit: the same step, loop and formula as its notebook.
     assert type(difference) is np.float64 and difference == pytest.approx(COURSE_BUGGY, rel=1e-12, abs=0)
     assert difference == learner.gradient_check_n(parameters, gradients, X, Y)
