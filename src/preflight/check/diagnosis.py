@@ -133,6 +133,12 @@ def _tensor_hints(t: TensorEvidence, m: int | None = None) -> tuple[list[str], f
                 f"{t.name}: analytic - numeric = {c:.3g} x {t.name} (proportional to the parameter): the L2 term is "
                 f"missing from the {side} (lambda / m = {abs(c):.3g})"
             )
+    if not hints and bad.any():
+        first = _label(t.name, t.shape, int(t.index[np.argmax(bad)]))
+        hints.append(
+            f"{t.name}: {int(bad.sum())} of {a.size} coordinates beyond the tolerance, no simple pattern (a factor, "
+            f"sign, transpose or missing term would show); the worst are listed above, first at {first}"
+        )
     return hints, factor
 
 

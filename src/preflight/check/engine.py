@@ -48,6 +48,7 @@ from preflight.check.verdict import (
     ROUNDING_FACTOR,
     TensorCheck,
     first_pass,
+    relative_difference,
     second_look,
     tensor_result,
 )
@@ -188,8 +189,7 @@ def gradcheck(
         evidence.append(e)
     a_all = np.concatenate([e.analytic for e in evidence])
     n_all = np.concatenate([e.numeric for e in evidence])
-    denominator = float(np.linalg.norm(n_all) + np.linalg.norm(a_all))
-    difference = float(np.linalg.norm(n_all - a_all)) / denominator if denominator > 0 else 0.0
+    difference = relative_difference(a_all, n_all)
     checked_all = all(t.index.size == t.arr.size for t in tensors)
     evaluations = blackbox.evaluations
     return GradcheckReport(

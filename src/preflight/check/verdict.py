@@ -26,6 +26,7 @@ __all__ = [
     "analytic_noise",
     "excess_ratio",
     "first_pass",
+    "relative_difference",
     "second_look",
     "tensor_result",
 ]
@@ -122,6 +123,18 @@ def first_pass(
         t.numeric, t.tolerance = r.value, r.error + analytic_noise(t)
 
 
+def relative_difference(analytic: NDArray[Any], numeric: NDArray[Any]) -> float:
+    """``||n - a|| / (||n|| + ||a||)``, the course's metric (0 when both are zero).
+
+    Examples
+    --------
+    >>> relative_difference(np.array([1.0, 2.0]), np.array([1.0, 2.0]))
+    0.0
+    """
+    denominator = float(np.linalg.norm(numeric) + np.linalg.norm(analytic))
+    return 0.0 if denominator == 0.0 else float(np.linalg.norm(numeric - analytic)) / denominator
+
+
 def excess_ratio(analytic: F64, numeric: F64, tolerance: F64) -> F64:
     """``|analytic - numeric| / tolerance``; an exact match is 0 even where the tolerance is 0 (a loss that is
     exactly constant has no rounding noise), any other difference over a zero tolerance is inf."""
@@ -198,8 +211,7 @@ def tensor_result(t: TensorCheck) -> tuple[TensorResult, TensorEvidence]:
     a, n, tol = g[keep], t.numeric[keep], t.tolerance[keep]
     ratio = excess_ratio(a, n, tol)
     failed = int(np.sum(ratio > 1.0))
-    denominator = float(np.linalg.norm(n) + np.linalg.norm(a))
-    difference = float(np.linalg.norm(n - a)) / denominator if denominator > 0 else 0.0
+    difference = relative_difference(a, n)
     shape = tuple(t.arr.shape)
 
     def coordinate(rows: NDArray[np.intp], where: NDArray[np.bool_]) -> list[Coordinate]:
