@@ -253,6 +253,18 @@ def test_readme_coming_from_the_course_prints_what_it_shows(capsys: pytest.Captu
     exec(compile(code, str(README), "exec"), {"__name__": "readme_course"})
 
     def untimed(text: str) -> str:  # the one figure that depends on the machine
-        return re.sub(r"loss evaluations, \d+\.\d\d s\)", "loss evaluations, ... s)", text)
+        return re.sub(r"evaluations, \d+\.\d\d s\)", "evaluations, ... s)", text)
 
     assert untimed(capsys.readouterr().out) == untimed(shown)
+
+
+def test_a_course_check_renders_in_a_notebook_and_as_json() -> None:
+    X, Y, parameters, gradients = exercise(fixed=False)
+    check = course_check_n(parameters, gradients, X, Y, learner.forward_propagation_n)
+    assert repr(check).startswith(
+        "<CourseCheck difference 0.2850931568 (course: a mistake); preflight: <GradcheckReport"
+    )
+    page = check._repr_html_()
+    assert check.message in page and "Gradient check FAILED" in page and "<table>" in page
+    assert check.to_dict()["difference"] == float(check.difference)
+    assert check.to_dict()["report"]["passed"] is False

@@ -11,6 +11,7 @@ loss rather than a fixed threshold. Where the course's fixed ``epsilon = 1e-7`` 
 from __future__ import annotations
 
 import dataclasses
+import html
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,12 @@ class CourseCheck:
     """The course's relative difference and message, and preflight's report on the same gradient.
 
     ``str()`` is what :func:`gradient_check_n` prints: the course's line, then the report.
+
+    Examples
+    --------
+    >>> check = course_check(3, 4, lambda x, theta: theta * x, lambda x, theta: 2 * x)
+    >>> repr(check).split(";")[0], check.report.hints
+    ('<CourseCheck difference 0.3333333334 (course: a mistake)', ['theta: analytic = 2.00 x numeric'])
     """
 
     difference: np.float64
@@ -57,6 +64,17 @@ class CourseCheck:
 
     def __str__(self) -> str:
         return f"{self.message}\n\npreflight on the same gradient:\n{self.report}"
+
+    def __repr__(self) -> str:
+        course = "a mistake" if self.difference > COURSE_THRESHOLD else "fine"
+        return f"<CourseCheck difference {self.difference:.10g} (course: {course}); preflight: {self.report!r}>"
+
+    def _repr_html_(self) -> str:
+        return f"<p><code>{html.escape(self.message)}</code></p>{self.report._repr_html_()}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The course's difference and message, and preflight's report as :meth:`GradcheckReport.to_dict`."""
+        return {"difference": float(self.difference), "message": self.message, "report": self.report.to_dict()}
 
 
 def _message(difference: np.float64) -> str:
