@@ -18,6 +18,9 @@ from numpy.typing import NDArray
 
 from preflight._util.validation import describe
 
+#: jnp.finfo (untyped in jax's stubs), which knows bfloat16 as NumPy does not.
+_finfo: Any = jnp.finfo
+
 __all__ = ["CHECKABLE", "Split", "check_precision", "split"]
 
 #: Dtypes a finite-difference check can judge. At the best step a central difference errs by about eps^(2/3)
@@ -37,7 +40,7 @@ def check_precision(dtype: Any, what: str, *, fix: str) -> None:
     """
     name = str(np.dtype(dtype))
     if jnp.issubdtype(dtype, jnp.floating) and name not in CHECKABLE:
-        eps = float(jnp.finfo(dtype).eps)
+        eps = float(_finfo(dtype).eps)
         raise ValueError(
             f"{what}: dtype {name} has too few significant bits for a gradient check (machine eps {eps:.3g}: the "
             f"rounding of a finite difference would hide an error as large as the gradient itself); expected float32 "

@@ -260,7 +260,9 @@ def _dot(p: Any, params: dict[str, Any], ins: list[Any]) -> Any:
     drop = partial(_drop_axis, removed_m=m.axis, removed_o=paired)
     new_contract_m = tuple(drop(d, m=True) for d in m_contract if d != m.axis)
     new_contract_o = tuple(drop(d, m=False) for d in o_contract if d != paired)
-    numbers = ((new_contract_m, new_contract_o), ((), ())) if moving_is_lhs else ((new_contract_o, new_contract_m), ((), ()))
+    numbers = (
+        ((new_contract_m, new_contract_o), ((), ())) if moving_is_lhs else ((new_contract_o, new_contract_m), ((), ()))
+    )
     one = partial(lax.dot_general, dimension_numbers=numbers, preferred_element_type=params["preferred_element_type"])
     pairs = (diff, o_slice) if moving_is_lhs else (o_slice, diff)
     change = jax.vmap(one)(*pairs)

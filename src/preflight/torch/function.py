@@ -18,8 +18,8 @@ from numpy.typing import NDArray
 from preflight._util.validation import check_in_range, check_positive_int
 from preflight.check import numdiff
 from preflight.check.diagnosis import TensorEvidence, diagnose
-from preflight.check.jacobian import Columns, judge_entries
-from preflight.check.report import Coordinate, GradcheckReport, TensorResult
+from preflight.check.jacobian import Columns, block_result, judge_entries
+from preflight.check.report import GradcheckReport, TensorResult
 from preflight.check.verdict import relative_difference
 from preflight.torch._model import check_precision
 
@@ -30,29 +30,6 @@ A = NDArray[Any]
 
 class _Stopped(Exception):
     """The check cannot go on (an output not finite): the message is the report's ``stopped``."""
-
-
-def _result(
-    name: str, shape: tuple[int, ...], analytic: A, numeric: A, tolerance: A, bad: A, kink: A, worst: int,
-    outputs: Callable[[int], tuple[tuple[int, ...], tuple[int, ...] | None]] | None = None,
-) -> TensorResult:  # fmt: skip
-    excess = np.where(kink, 0.0, np.abs(analytic - numeric) / np.maximum(tolerance, 1e-300))
-
-    def coordinates(flats: list[int]) -> list[Coordinate]:
-        out = []
-        for flat in flats:
-            index, output = outputs(flat) if outputs else (tuple(int(i) for i in np.unravel_index(flat, shape)), None)
-            out.append(Coordinate(index, float(analytic[flat]), float(numeric[flat]), float(tolerance[flat]), output))
-        return out
-
-    keep = ~kink
-    return TensorResult(
-        name=name, shape=shape, size=int(analytic.size), checked=int(keep.sum()),
-        difference=relative_difference(analytic[keep], numeric[keep]), passed=not bool(bad.any()),
-        failed=int(bad.sum()), significance=float(excess.max()) if excess.size else 0.0,
-        worst=coordinates(np.argsort(-excess, kind="stable")[:worst].tolist()),
-        kinks=coordinates(np.flatnonzero(kink).tolist()),
-    )  # fmt: skip
 
 
 def check_function(
@@ -145,7 +122,7 @@ def check_function(
         a = a_rows[i]
         entries = judge_entries(fd[i], a)
         numeric, tolerance, bad, kink = entries.numeric, entries.tolerance, entries.bad, entries.kink
-        backward[label] = _result(label, tuple(inputs[i].shape), a.ravel(), numeric.ravel(), tolerance.ravel(),
+        backward[label] = block_result(label, tuple(inputs[i].shape), a.ravel(), numeric.ravel(), tolerance.ravel(),
                                   bad.ravel(), kink.ravel(), worst, job.locator(i))  # fmt: skip
         # Hints read the gradient of <v, outputs> for one random v, in the input's shape (a transposed gradient
         # shows there), with the tolerance |v| @ tolerance that the entries' own tolerances give it.
@@ -400,7 +377,7 @@ class _FunctionCheck:
                 a = torch.stack(columns, dim=1).numpy() if columns else np.zeros((len(self.project), 0))
                 entries = judge_entries(fd[i], a)
                 numeric, tolerance, bad, kink = entries.numeric, entries.tolerance, entries.bad, entries.kink
-                results[label] = _result(label, tuple(x.shape), a.ravel(), numeric.ravel(), tolerance.ravel(),
+                results[label] = block_result(label, tuple(x.shape), a.ravel(), numeric.ravel(), tolerance.ravel(),
                                          bad.ravel(), kink.ravel(), worst, self.locator(i))  # fmt: skip
         except (RuntimeError, NotImplementedError) as exc:
             reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
