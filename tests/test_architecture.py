@@ -18,6 +18,7 @@ FOLDERS = {
     "course",
     "experiments",
     "init",
+    "jax",
     "nn",
     "normalize",
     "propagation",

@@ -11,5 +11,6 @@ from preflight._util.optional import require
 require("jax", extra="jax", purpose="preflight.jax (gradient checks and diagnostics for JAX models)")
 
 from preflight.jax.check import check_model  # noqa: E402
+from preflight.jax.function import check_function  # noqa: E402
 
-__all__ = ["check_model"]
+__all__ = ["check_function", "check_model"]

@@ -63,7 +63,8 @@ class Outputs:
         else:
             self.project = np.random.default_rng(seed).standard_normal((PROJECTIONS, m))
             self.notes.append(f"{m} output elements: checked through {PROJECTIONS} random projections of the output")
-        self.v = np.random.default_rng(seed).standard_normal(len(self.project))
+        # Its own stream: drawn from the caller's seed alone, v could equal an input drawn from that seed too.
+        self.v = np.random.default_rng([seed, 1]).standard_normal(len(self.project))
         self.f0 = (self.project @ first)[:, None]
         self.sigma = np.zeros_like(self.f0)
         self.noise = 0.0
