@@ -111,7 +111,9 @@ def test_numpy_inputs_are_left_as_they_were() -> None:
 
 def test_a_random_function_and_a_domain_edge_stop_the_check() -> None:
     def noisy(x: Any) -> Any:  # a host-side draw at every call: what a forgotten fixed key looks like
-        draw = jax.pure_callback(lambda: np.float32(np.random.rand()), jax.ShapeDtypeStruct((), jnp.float32))
+        draw = jax.pure_callback(
+            lambda: np.float32(np.random.default_rng().random()), jax.ShapeDtypeStruct((), jnp.float32)
+        )
         return x * (1 + 1e-3 * draw)
 
     report = check_function(noisy, jnp.ones(3))
