@@ -12,5 +12,7 @@ require("jax", extra="jax", purpose="preflight.jax (gradient checks and diagnost
 
 from preflight.jax.check import check_model  # noqa: E402
 from preflight.jax.function import check_function  # noqa: E402
+from preflight.jax.initialize import initialize  # noqa: E402
+from preflight.jax.propagation import propagation  # noqa: E402
 
-__all__ = ["check_function", "check_model"]
+__all__ = ["check_function", "check_model", "initialize", "propagation"]

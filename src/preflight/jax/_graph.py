@@ -117,7 +117,7 @@ def _layers(jaxpr: Any, n_leaves: int) -> list[Layer]:
         weight_var = eqn.invars[side]
         shape = tuple(weight_var.aval.shape)
         if name == "dot_general":
-            (contract_l, contract_r), (batch_l, batch_r) = eqn.params["dimension_numbers"]
+            (contract_l, contract_r), (batch_l, _) = eqn.params["dimension_numbers"]
             if batch_l:
                 continue
             inputs = tuple(contract_r if side == 1 else contract_l)
@@ -184,4 +184,4 @@ def _called(eqn: Any) -> str:
             return func.split(".")[-1]
         if len(jaxpr.eqns) == 1:
             return _called(jaxpr.eqns[0])
-    return name
+    return str(name)

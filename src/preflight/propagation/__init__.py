@@ -4,6 +4,7 @@ saturated), the mean-field prediction, and the initialization to recommend."""
 from __future__ import annotations
 
 from preflight.propagation.analysis import analyze, recommend, recommend_for
+from preflight.propagation.layers import LayerRecord, dead_fraction, layer_stats
 from preflight.propagation.mean_field import mean_field, saturated_fraction
 from preflight.propagation.report import (
     VERDICTS,
@@ -20,6 +21,7 @@ from preflight.propagation.report import (
 
 __all__ = [
     "VERDICTS",
+    "LayerRecord",
     "LayerStats",
     "PropagationReport",
     "PropagationWarning",
@@ -27,7 +29,9 @@ __all__ = [
     "Thresholds",
     "analyze",
     "check_thresholds",
+    "dead_fraction",
     "layer_ranges",
+    "layer_stats",
     "layer_verdict",
     "mean_field",
     "overall_verdict",
