@@ -97,7 +97,7 @@ def check_model(
     check_choice(strategy, name="strategy", allowed=("auto", "structured", "vmap", "loop"))
     if chunk is not None:
         chunk = check_positive_int(chunk, name="chunk")
-    params, module_note = _unwrap_module(params)
+    params, loss_fn, module_note = _unwrap_module(params, loss_fn)
     tree = split(params, "params")
     job = LeafLosses(loss_fn, tree, batch, strategy, chunk)
     leaves = dict(zip(tree.names, tree.arrays, strict=True))
@@ -115,15 +115,17 @@ def check_model(
     return dataclasses.replace(report, notes=notes + report.notes)
 
 
-def _unwrap_module(params: Any) -> tuple[Any, str | None]:
-    """An ``nnx.Module`` is checked through its state (``nnx.split``); anything else is a pytree already."""
+def _unwrap_module(params: Any, loss_fn: Callable[..., Any]) -> tuple[Any, Callable[..., Any], str | None]:
+    """An ``nnx.Module`` is checked through its state (``nnx.split``), merged back for ``loss_fn``."""
     nnx = _flax_nnx()
-    if nnx is not None and isinstance(params, nnx.Module):
-        raise ValueError(
-            "params: got a flax.nnx.Module; pass its state and merge it in loss_fn: graphdef, state = "
-            "nnx.split(model); check_model(lambda s, *b: loss(nnx.merge(graphdef, s), *b), state, *batch)"
-        )
-    return params, None
+    if nnx is None or not isinstance(params, nnx.Module):
+        return params, loss_fn, None
+    graphdef, state = nnx.split(params)
+
+    def on_state(s: Any, *batch: Any) -> Any:
+        return loss_fn(nnx.merge(graphdef, s), *batch)
+
+    return state, on_state, "a flax.nnx module: checked through its state (nnx.split), merged back for loss_fn"
 
 
 def _flax_nnx() -> Any:
@@ -165,9 +167,8 @@ class LeafLosses:
     def loss(self, _leaves: Any) -> Any:
         """The loss at the current (possibly perturbed in place) NumPy leaves."""
         value = self.jitted(self.values(), *self.batch)
-        if not hasattr(value, "shape") or value.shape != ():
-            if getattr(value, "size", 0) != 1:
-                raise ValueError(f"loss_fn: expected a scalar loss, got {describe(value)}")
+        if getattr(value, "size", 0) != 1:
+            raise ValueError(f"loss_fn: expected a scalar loss (a mean or a sum over the batch), got {describe(value)}")
         return np.asarray(value).reshape(())
 
     def analytic(self) -> dict[str, A]:
