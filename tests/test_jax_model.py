@@ -3,6 +3,7 @@ evaluator agrees with plain evaluations; float32 and float64; bugs caught; param
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ def mlp(sizes: list[int], dtype: Any = jnp.float32, seed: int = 0) -> tuple[dict
     params = {
         f"layer{i}": {"w": jnp.asarray(rng.standard_normal((a, b)) / np.sqrt(a), dtype),
                       "b": jnp.asarray(0.1 * rng.standard_normal(b), dtype)}
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=False))
+        for i, (a, b) in enumerate(itertools.pairwise(sizes))
     }  # fmt: skip
     x = jnp.asarray(rng.standard_normal((16, sizes[0])), dtype)
     y = jnp.asarray(rng.integers(0, sizes[-1], 16))
@@ -150,7 +151,7 @@ def test_a_random_loss_and_bad_arguments_are_clear_errors() -> None:
                                  jax.ShapeDtypeStruct((), jnp.float32))  # fmt: skip
         return mlp_loss(p, x, y) * (1 + 1e-3 * draw)
 
-    with pytest.raises(NondeterministicLossError, match="jax.random.key"):
+    with pytest.raises(NondeterministicLossError, match=r"jax\.random\.key"):
         check_model(noisy, params, x, y)
     with pytest.raises(ValueError, match="loss_fn: expected a callable"):
         check_model("loss", params, x, y)
