@@ -50,6 +50,10 @@ def tanh_layer(bug: str | None = None) -> Callable[..., Any]:
             gw = gw.T
         elif bug == "one element":
             gb = gb.at[2].set(0.0)  # a slice off by one: the last-but-one entry never written
+        elif bug == "one element x1.1":
+            gw = gw.at[1, 3].multiply(1.1)
+        elif bug == "factor 1.01":
+            gw = 1.01 * gw
         return gx, gw, gb
 
     layer.defvjp(forward, backward)
@@ -196,6 +200,15 @@ CASES = [
         "only 1 of",
         element=(2,),
     ),
+    Case(
+        "tanh layer, dW[1, 3] x 1.1",
+        _layer(tanh_layer, "one element x1.1"),
+        "one element",
+        "w",
+        "only 1 of",
+        element=(1, 3),
+    ),
+    Case("tanh layer, dW x 1.01", _layer(tanh_layer, "factor 1.01"), "factor 1.01", "w", None),
     Case("residual layer, correct", _layer(residual_layer)),
     Case("residual layer, skip term missing in dx", _layer(residual_layer, "missing term"), "missing term", "x", None),
     Case("GELU, correct", _elementwise(gelu, None), names=("x",)),

@@ -56,6 +56,7 @@ class Outputs:
         first, second = np.asarray(self.flat(self.base)), np.asarray(self.flat(self.base))
         self.evaluations += 2
         self.first, self.second = first, second
+        self.first_dtype = first.dtype
         m = first.size
         self.identity = m <= limit
         if self.identity:
@@ -203,23 +204,25 @@ class Outputs:
             )
 
     def vjp_rows(self) -> list[A]:
-        """Rows ``P @ J`` per input leaf, by reverse mode: one VJP per row of P, vmapped."""
-        y, pullback = jax.vjp(self._flat, self.base)
-        cotangents = jnp.asarray(self.project, dtype=y.dtype)
-        (grads,) = jax.vmap(pullback)(cotangents)
+        """Rows ``P @ J`` per input leaf, by reverse mode: one VJP per row of P, vmapped (one compiled program)."""
+
+        def rows(base: list[Any], cotangents: Any) -> Any:
+            _, pullback = jax.vjp(self._flat, base)
+            return jax.vmap(pullback)(cotangents.astype(self.first_dtype))[0]
+
+        grads = jax.jit(rows)(self.base, jnp.asarray(self.project))
         return [np.asarray(g, dtype=np.float64).reshape(len(self.project), -1) for g in grads]
 
     def jvp_rows(self) -> list[A]:
         """Columns ``P @ J e_j`` per input leaf, by forward mode: one JVP per input element, vmapped."""
-        blocks = []
-        for k, a in enumerate(self.base):
 
-            def column(tangent: Any, k: int = k) -> Any:
-                tangents = [jnp.zeros_like(b) for b in self.base]
-                tangents[k] = tangent.reshape(self.base[k].shape)
-                return jax.jvp(self._flat, (self.base,), (tangents,))[1]
+        def columns(base: list[Any], k: int) -> Any:
+            def column(tangent: Any) -> Any:
+                tangents = [jnp.zeros_like(b) for b in base]
+                tangents[k] = tangent.reshape(base[k].shape)
+                return jax.jvp(self._flat, (base,), (tangents,))[1]
 
-            basis = jnp.eye(a.size, dtype=a.dtype)
-            columns = np.asarray(jax.jit(jax.vmap(column))(basis), dtype=np.float64)  # (n, m)
-            blocks.append(self.project @ columns.T)
-        return blocks
+            return jax.vmap(column)(jnp.eye(base[k].size, dtype=base[k].dtype))
+
+        compiled = jax.jit(columns, static_argnums=1)
+        return [self.project @ np.asarray(compiled(self.base, k), dtype=np.float64).T for k in range(len(self.base))]

@@ -151,7 +151,7 @@ class LeafLosses:
         # One compiled program for the loss and its gradient: the black-box evaluations (about 20 in a check: the
         # noise probe, the determinism test, the screen) cost a backward pass each, less than a second compile.
         self.value_and_grad = jax.jit(jax.value_and_grad(self.of_leaves))
-        self.jitted = lambda leaves, *batch: self.value_and_grad(leaves, *batch)[0]
+        self.jitted: Callable[..., Any] = lambda leaves, *batch: self.value_and_grad(leaves, *batch)[0]
         self.names = tree.names
         self.arrays = tree.arrays  # the engine perturbs these in place; self.values() reads them
         self.strategy = "structured" if strategy == "auto" else strategy
