@@ -12,6 +12,7 @@ Run: ``.venv/bin/python benchmarks/bench_jax_check.py`` (about 2 minutes) or ``-
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from typing import Any
 
@@ -110,15 +111,17 @@ def screen(sizes: list[int]) -> None:
     report = check_model(loss, variables, x, y, screen=3, progress=False)
     seconds = time.perf_counter() - start
     rows = [[count, report.evaluations, seconds, report.verdict.lower()]]
-    print(format_table(["parameters", "loss evaluations", "seconds (compiles included)", "verdict"], rows,
-                       title=f"Directional screen (3 random directions), float32 Flax MLP {sizes}, batch 64"))  # fmt: skip
+    headers = ["parameters", "loss evaluations", "seconds (compiles included)", "verdict"]
+    title = f"Directional screen (3 random directions), float32 Flax MLP {sizes}, batch 64"
+    print(format_table(headers, rows, title=title))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a 12k-parameter MLP instead of 1e5")
     args = parser.parse_args()
-    print(f"jax {jax.__version__}, {jax.devices()[0].platform}; load average {tuple(round(v, 1) for v in __import__('os').getloadavg())}\n")
+    load = tuple(round(v, 1) for v in os.getloadavg())
+    print(f"jax {jax.__version__}, {jax.devices()[0].platform}; load average {load} (other jobs on the machine)\n")
     side_by_side(QUICK if args.quick else FULL)
     screen(SCREEN)
 
