@@ -96,3 +96,10 @@ def test_every_image_loads_in_a_real_browser(report, tmp_path) -> None:
     flags += [f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom"]
     dom = subprocess.run([chromium, *flags, page.as_uri()], capture_output=True, text=True, timeout=120).stdout
     assert f"<title>LOADED-{len(list(report.glob('*.png')))}</title>" in dom
+
+
+def test_the_jax_section_checks_a_custom_vjp_rule_in_float32(report) -> None:
+    pytest.importorskip("jax")
+    checks = json.loads((report / "summary.json").read_text())["sections"]["jax"]
+    assert checks["correct_passed"] and not checks["buggy_passed"]
+    assert checks["buggy_hints"] == ["w: analytic = 2.00 x numeric"]

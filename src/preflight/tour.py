@@ -6,6 +6,7 @@ self-contained ``report.html`` and ``summary.json`` into ``output``, and returns
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import time
 import warnings
@@ -292,7 +293,51 @@ def _diagnostics(quick: bool, figures: Path) -> TourSection:
     )
 
 
-#: The tour's sections, in order.
+def _jax(quick: bool, figures: Path) -> TourSection:
+    """A hand-written custom_vjp rule checked in JAX's default float32: the correct one passes, a doubled dW fails."""
+    import jax
+    import jax.numpy as jnp
+
+    from preflight.jax import check_function
+
+    def layer(bug: bool) -> Any:
+        @jax.custom_vjp
+        def dense_tanh(x: Any, w: Any) -> Any:
+            return jnp.tanh(x @ w)
+
+        def forward(x: Any, w: Any) -> Any:
+            y = jnp.tanh(x @ w)
+            return y, (x, w, y)
+
+        def backward(saved: Any, g: Any) -> Any:
+            x, w, y = saved
+            dz = g * (1 - y**2)
+            return dz @ w.T, (2 if bug else 1) * x.T @ dz
+
+        dense_tanh.defvjp(forward, backward)
+        return dense_tanh
+
+    x = jnp.linspace(-1.0, 1.0, 12).reshape(4, 3)
+    w = jnp.linspace(-0.5, 0.5, 6).reshape(3, 2)
+    correct = check_function(layer(False), x, w, names=["x", "w"], modes=("rev",))
+    buggy = check_function(layer(True), x, w, names=["x", "w"], modes=("rev",))
+    return TourSection(
+        key="jax",
+        title="JAX: a hand-written custom_vjp rule, checked in float32",
+        intro="JAX trains in float32 unless x64 is enabled, and its own check_grads tests one random direction with "
+        "fixed tolerances. preflight.jax.check_function checks every entry of the Jacobian, calibrated to float32, "
+        "and names the input, the element and the kind of bug.",
+        text=f"The correct rule:\n{correct}\n\nThe rule with dW doubled:\n{buggy}",
+        figures=[],
+        summary={"correct_passed": correct.passed, "buggy_passed": buggy.passed, "buggy_hints": list(buggy.hints)},
+        verdicts=[
+            (f"correct rule: {correct.verdict.lower()} in float32", correct.passed),
+            (f"dW doubled: caught in {buggy.worst}: {'; '.join(buggy.hints)}", not buggy.passed),
+        ],
+    )
+
+
+#: The tour's sections, in order (the JAX one where jax is installed).
 SECTIONS: list[Callable[[bool, Path], TourSection]] = [
     _normalization,
     _initialization,
@@ -300,6 +345,7 @@ SECTIONS: list[Callable[[bool, Path], TourSection]] = [
     _diagnostics,
     _gradient_checking,
     _course,
+    *([_jax] if importlib.util.find_spec("jax") is not None else []),
 ]
 
 
