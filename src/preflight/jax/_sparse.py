@@ -131,7 +131,12 @@ def _apply(eqn: Any, ins: list[Any], count: int) -> list[Any]:
         out = _dot(p, params, ins)
         if out is not None:
             return [out]
-    if name == "broadcast_in_dim":
+    if name == "reshape" and isinstance(ins[0], Point) and ins[0].base.ndim == 1:
+        # A bias reshaped to (1, n) (Flax): one slice along the axis that keeps its n entries.
+        dims = [d for d, size in enumerate(shape) if size != 1]
+        if len(dims) == 1 and shape[dims[0]] == ins[0].base.size:
+            params = {"shape": shape, "broadcast_dimensions": (dims[0],), "sharding": None}
+    if name in ("broadcast_in_dim", "reshape") and "broadcast_dimensions" in params:
         out = _broadcast(params, ins[0])
         if out is not None:
             return [out]
