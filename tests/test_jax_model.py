@@ -107,6 +107,7 @@ def test_the_params_are_never_modified() -> None:
         assert np.array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_flax_linen_nnx_and_equinox_models() -> None:
     flax = pytest.importorskip("flax")
     eqx = pytest.importorskip("equinox")

@@ -8,6 +8,7 @@ at suspects, hints, the one report. The perturbed losses of a leaf come from :cl
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -147,7 +148,17 @@ class LeafLosses:
         self, loss_fn: Callable[..., Any], tree: Split, batch: tuple[Any, ...], strategy: str, chunk: int | None
     ) -> None:
         self.tree, self.batch, self.asked, self.fixed_chunk = tree, batch, strategy, chunk
-        self.of_leaves = tree.bind(loss_fn)
+        of_tree = tree.bind(loss_fn)
+        shape = jax.eval_shape(of_tree, [jnp.asarray(a) for a in tree.arrays], *batch)
+        if getattr(shape, "size", None) != 1 or not jnp.issubdtype(shape.dtype, jnp.floating):
+            raise ValueError(
+                f"loss_fn: expected a floating scalar loss (a mean or a sum over the batch), got {describe(shape)}"
+            )
+
+        def of_leaves(leaves: list[Any], *rest: Any) -> Any:
+            return jnp.reshape(of_tree(leaves, *rest), ())  # a loss of shape (1,) is a scalar too
+
+        self.of_leaves = of_leaves
         # One compiled program for the loss and its gradient: the black-box evaluations (about 20 in a check: the
         # noise probe, the determinism test, the screen) cost a backward pass each, less than a second compile.
         self.value_and_grad = jax.jit(jax.value_and_grad(self.of_leaves))
@@ -158,6 +169,7 @@ class LeafLosses:
         self.fallback: str | None = None
         self.compiled: dict[tuple[str, int], Callable[..., Any]] = {}
         self.f0 = float(self.loss(None))
+        self.widest: int | None = None
 
     def values(self) -> list[Any]:
         return [jnp.asarray(a) for a in self.arrays]
@@ -174,9 +186,14 @@ class LeafLosses:
         return {n: np.asarray(g, dtype=np.float64) for n, g in zip(self.names, grads, strict=True)}
 
     def chunk(self, k: int) -> int:
+        """Perturbations per call: each holds a copy of the leaf, or of the loss's largest intermediate value."""
         if self.fixed_chunk is not None:
             return self.fixed_chunk
-        return max(1, min(MAX_CHUNK, CHUNK_ELEMENTS // max(1, self.arrays[k].size)))
+        if self.widest is None:
+            closed = jax.make_jaxpr(self.of_leaves)(self.values(), *self.batch)
+            sizes = [math.prod(v.aval.shape) for e in closed.jaxpr.eqns for v in e.outvars if hasattr(v.aval, "shape")]
+            self.widest = max(sizes, default=1)
+        return max(1, min(MAX_CHUNK, CHUNK_ELEMENTS // max(1, self.arrays[k].size, self.widest)))
 
     def function(self, k: int, strategy: str) -> Callable[..., Any]:
         key = (strategy, k)
