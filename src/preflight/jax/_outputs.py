@@ -42,7 +42,7 @@ class Outputs:
         self.g, self.tree, self.seed = g, tree, seed
         self.notes: list[str] = []
         self.evaluations = 0
-        self.base = [jnp.asarray(a) for a in tree.arrays]
+        self.base = [jax.device_put(a) for a in tree.arrays]
         shapes = jax.eval_shape(g, self.base)
         floats = [s for s in jax.tree_util.tree_leaves(shapes) if jnp.issubdtype(s.dtype, jnp.floating)]
         skipped = len(jax.tree_util.tree_leaves(shapes)) - len(floats)
@@ -126,7 +126,7 @@ class Outputs:
             directions.append(sign * 16 * epsilon * np.maximum(np.abs(a.astype(np.float64)), 1.0))
         for k in range(16):
             moved = [
-                jnp.asarray((a.astype(np.float64) + k * d).astype(a.dtype))
+                jax.device_put((a.astype(np.float64) + k * d).astype(a.dtype))
                 for a, d in zip(self.tree.arrays, directions, strict=True)
             ]
             rows.append(self.project @ np.asarray(self.flat(moved), dtype=np.float64))

@@ -103,7 +103,8 @@ def split(tree: Any, root: str, *, what: str = "params") -> Split:
             continue
         name = root + jax.tree_util.keystr(path)
         check_precision(leaf.dtype, f"{what} ({name})", fix=f"check a float32 or float64 copy of {what}")
-        array = np.array(jnp.asarray(leaf), copy=True, order="C")
+        # The dtype JAX computes in (float64 becomes float32 while x64 is off), copied without a compile.
+        array = np.array(leaf, dtype=jax.dtypes.canonicalize_dtype(leaf.dtype), copy=True, order="C")
         if not np.all(np.isfinite(array)):
             first = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
             raise ValueError(f"{what} ({name}): expected finite values, got NaN/inf at index {first}")

@@ -149,7 +149,7 @@ class LeafLosses:
     ) -> None:
         self.tree, self.batch, self.asked, self.fixed_chunk = tree, batch, strategy, chunk
         of_tree = tree.bind(loss_fn)
-        shape = jax.eval_shape(of_tree, [jnp.asarray(a) for a in tree.arrays], *batch)
+        shape = jax.eval_shape(of_tree, list(tree.arrays), *batch)
         if getattr(shape, "size", None) != 1 or not jnp.issubdtype(shape.dtype, jnp.floating):
             raise ValueError(
                 f"loss_fn: expected a floating scalar loss (a mean or a sum over the batch), got {describe(shape)}"
@@ -172,7 +172,8 @@ class LeafLosses:
         self.widest: int | None = None
 
     def values(self) -> list[Any]:
-        return [jnp.asarray(a) for a in self.arrays]
+        # device_put copies without compiling (jnp.asarray of a NumPy array compiles a copy per new shape).
+        return [jax.device_put(a) for a in self.arrays]
 
     def loss(self, _leaves: Any) -> Any:
         """The loss at the current (possibly perturbed in place) NumPy leaves."""
