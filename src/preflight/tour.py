@@ -337,6 +337,13 @@ def _jax(quick: bool, figures: Path) -> TourSection:
     )
 
 
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken install, or an import hook that refuses it
+        return False
+
+
 #: The tour's sections, in order (the JAX one where jax is installed).
 SECTIONS: list[Callable[[bool, Path], TourSection]] = [
     _normalization,
@@ -345,7 +352,7 @@ SECTIONS: list[Callable[[bool, Path], TourSection]] = [
     _diagnostics,
     _gradient_checking,
     _course,
-    *([_jax] if importlib.util.find_spec("jax") is not None else []),
+    *([_jax] if _installed("jax") else []),
 ]
 
 
