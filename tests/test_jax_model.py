@@ -162,3 +162,21 @@ def test_a_random_loss_and_bad_arguments_are_clear_errors() -> None:
         check_model(mlp_loss, jax.tree_util.tree_map(lambda a: a.astype(jnp.bfloat16), params), x, y)
     with pytest.raises(ValueError, match="scalar"):
         check_model(lambda p, x, y: x @ p["layer0"]["w"], params, x, y)
+
+
+def test_a_missing_one_over_m_is_named_with_the_batch_size() -> None:
+    rng = np.random.default_rng(0)
+    params = {"w": jnp.asarray(rng.standard_normal((4, 3)), jnp.float32)}
+    x = jnp.asarray(rng.standard_normal((16, 4)), jnp.float32)
+
+    @jax.custom_vjp
+    def mean_tanh(x: Any, w: Any) -> Any:
+        return jnp.sum(jnp.tanh(x @ w)) / x.shape[0]
+
+    def backward(saved: Any, g: Any) -> Any:
+        x, w = saved
+        return None, g * x.T @ (1 - jnp.tanh(x @ w) ** 2)  # the bug: no / m
+
+    mean_tanh.defvjp(lambda x, w: (mean_tanh(x, w), (x, w)), backward)
+    report = check_model(lambda p, x: mean_tanh(x, p["w"]), params, x)
+    assert report.hints == ["params['w']: analytic = 16.00 x numeric (a missing 1/m with m = 16?)"]

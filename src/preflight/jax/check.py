@@ -105,7 +105,7 @@ def check_model(
     try:
         report = gradcheck(
             job.loss, leaves, job.analytic(), eps=eps, sample=sample, seed=seed, method=method, screen=screen,
-            evaluator=job, progress=progress,
+            evaluator=job, progress=progress, batch=_batch_size(batch),
         )  # fmt: skip
     except NondeterministicLossError as exc:
         raise NondeterministicLossError(
@@ -114,6 +114,13 @@ def check_model(
         ) from None
     notes = [job.note(), *([module_note] if module_note else [])]
     return dataclasses.replace(report, notes=notes + report.notes)
+
+
+def _batch_size(batch: tuple[Any, ...]) -> int | None:
+    """The number of samples, read as JAX code lays batches out (samples first), for the hint on a missing 1/m."""
+    first = jax.tree_util.tree_leaves(batch[:1])
+    shape = getattr(first[0], "shape", ()) if first else ()
+    return int(shape[0]) if len(shape) >= 1 and shape[0] > 1 else None
 
 
 def _unwrap_module(params: Any, loss_fn: Callable[..., Any]) -> tuple[Any, Callable[..., Any], str | None]:
