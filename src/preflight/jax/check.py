@@ -119,8 +119,8 @@ def check_model(
 def _batch_size(batch: tuple[Any, ...]) -> int | None:
     """The number of samples, read as JAX code lays batches out (samples first), for the hint on a missing 1/m."""
     first = jax.tree_util.tree_leaves(batch[:1])
-    shape = getattr(first[0], "shape", ()) if first else ()
-    return int(shape[0]) if len(shape) >= 1 and shape[0] > 1 else None
+    shape: tuple[int, ...] = tuple(getattr(first[0], "shape", ())) if first else ()
+    return int(shape[0]) if shape and shape[0] > 1 else None
 
 
 def _unwrap_module(params: Any, loss_fn: Callable[..., Any]) -> tuple[Any, Callable[..., Any], str | None]:
