@@ -180,3 +180,52 @@ def test_a_missing_one_over_m_is_named_with_the_batch_size() -> None:
     mean_tanh.defvjp(lambda x, w: (mean_tanh(x, w), (x, w)), backward)
     report = check_model(lambda p, x: mean_tanh(x, p["w"]), params, x)
     assert report.hints == ["params['w']: analytic = 16.00 x numeric (a missing 1/m with m = 16?)"]
+
+
+def _architectures() -> dict[str, Any]:
+    from jax import lax
+
+    rng = np.random.default_rng(0)
+
+    def n(*shape: int) -> Any:
+        return jnp.asarray(rng.standard_normal(shape))
+
+    def norm(h: Any) -> Any:
+        return (h - h.mean(-1, keepdims=True)) / jnp.sqrt(h.var(-1, keepdims=True) + 1e-5)
+
+    def rnn(p: Any, x: Any) -> Any:
+        return jnp.sum(lax.scan(lambda h, xt: (jnp.tanh(h @ p["u"] + xt @ p["w"]),) * 2, jnp.zeros(3), x)[0])
+
+    def conv(p: Any, x: Any) -> Any:
+        z = lax.conv_general_dilated(x, p["k"], (1, 1), "SAME") + p["b"][None, :, None, None]
+        return jnp.sum(jax.nn.relu(z) ** 2)
+
+    return {  # name: (loss, params, batch); every one a weight meeting a product in a different way
+        "residual, tied weight": (lambda p, x: jnp.sum(jnp.tanh(x + jnp.tanh(x @ p["w"]) @ p["w"].T) ** 2),
+                                  {"w": n(4, 4)}, n(6, 4)),
+        "layer norm, gelu": (lambda p, x: jnp.sum(jax.nn.gelu(norm(x @ p["w"]) * p["g"] + p["b"]) ** 2),
+                             {"w": n(4, 5), "g": n(5), "b": n(5)}, n(6, 4)),
+        "attention": (lambda p, x: jnp.sum(jax.nn.softmax((x @ p["q"]) @ (x @ p["k"]).T / 2.0) @ (x @ p["v"])),
+                      {"q": n(4, 3), "k": n(4, 3), "v": n(4, 2)}, n(6, 4)),
+        "convolution, relu": (conv, {"k": n(4, 3, 3, 3), "b": n(4)}, n(2, 3, 6, 6)),
+        "weight as left operand": (lambda p, x: jnp.sum(jnp.tanh(p["w"] @ x[0] + p["v"] @ p["w"]) ** 2),
+                                   {"w": n(4, 4), "v": n(4)}, n(6, 4)),
+        "scan (an RNN)": (rnn, {"u": n(3, 3), "w": n(4, 3)}, n(6, 4)),
+    }  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["residual, tied weight", "layer norm, gelu", "attention", "convolution, relu",
+                                  "weight as left operand", "scan (an RNN)"])  # fmt: skip
+def test_the_structured_evaluator_equals_plain_evaluations_on_other_architectures(name: str) -> None:
+    with jax.enable_x64(True):
+        loss, params, x = _architectures()[name]
+        tree = split(params, "params")
+        of_leaves = tree.bind(loss)
+        leaves = [jnp.asarray(a) for a in tree.arrays]
+        for k, a in enumerate(tree.arrays):
+            index = jnp.arange(a.size, dtype=jnp.int32)
+            values = jnp.asarray(a.reshape(-1) + 0.01 * (1 + np.arange(a.size) % 3))
+            fast = jax.jit(structured_losses(of_leaves, k))(leaves, index, values, x)
+            plain = jax.jit(_vmapped_losses(of_leaves, k))(leaves, index, values, x)
+            np.testing.assert_allclose(fast, plain, rtol=1e-13)  # rounding of the two orders of summation only
