@@ -66,7 +66,8 @@ class Outputs:
             self.notes.append(f"{m} output elements: checked through {PROJECTIONS} random projections of the output")
         # Its own stream: drawn from the caller's seed alone, v could equal an input drawn from that seed too.
         self.v = np.random.default_rng([seed, 1]).standard_normal(len(self.project))
-        self.f0 = (self.project @ first)[:, None]
+        with np.errstate(invalid="ignore", over="ignore"):  # a non-finite output stops the check just after
+            self.f0 = (self.project @ first)[:, None]
         self.sigma = np.zeros_like(self.f0)
         self.noise = 0.0
         self.compiled: dict[int, Callable[..., Any]] = {}
