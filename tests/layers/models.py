@@ -103,10 +103,10 @@ def batch_norm_mlp(bug: str) -> Callable[[str, int], tuple[nn.Module, Any, Any]]
 def layer_norm_mlp(ln_bug: str = "", gelu_bug: str = "", pdf: float = pointwise.INV_SQRT_2PI) -> Any:
     def make(dtype: str, seed: int) -> tuple[nn.Module, Any, Any]:
         seeded(seed, 43)
-        norm = Custom(norms.layer_norm(ln_bug), norms.layer_norm_forward, norm_params(32, seed, 44))
+        norm = Custom(norms.layer_norm(ln_bug), norms.layer_norm_forward, norm_params(16, seed, 44))
         gelu = Custom(pointwise.gelu(gelu_bug, pdf), pointwise.gelu_forward, {})
-        model = NormMLP(16, 32, 4, norm, gelu).to(DTYPES[dtype])
-        return model, F.cross_entropy, classification_batch(seed, 45, 32, 16, 4, dtype)
+        model = NormMLP(8, 16, 4, norm, gelu).to(DTYPES[dtype])
+        return model, F.cross_entropy, classification_batch(seed, 45, 32, 8, 4, dtype)
 
     return make
 
@@ -120,7 +120,7 @@ model_case(
 model_case("ln-gelu-mlp", LN, layer_norm_mlp())
 model_case(
     "ln-gelu-mlp/ln-unbiased-variance", LN, layer_norm_mlp(ln_bug="unbiased-variance"),
-    bug="LayerNorm backward recomputes the variance with N - 1 (width 32)",
+    bug="LayerNorm backward recomputes the variance with N - 1 (width 16)",
 )  # fmt: skip
 model_case(
     "ln-gelu-mlp/gelu-pdf-constant-0.4", LN, layer_norm_mlp(gelu_bug="constant", pdf=0.4),

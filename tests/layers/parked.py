@@ -7,6 +7,7 @@ or from its partner unit (maxout), h the checkers' default step for that bias, c
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -38,15 +39,21 @@ def park(fc: nn.Linear, x: Any, pairs: bool) -> None:
             fc.bias[unit] += anchor - z[unit] + offset * h
 
 
-def parked_mlp(kind: str) -> Callable[[str, int], tuple[nn.Module, Any, Any]]:
+def parked_mlp(kind: str, gain: float = 1.0, batch: int = 32) -> Callable[[str, int], tuple[nn.Module, Any, Any]]:
+    """8 -> hidden (leaky ReLU 0.1 or maxout pairs) -> 8 tanh -> 4; ``gain`` scales every weight matrix (sharper
+    curvature around the kinks)."""
+
     def make(dtype: str, seed: int) -> tuple[nn.Module, Any, Any]:
         seeded(seed, 50)
         hidden = 32 if kind == "maxout" else 16
         activation = Maxout() if kind == "maxout" else nn.LeakyReLU(0.1)
         width = hidden // 2 if kind == "maxout" else hidden
         model = nn.Sequential(nn.Linear(8, hidden), activation, nn.Linear(width, 8), nn.Tanh(), nn.Linear(8, 4))
+        with torch.no_grad():
+            for i in (0, 2, 4):
+                model[i].weight *= gain
         model = model.to(DTYPES[dtype])
-        x, y = classification_batch(seed, 51, 32, 8, 4, dtype)
+        x, y = classification_batch(seed, 51, batch, 8, 4, dtype)
         park(model[0], x, pairs=kind == "maxout")
         return model, F.cross_entropy, (x, y)
 
@@ -68,6 +75,10 @@ model_case(
     notes="6 hidden units, each within h/16 of the leaky ReLU's kink for one sample (issue item 2)",
 )  # fmt: skip
 model_case(
+    "leaky-mlp-gain3/parked-at-kink", "leaky ReLU MLP, parked", parked_mlp("leaky", gain=3.0, batch=8),
+    tags=("kink",), notes="as leaky-mlp/parked-at-kink with every weight matrix 3x larger, batch 8",
+)  # fmt: skip
+model_case(
     "maxout-mlp/parked-at-tie", "maxout MLP, parked", parked_mlp("maxout"), tags=("kink",),
     notes="6 maxout pairs, each within h/16 of a tie for one sample (issue item 2)",
 )  # fmt: skip
@@ -80,23 +91,34 @@ model_case(
 # -- ReLU MLPs at batch 256 -----------------------------------------------------------------------------------------
 
 
-def relu_mlp(custom_bug: str = "") -> Callable[[str, int], tuple[nn.Module, Any, Any]]:
+def relu_mlp(sizes: tuple[int, ...], custom_bug: str = "") -> Callable[[str, int], tuple[nn.Module, Any, Any]]:
+    """A plain ReLU MLP with a cross-entropy over a batch of 256; ``custom_bug``: its second Linear is hand-written."""
+
     def make(dtype: str, seed: int) -> tuple[nn.Module, Any, Any]:
         seeded(seed, 54)
-        middle: nn.Module = nn.Linear(32, 32)
-        if custom_bug:
-            params = {"weight": middle.weight.detach().double(), "bias": middle.bias.detach().double()}
-            middle = Custom(pointwise.linear(custom_bug), pointwise.linear_forward, params)
-        model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), middle, nn.ReLU(), nn.Linear(32, 10))
-        model = model.to(DTYPES[dtype])
-        return model, F.cross_entropy, classification_batch(seed, 55, 256, 16, 10, dtype)
+        layers: list[nn.Module] = []
+        for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
+            layer: nn.Module = nn.Linear(n_in, n_out)
+            if custom_bug and i == 1:
+                params = {"weight": layer.weight.detach().double(), "bias": layer.bias.detach().double()}
+                layer = Custom(pointwise.linear(custom_bug), pointwise.linear_forward, params)
+            layers += [layer, nn.ReLU()]
+        model = nn.Sequential(*layers[:-1]).to(DTYPES[dtype])
+        return model, F.cross_entropy, classification_batch(seed, 55, 256, sizes[0], sizes[-1], dtype)
 
     return make
 
 
-MLP = "ReLU MLP 16-32-32-10, batch 256"
-model_case("mlp-relu-b256", MLP, relu_mlp(), tags=("b256",), notes="issue item 3: many kinks inside the float32 step")
+MLP = "ReLU MLP, batch 256"
 model_case(
-    "mlp-relu-b256/last-element-skipped", MLP, relu_mlp("last-element-skipped"), tags=("b256",),
+    "mlp-relu-b256", MLP, relu_mlp((16, 32, 32, 10)), tags=("b256",),
+    notes="16-32-32-10: many ReLU kinks inside the float32 step",
+)  # fmt: skip
+model_case(
+    "mlp-relu-b256-bottleneck", MLP, relu_mlp((128, 4, 10)), tags=("b256",),
+    notes="128-4-10: many suspects in the first layer's 512 weights at the first look (issue item 3)",
+)  # fmt: skip
+model_case(
+    "mlp-relu-b256/last-element-skipped", MLP, relu_mlp((16, 32, 32, 10), "last-element-skipped"), tags=("b256",),
     bug="the middle layer's hand-written backward never writes dW[-1, -1] (one wrong element)",
 )  # fmt: skip

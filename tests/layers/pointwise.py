@@ -229,3 +229,33 @@ for _bug, _text in [
     ("transposed-weight", "dW = x^T g, the transpose (square W: shapes agree)"),
 ]:
     function_case(f"linear/{_bug}", LI, linear(_bug), linear_forward, linear_inputs, bug=_text)
+
+
+# -- a function whose output is narrower than its input (float64 in, float32 out: issue item 4) ------------------
+
+
+def tanh_cast_forward(x: Any) -> Any:
+    return torch.tanh(x).to(torch.float32)
+
+
+def tanh_cast(factor: float = 1.0) -> type[torch.autograd.Function]:
+    class TanhCast(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: Any) -> Any:
+            ctx.save_for_backward(x)
+            return tanh_cast_forward(x)
+
+        @staticmethod
+        def backward(ctx: Any, g: Any) -> Any:
+            (x,) = ctx.saved_tensors
+            return g.to(x.dtype) * (1 - torch.tanh(x) ** 2) * factor
+
+    return TanhCast
+
+
+TC = "tanh, float64 in, float32 out"
+function_case("tanh-cast", TC, tanh_cast(), tanh_cast_forward, activations(24), dtypes=("float64",))
+function_case(
+    "tanh-cast/2%", TC, tanh_cast(1.02), tanh_cast_forward, activations(24), dtypes=("float64",),
+    bug="the backward 2 % too large; the output is float32 though the input is float64 (issue item 4)",
+)  # fmt: skip
