@@ -161,7 +161,7 @@ def gradcheck(
             "(masks = net.dropout_masks(rng, m); loss = lambda p: net.cost(p, X, y, masks=masks))."
         )
     rng = np.random.default_rng(seed)
-    sigma = measure_noise(blackbox.value, leaves, f0, seed, blackbox.output_epsilon)
+    sigma, rounding = measure_noise(blackbox.value, leaves, f0, seed, blackbox.output_epsilon)
     index = sample_coordinates(leaves, sample, rng)
     if directions:
         suspects = _screen(leaves, analytic, blackbox.value, f0, sigma, directions, rng, eps)
@@ -181,7 +181,7 @@ def gradcheck(
         evaluate: PerturbedLoss = blackbox if evaluator is None else CountedLoss(evaluator, blackbox)
         active = [t for t in tensors if t.index.size]
         if active:
-            first_pass(active, evaluate, f0, sigma, method, eps, blackbox.output_epsilon)
+            first_pass(active, evaluate, f0, sigma, method, eps, rounding)
             for t in active:
                 second_look(t, evaluate, f0, sigma)
     results, evidence = {}, []
