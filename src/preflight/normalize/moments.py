@@ -140,7 +140,7 @@ def chunk_moments(
     if n == 0:
         return Moments.empty(p)
     if shift is None:
-        shift = first_block_shift(x, skip_nan=skip_nan)
+        shift = first_block_shift(x, skip_nan=skip_nan, weights=weights)
     parts: dict[int, tuple[F64, F64, F64]] = {}
 
     def work(start: int, stop: int) -> None:
@@ -156,15 +156,23 @@ def chunk_moments(
     return Moments(count, shift, offset, np.maximum(m2, 0.0) if np.isfinite(m2).all() else m2)
 
 
-def first_block_shift(x: NDArray[Any], *, skip_nan: bool) -> F64:
+def first_block_shift(x: NDArray[Any], *, skip_nan: bool, weights: F64 | None = None) -> F64:
     """A value near each feature's mean: the mean of the first block, or its value where the block is constant.
+
+    With weights, only the rows that weigh something count (a row of weight 0 may lie far from the weighted mean,
+    and a feature equal on every weighted row must sum exact zeros).
 
     Examples
     --------
     >>> first_block_shift(np.array([[0.1, 1.0], [0.1, 2.0], [0.1, 6.0]]), skip_nan=False)
     array([0.1, 3. ])
+    >>> first_block_shift(np.array([[3.0], [0.0]]), skip_nan=False, weights=np.array([2.0, 0.0]))
+    array([3.])
     """
-    head = np.asarray(x[: block_rows(x.shape[1])], dtype=np.float64)
+    rows = block_rows(x.shape[1])
+    head = np.asarray(x[:rows], dtype=np.float64)
+    if weights is not None and (weights[:rows] > 0).any():
+        head = head[weights[:rows] > 0]
     with warnings.catch_warnings():  # a column of NaN only has no mean yet: shift 0 below, no warning
         warnings.simplefilter("ignore", RuntimeWarning)
         if skip_nan and np.isnan(head).any():

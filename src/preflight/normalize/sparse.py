@@ -81,19 +81,22 @@ def sparse_moments(X: Any, *, skip_nan: bool, weights: NDArray[np.float64] | Non
     total = float(n) if weights is None else float(np.sum(weights))
     w = row_weights[rows]
     count = np.full(p, total)
-    # Columns stored in every row have no implicit zeros: their weight is exactly 0, not a difference of two sums.
-    full = np.bincount(columns, minlength=p) == n
+    # Columns stored in every row that weighs something have no implicit zeros: their weight is exactly 0, not a
+    # difference of two sums.
+    weighs = w > 0
+    full = np.bincount(columns[weighs], minlength=p) == np.count_nonzero(row_weights)
     if skip_nan:
         missing = np.isnan(values)
         if missing.any():
             count -= np.bincount(columns[missing], weights=w[missing], minlength=p)
             keep = ~missing
             columns, values, w = columns[keep], values[keep], w[keep]
-    # About a shift (each column's largest stored value): a constant column sums exact zeros, so its variance is 0.
+    # About a shift (each column's largest stored value that weighs something): a constant column sums exact zeros,
+    # so its variance is 0.
     shift = np.full(p, -np.inf)
-    np.maximum.at(shift, columns, values)
-    shift = np.where(np.isfinite(shift), shift, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # NaN/inf: the caller names them
+        np.maximum.at(shift, columns[w > 0], values[w > 0])
+        shift = np.where(np.isfinite(shift), shift, 0.0)
         d = values - shift[columns]
         zeros = np.where(full, 0.0, count - np.bincount(columns, weights=w, minlength=p))  # implicit zeros' weight
         offset = np.where(count > 0, (np.bincount(columns, weights=w * d, minlength=p) - zeros * shift) / count, 0.0)
