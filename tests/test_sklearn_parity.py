@@ -313,3 +313,50 @@ test_check_inplace_ensure_writeable = pytest.mark.parametrize("estimator", TESTE
 test_check_all_zero_sample_weights_error = pytest.mark.parametrize("estimator", WITH_SAMPLE_WEIGHT, ids=_ids)(
     _COMMON["test_check_all_zero_sample_weights_error"]
 )
+
+
+# ---------------------------------------------------------------------- the figures in the README
+class _Tally:
+    """Each test's outcome, for ``python <this file>``: the figures in the README."""
+
+    def __init__(self) -> None:
+        self.outcomes: dict[str, str] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call" and not (report.when == "setup" and report.skipped):
+            return
+        name = report.nodeid.split("::")[-1]
+        ours = any(fnmatch.fnmatchcase(name, p.replace("[", "[[]")) for p in KNOWN_DIFFERENCES)
+        if hasattr(report, "wasxfail"):
+            outcome = ("known difference" if ours else "sklearn's own xfail") if report.skipped else "sklearn's xpass"
+        else:
+            outcome = report.outcome
+        self.outcomes[name] = outcome
+
+    def groups(self) -> dict[str, list[str]]:
+        """Outcomes by group; the last takes each NaN test's outcome from its ignore_nan=True copy."""
+        copy = "_with_ignore_nan"
+        plain = {k: v for k, v in self.outcomes.items() if "array_api" not in k and copy not in k}
+        with_copies = {
+            k: self.outcomes.get(k.replace("[", f"{copy}[", 1) if "[" in k else k + copy, v) for k, v in plain.items()
+        }
+        return {
+            "Standardizer as is": list(plain.values()),
+            "ignore_nan=True copies of the NaN tests": [v for k, v in self.outcomes.items() if copy in k],
+            "as is, NaN tests with ignore_nan=True": list(with_copies.values()),
+            "array API": [v for k, v in self.outcomes.items() if "array_api" in k],
+        }
+
+
+if __name__ == "__main__":
+    from preflight._util.text import format_table
+
+    tally = _Tally()
+    pytest.main([__file__, "-q", "-p", "no:cacheprovider", "--no-header", "-o", "addopts="], plugins=[tally])
+    outcomes = ["passed", "known difference", "failed", "skipped", "sklearn's own xfail", "sklearn's xpass"]
+    rows = []
+    for group, seen in tally.groups().items():
+        counts = [seen.count(o) for o in outcomes]
+        judged = counts[0] + counts[1] + counts[2]
+        rows.append([group, *counts, f"{100 * counts[0] / judged:.1f} %" if judged else ""])
+    print(format_table(["tests", *outcomes, "passed / (passed + known + failed)"], rows))

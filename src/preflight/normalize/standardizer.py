@@ -254,8 +254,8 @@ class Standardizer(EstimatorProtocol):
             A different number of features than in ``fit`` (expected vs got), or NaN/inf (unless ``ignore_nan``,
             which passes NaN through).
         """
-        out = self._apply(X, copy, inverse=False)
-        return wrap_output(out, X, self.get_feature_names_out(), configured_output(self))
+        out, output = self._apply(X, copy, inverse=False), configured_output(self)
+        return out if output == "default" else wrap_output(out, X, self.get_feature_names_out(), output)
 
     def inverse_transform(self, X: Any, copy: bool | None = None) -> Any:
         """``X * scale_ + mean_``: back to the original units (an ndarray, or CSR for sparse ``X``).
