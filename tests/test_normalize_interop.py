@@ -4,12 +4,14 @@ dtypes, scikit-learn's exception classes, and where the array API stops (issue #
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from preflight import NotFittedError, Standardizer
 from preflight.normalize import ConstantFeatureWarning, errors
+from preflight.normalize.tables import transform_table
 
 sparse = pytest.importorskip("scipy.sparse")
 
@@ -149,6 +151,14 @@ def test_pipeline_and_column_transformer_give_dataframes_locally_and_with_the_gl
     assert isinstance(Standardizer().fit(frame).transform(frame), np.ndarray)  # the config is back to default
     configured = clone(Standardizer().set_output(transform="pandas"))  # clone keeps the choice, as scikit-learn's
     assert isinstance(configured.fit_transform(frame), pd.DataFrame)
+
+
+def test_a_table_is_standardized_the_same_when_dataframes_are_asked_for(tmp_path: Path) -> None:
+    pytest.importorskip("pandas")
+    (tmp_path / "t.csv").write_text("a,b\n1,10\n3,30\n")
+    s = Standardizer().set_output(transform="pandas").fit_file(tmp_path / "t.csv")
+    assert transform_table(s, tmp_path / "t.csv", tmp_path / "o.csv") == 2
+    assert (tmp_path / "o.csv").read_text().splitlines() == ["a,b", "-1.0,-1.0", "1.0,1.0"]
 
 
 def test_set_output_polars() -> None:

@@ -378,7 +378,8 @@ def _transform_csv(
     writer, records = csv.writer(handle), _csv_records(source)
     writer.writerow(next(records, (1, header))[1])  # the header as it was written
     for block in _csv_blocks(records, chunk_rows, source):
-        z = standardizer.transform(_named(_parse_numbers(block, header, positions, source), names))
+        # np.asarray: a DataFrame where set_output or scikit-learn's global config asks for one; its values are written.
+        z = np.asarray(standardizer.transform(_named(_parse_numbers(block, header, positions, source), names)))
         for (_, row), values in zip(block, z.tolist(), strict=True):
             for position, value in zip(positions, values, strict=True):
                 row[position] = repr(value)
@@ -400,6 +401,6 @@ def _transform_npy(
     np.lib.format.write_array_header_1_0(handle, header)
     for start in range(0, array.shape[0], chunk_rows):
         block = np.array(array[start : start + chunk_rows], dtype=dtype)
-        block[:, positions] = standardizer.transform(_named(block[:, positions], names))
+        block[:, positions] = np.asarray(standardizer.transform(_named(block[:, positions], names)))
         handle.write(block.tobytes())
     return int(array.shape[0])
