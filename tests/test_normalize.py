@@ -297,7 +297,9 @@ def test_malformed_input_is_a_value_error(bad: np.ndarray, match: str) -> None:
 
 
 def test_hyperparameters_are_checked_in_fit_naming_them() -> None:
-    with pytest.raises(ValueError, match="with_mean expected True or False, got 'yes'"):
+    with pytest.raises(
+        ValueError, match=r"The 'with_mean' parameter of Standardizer must be True or False .* Got 'yes'"
+    ):
         Standardizer(with_mean="yes").fit(np.ones((2, 1)))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="expected one of"):
         Standardizer().set_params(scale=2)
