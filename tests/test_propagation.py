@@ -240,7 +240,7 @@ def test_report_serializes_prints_and_plots(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     net, params, X, y = problem("relu", "lecun", depth=6, width=32)
     report = quiet_analyze(net, params, X, y)
-    data = json.loads(json.dumps(report.to_json()))
+    data = json.loads(report.to_json())
     assert data["verdict"] == report.verdict and len(data["layers"]) == net.depth
     assert data["layers"][0]["dead_fraction"] is not None and data["layers"][-1]["chi_measured"] is None
     text = str(report)

@@ -30,5 +30,5 @@ def emit(result: Any, args: argparse.Namespace) -> int:
         written = result.plot(args.out)
         if not args.json:
             print("\n".join(f"wrote {path}" for path in written))
-    print(strict_json.dumps(result.to_json(), indent=2) if args.json else str(result))
+    print(strict_json.dumps(result.to_dict(), indent=2) if args.json else str(result))
     return 0

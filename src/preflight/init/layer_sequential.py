@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
+from preflight._util import jsonsafe as strict_json
 from preflight._util.aliases import Params, RngLike
 from preflight._util.validation import check_array, check_in_range, check_positive_int
 from preflight._util.warn import warn
@@ -88,9 +89,13 @@ class LSUVResult:
         """Whether every layer ended within the tolerance."""
         return all(record.converged for record in self.layers)
 
-    def to_json(self) -> list[dict[str, Any]]:
-        """One object per layer."""
-        return [record.__dict__.copy() for record in self.layers]
+    def to_dict(self) -> dict[str, Any]:
+        """Whether every layer converged, and one object per layer."""
+        return {"converged": self.converged, "layers": [record.__dict__.copy() for record in self.layers]}
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        """:meth:`to_dict` as strict JSON text."""
+        return strict_json.dumps(self.to_dict(), indent=indent)
 
 
 def lsuv(
