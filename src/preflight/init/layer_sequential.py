@@ -17,6 +17,7 @@ from numpy.typing import DTypeLike, NDArray
 
 from preflight._util import jsonsafe as strict_json
 from preflight._util.aliases import Params, RngLike
+from preflight._util.blas import limit_blas_threads
 from preflight._util.validation import check_array, check_in_range, check_positive_int
 from preflight._util.warn import warn
 from preflight.init import schemes as initializers
@@ -98,6 +99,7 @@ class LSUVResult:
         return strict_json.dumps(self.to_dict(), indent=indent)
 
 
+@limit_blas_threads
 def lsuv(
     network: LayeredNetwork,
     X: Any,
