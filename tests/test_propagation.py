@@ -284,7 +284,8 @@ def test_propagate_command_with_lsuv_is_healthy(capsys: pytest.CaptureFixture[st
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--sizes", "8,x,3"], "--sizes: expected comma-separated integers"),
+        (["--sizes", "8,x,3"], "--sizes: expected integers separated by commas or spaces"),
+        (["--sizes", "8", "x"], "--sizes: expected integers separated by commas or spaces"),
         (["--sizes", "3,4,2", "--data", "circles"], "circles has 2 features"),
         (["--data", "mnist"], "--data: got 'mnist'"),
         (["--scheme", "nope"], "--scheme: got 'nope'; expected one of ['glorot'"),

@@ -7,8 +7,6 @@ The package has one folder per concept (``normalize``, ``init``, ``nn``, ``check
 ``experiments``, ``report``); see CONTRIBUTING.md for the layout and the one-way flow of imports.
 """
 
-from __future__ import annotations
-
 import sys as _sys
 
 from preflight import check, data, init, nn, normalize, propagation
@@ -47,3 +45,4 @@ _LEGACY_MODULES = {
 }
 for _old, _new in _LEGACY_MODULES.items():
     _sys.modules.setdefault(f"preflight.{_old}", _sys.modules[_new])
+del _old, _new
