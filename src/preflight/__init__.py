@@ -10,6 +10,7 @@ The package has one folder per concept (``normalize``, ``init``, ``nn``, ``check
 import sys as _sys
 
 from preflight import check, data, init, nn, normalize, propagation
+from preflight._util.warn import PreflightWarning
 from preflight.check import gradcheck
 from preflight.init import layer_sequential as lsuv
 from preflight.nn import Network
@@ -18,6 +19,7 @@ from preflight.normalize import NotFittedError, Standardizer
 __all__ = [
     "Network",
     "NotFittedError",
+    "PreflightWarning",
     "Standardizer",
     "__version__",
     "check",

@@ -19,7 +19,7 @@ from preflight._util import jsonsafe as strict_json
 from preflight._util.aliases import Params, RngLike
 from preflight._util.blas import limit_blas_threads
 from preflight._util.validation import check_array, check_in_range, check_positive_int
-from preflight._util.warn import warn
+from preflight._util.warn import PreflightWarning, warn
 from preflight.init import schemes as initializers
 
 __all__ = ["LSUVLayer", "LSUVResult", "LSUVWarning", "LayeredNetwork", "lsuv"]
@@ -63,7 +63,7 @@ def _stuck(z: NDArray[Any]) -> str | None:
     return None
 
 
-class LSUVWarning(UserWarning):
+class LSUVWarning(PreflightWarning):
     """A layer did not reach unit variance (dead output or too few iterations)."""
 
 

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from preflight._util.warn import warn
+from preflight._util.warn import PreflightWarning, warn
 from preflight.normalize import sources as io
 from preflight.normalize import tables
 from preflight.normalize.estimator import EstimatorProtocol
@@ -27,6 +27,7 @@ from preflight.normalize.moments import (
     near_constant,
     nonfinite_columns,
     parallel_rows,
+    sum_is_finite,
 )
 
 __all__ = ["ConstantFeatureWarning", "NotFittedError", "Standardizer"]
@@ -36,7 +37,7 @@ class NotFittedError(ValueError, AttributeError):
     """The Standardizer was used before ``fit`` (a ValueError and an AttributeError, as scikit-learn's)."""
 
 
-class ConstantFeatureWarning(UserWarning):
+class ConstantFeatureWarning(PreflightWarning):
     """A feature is constant or nearly so: it gets scale 1, so transform only centers it."""
 
 
@@ -398,7 +399,7 @@ class Standardizer(EstimatorProtocol):
             # NumPy's own reduction, not BLAS: a BLAS call here starts BLAS threads beside ours (10% slower on 2
             # cores). A non-finite sum only means "look closer" and the source decides: a finite block whose result
             # or sum overflows is no error.
-            if not np.isfinite(np.add.reduce(cached.reshape(-1))):
+            if not sum_is_finite(cached):
                 bad = nonfinite_columns(source, skip_nan=self.ignore_nan)
                 if bad:
                     self._raise_nonfinite(source, bad)

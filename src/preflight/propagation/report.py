@@ -16,7 +16,7 @@ from preflight._util import html
 from preflight._util import jsonsafe as strict_json
 from preflight._util.text import Table
 from preflight._util.validation import check_in_range
-from preflight._util.warn import warn
+from preflight._util.warn import PreflightWarning, warn
 
 __all__ = [
     "VERDICTS",
@@ -36,7 +36,7 @@ Verdict = Literal["healthy", "vanishing", "exploding", "saturated", "dead"]
 VERDICTS: tuple[str, ...] = ("dead", "saturated", "exploding", "vanishing", "healthy")
 
 
-class PropagationWarning(UserWarning):
+class PropagationWarning(PreflightWarning):
     """A layer looks vanishing, exploding, saturated or dead."""
 
 
