@@ -16,13 +16,23 @@ from pathlib import Path
 
 from preflight._util.html import Tone, badge, outcome_tone
 
-__all__ = ["Finding", "Section", "render_findings", "render_html"]
+__all__ = ["Finding", "Section", "render_findings", "render_html", "render_text"]
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
 h1 { border-bottom: 2px solid #444; padding-bottom: .3rem; }
 h2 { margin-top: 2.5rem; border-bottom: 1px solid #bbb; }
-pre { background: #f6f6f6; padding: .8rem; font-size: .85rem; white-space: pre-wrap; overflow-wrap: anywhere; }
+div.text { background: #f6f6f6; padding: .8rem; margin: 1rem 0; }
+div.text pre { margin: 0; font-size: .85rem; }
+div.text pre + pre { margin-top: 1em; }
+pre.prose { white-space: pre-wrap; overflow-wrap: anywhere; }
+pre.table { white-space: pre; overflow-x: auto; scrollbar-width: thin; scrollbar-color: #71717a #e4e4e7;
+  background: linear-gradient(to right, #f6f6f6 30%, rgba(246, 246, 246, 0)),
+    linear-gradient(to right, rgba(246, 246, 246, 0), #f6f6f6 70%) 100% 0,
+    radial-gradient(farthest-side at 0 50%, rgba(0, 0, 0, .3), rgba(0, 0, 0, 0)),
+    radial-gradient(farthest-side at 100% 50%, rgba(0, 0, 0, .3), rgba(0, 0, 0, 0)) 100% 0;
+  background-repeat: no-repeat; background-size: 40px 100%, 40px 100%, 14px 100%, 14px 100%;
+  background-attachment: local, local, scroll, scroll; }
 img { max-width: 100%; height: auto; border: 1px solid #ddd; margin: .5rem 0; }
 table.findings { border-collapse: collapse; margin: .6rem 0; }
 table.findings td, table.findings th { padding: .2rem .7rem; border-bottom: 1px solid #e4e4e7; text-align: left; }
@@ -74,6 +84,35 @@ def _image(path: Path) -> str:
     return f'<img alt="{alt}" src="data:image/png;base64,{encoded}">'
 
 
+def _is_tabular(line: str) -> bool:
+    return " | " in line or (bool(line.strip()) and set(line.strip()) <= {"-", "+"})
+
+
+def render_text(text: str) -> str:
+    """A section's text: prose lines wrap at the page's edge; tables keep their columns and scroll sideways where
+    the page is narrower than they are, with a scroll bar and a shadow at the edge that has more to show.
+
+    Examples
+    --------
+    >>> page = render_text("A title that may wrap\\n\\na | b\\n--+--\\n1 | 2")
+    >>> page.count('<pre class="prose">'), page.count('<pre class="table">')
+    (1, 1)
+    """
+    runs: list[tuple[bool, list[str]]] = []
+    for line in text.splitlines():
+        tabular = _is_tabular(line)
+        if runs and runs[-1][0] == tabular:
+            runs[-1][1].append(line)
+        else:
+            runs.append((tabular, [line]))
+    blocks = [
+        f'<pre class="{"table" if tabular else "prose"}">{html.escape(chr(10).join(lines).strip(chr(10)))}</pre>'
+        for tabular, lines in runs
+        if any(line.strip() for line in lines)
+    ]
+    return '<div class="text">' + "".join(blocks) + "</div>"
+
+
 def render_findings(findings: Sequence[Finding]) -> str:
     """The findings as a table: subject, outcome badge, and a check mark (or a cross) with its caption.
 
@@ -118,7 +157,7 @@ def render_html(title: str, sections: Sequence[Section], *, footer: str = "") ->
         parts.append(f"<p>{html.escape(section.intro)}</p>")
         parts.append(render_findings(section.findings))
         if section.text:
-            parts.append(f"<pre>{html.escape(section.text)}</pre>")
+            parts.append(render_text(section.text))
         parts.extend(_image(path) for path in section.figures)
     if footer:
         parts.append(f"<footer><p>{html.escape(footer)}</p></footer>")
