@@ -142,14 +142,14 @@ def html_table(table: Table, *, max_rows: int | None = None) -> str:
 
 
 def preformatted(text: str) -> str:
-    """Monospace text that wraps long lines instead of running off the page.
+    """Monospace text (tables keep their columns): a line longer than the cell scrolls inside its own block.
 
     Examples
     --------
     >>> preformatted("a  b")  # doctest: +ELLIPSIS
-    '<pre style="...white-space:pre-wrap...">a  b</pre>'
+    '<pre style="...overflow-x:auto...">a  b</pre>'
     """
-    style = f"{_MONO}font-size:12px;white-space:pre-wrap;overflow-wrap:anywhere;margin:.3em 0"
+    style = f"{_MONO}font-size:12px;white-space:pre;overflow-x:auto;margin:.3em 0"
     return f'<pre style="{style}">{escape(text)}</pre>'
 
 
