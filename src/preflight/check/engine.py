@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from preflight._util.blas import limit_blas_threads
 from preflight._util.progress import progress_bar, should_show_progress
 from preflight._util.validation import check_choice, check_in_range, check_positive_int, describe
 from preflight.check import numdiff
@@ -73,6 +74,7 @@ class NondeterministicLossError(ValueError):
     """The loss gave two different values at the same parameters."""
 
 
+@limit_blas_threads
 def gradcheck(
     loss: Callable[[Any], Any],
     params: Any,

@@ -25,7 +25,7 @@ class FitReport:
     standardizer: Standardizer
     output: Path
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         s = self.standardizer
         return {
             "output": str(self.output),
@@ -38,7 +38,7 @@ class FitReport:
         }
 
     def __str__(self) -> str:
-        report = self.to_json()
+        report = self.to_dict()
         scale = report["scale"] or [1.0] * len(report["mean"])
         rows = [
             [name, mean, std, factor, "constant: scale 1" if std != factor else ""]
@@ -58,7 +58,7 @@ class ApplyReport:
     output: Path
     features: list[str]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {"rows": self.rows, "output": str(self.output), "features": self.features}
 
     def __str__(self) -> str:

@@ -13,6 +13,8 @@ import importlib
 import importlib.util
 from typing import Any, cast
 
+from preflight._util.warn import PreflightWarning
+
 __all__ = [
     "ConstantFeatureWarning",
     "InvalidParameterError",
@@ -30,7 +32,7 @@ class InvalidParameterError(ValueError, TypeError):
     """A constructor argument of the wrong type or value (a ValueError and a TypeError, as scikit-learn's)."""
 
 
-class ConstantFeatureWarning(UserWarning):
+class ConstantFeatureWarning(PreflightWarning):
     """A feature is constant or nearly so: it gets scale 1, so transform only centers it."""
 
 

@@ -99,6 +99,11 @@ class Standardizer(EstimatorProtocol):
             input_tags=InputTags(allow_nan=bool(self.ignore_nan), sparse=not self.with_mean),
         )
 
+    def _repr_html_(self) -> str:  # the notebook view: parameters, fitted statistics (normalize/display.py)
+        from preflight.normalize.display import standardizer_html
+
+        return standardizer_html(self)
+
     # ------------------------------------------------------------------ fitting
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> Standardizer:
         """Learn the mean and standard deviation of ``X`` (rows are samples) from scratch.
