@@ -113,7 +113,8 @@ def test_set_output_pandas_gives_a_dataframe_with_the_feature_names_and_the_inpu
     np.testing.assert_allclose(out.to_numpy(), Standardizer().fit_transform(frame.to_numpy()))
     from_array = s.fit(frame.to_numpy()).transform(frame.to_numpy())
     assert list(from_array.columns) == ["x0", "x1"] and list(from_array.index) == [0, 1, 2]
-    assert isinstance(s.inverse_transform(from_array), np.ndarray)  # as in scikit-learn: transform only
+    with pytest.warns(UserWarning, match="feature names"):  # as scikit-learn warns: names now, none at fit
+        assert isinstance(s.inverse_transform(from_array), np.ndarray)  # as in scikit-learn: transform only
     assert s.set_output(transform=None).set_output(transform="default").transform(frame.to_numpy()).__class__ is (
         np.ndarray
     )

@@ -7,6 +7,7 @@ import json
 import math
 import warnings
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import numpy as np
@@ -31,11 +32,15 @@ def quiet_fit(s: Standardizer, *args: object, **kwargs: object) -> Standardizer:
         return s.fit(*args, **kwargs)  # type: ignore[arg-type]
 
 
-def assert_statistics_close(a: Standardizer, b: Standardizer) -> None:
+def assert_statistics_close(a: Standardizer, b: Standardizer, scale: Any = 0.0) -> None:
+    """Equal up to rounding; ``scale`` is the largest |x| fitted, zero-weight rows included: such a row may set the
+    reference the sums are taken about, and the mean then carries a rounding of its size (an ulp of 8e-78 is 1e-93
+    where every weighted row is 0)."""
     spread = np.sqrt(b.var_)
     noise = (np.max(np.atleast_1d(b.n_samples_seen_)) * EPS * b.mean_) ** 2  # rounding of values of that size
-    np.testing.assert_array_less(np.abs(a.mean_ - b.mean_), RTOL * (np.abs(b.mean_) + spread) + 1e-300)
-    np.testing.assert_array_less(np.abs(a.var_ - b.var_), RTOL * b.var_ + noise + 1e-300)
+    reference = 4 * EPS * np.asarray(scale)
+    np.testing.assert_array_less(np.abs(a.mean_ - b.mean_), RTOL * (np.abs(b.mean_) + spread) + reference + 1e-300)
+    np.testing.assert_array_less(np.abs(a.var_ - b.var_), RTOL * b.var_ + noise + reference**2 + 1e-300)
 
 
 # ---------------------------------------------------------------------- weights are repetitions
@@ -51,6 +56,7 @@ def rows_weights_and_cuts(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, list
     return x, w, cuts
 
 
+@pytest.mark.filterwarnings("ignore::preflight.normalize.ConstantFeatureWarning")  # constant columns by design
 @settings(max_examples=150, deadline=None)
 @given(rows_weights_and_cuts())
 def test_integer_weights_give_the_statistics_of_the_repeated_rows_in_any_chunking(
@@ -68,12 +74,12 @@ def test_integer_weights_give_the_statistics_of_the_repeated_rows_in_any_chunkin
         for part, part_w in zip(np.split(x, cuts), np.split(w, cuts), strict=True):
             if part_w.any():  # partial_fit refuses an all-zero chunk, as scikit-learn does; fit_chunks takes it
                 streamed.partial_fit(part, sample_weight=part_w)
-    assert_statistics_close(streamed, weighted)
+    assert_statistics_close(streamed, weighted, np.max(np.abs(x), axis=0))
     chunked = Standardizer()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConstantFeatureWarning)
         chunked.fit_chunks(np.split(x, cuts), weights=np.split(w, cuts))
-    assert_statistics_close(chunked, weighted)
+    assert_statistics_close(chunked, weighted, np.max(np.abs(x), axis=0))
 
 
 def test_fractional_weights_match_a_two_pass_float64_reference() -> None:
@@ -98,6 +104,7 @@ def test_none_and_a_number_weigh_every_row_alike() -> None:
     assert twice.n_samples_seen_ == 6.0
 
 
+@pytest.mark.filterwarnings("ignore::preflight.normalize.ConstantFeatureWarning")  # constant columns by design
 def test_a_zero_weight_row_is_left_out_and_nan_counts_are_weighted() -> None:
     x = np.array([[1.0, np.nan], [3.0, 5.0], [1e6, 7.0]])
     s = Standardizer(ignore_nan=True).fit(x, sample_weight=[1.0, 3.0, 0.0])

@@ -36,35 +36,15 @@ ITEM4 = "issue #12 item 4: loss/output narrower than the parameters"
 ITEM5 = "issue #12 item 5: PASSED with nothing judged"
 #: (case, dtype) or (case, dtype, seed) -> why it fails today (measured on the code before the rewrite of the core).
 XFAIL: dict[tuple[Any, ...], str] = {
-    # false alarms on correct cases
-    ("tanh-cast", "float64"): f"{ITEM4}: check_function sizes the noise for the float64 input, the float32 output's "
-    "rounding fails ~63 of 128 diagonal entries",
-    ("mixed-precision", "float64", 0): f"{ITEM4}: hollow pass, 18 of 20 coordinates set aside as kinks",
-    ("mixed-precision", "float64", 1): f"{ITEM4}: hollow pass, most coordinates set aside as kinks",
-    ("mixed-precision", "float64", 2): f"{ITEM4}: 19 of 20 set aside as kinks, w[8] fails with numeric 0 (the "
-    "float32 loss does not see the float64 step)",
-    ("leaky-mlp-gain3/parked-at-kink", "float64", 0): f"{ITEM2}: 0.weight[3, 3] fails next to a parked kink",
-    ("leaky-mlp-gain3/parked-at-kink", "float64", 1): f"{ITEM2}: 0.weight fails next to a parked kink",
-    ("maxout-mlp/parked-at-tie", "float64"): f"{ITEM2}: ~30 coordinates of 0.weight fail next to the parked ties",
-    ("mlp-relu-b256-bottleneck", "float32", 1): f"{ITEM3}: 6 coordinates of 0.weight never get the second look "
-    "(passes with MAX_REFINE lifted)",
-    # bugs of relative size >= 1e-3 missed
-    ("softmax-t1.002/missing-scale", "float32"): f"{ITEM1}: check_function passes a 2e-3 missing scale",
-    ("layernorm-wide/unbiased-variance", "float32"): f"{ITEM1}: check_function passes the 1.5e-3 unbiased-variance "
-    "bug at width 256",
-    ("bn-mlp/backward-unbiased", "float32"): f"{ITEM1}: check_module passes the 4e-3 BatchNorm unbiased-variance bug",
-    ("mlp-relu-b256/last-element-skipped", "float32", 0): f"{ITEM2}: the one wrong element 2.weight[31, 31] is set "
-    "aside as a kink",
-    ("mlp-relu-b256/last-element-skipped", "float32", 1): f"{ITEM1}: the wrong element's error 2.0e-4 stays inside "
-    "the float32 tolerance 5.6e-4 (borderline: ~3.7 sigma/h of the loss noise)",
-    ("mlp-relu-b256/last-element-skipped", "float32", 2): f"{ITEM2}: the one wrong element 2.weight[31, 31] is set "
-    "aside as a kink",
-    ("mixed-precision/2%", "float64", 1): f"{ITEM4}: hollow pass, 19 of 20 coordinates set aside as kinks",
-    # nothing to judge, read as a pass
-    ("empty-params", "float64"): f"{ITEM5}: no coordinate, PASSED",
-    ("empty-params", "float32"): f"{ITEM5}: no coordinate, PASSED",
-    ("tiny-params", "float64"): f"{ITEM5}: all 20 coordinates set aside as kinks, PASSED",
-    ("integer-loss", "float64"): f"{ITEM5}: all 20 coordinates set aside as kinks, PASSED",
+    # Bugs of relative size >= 1e-3 the calibrated check still misses: each coordinate's error sits inside its
+    # tolerance (10 sigma / h with sigma measured by a probe that moves every parameter; a single coordinate's move
+    # changes the loss's rounding far less, so the tolerance is loose by up to 10-100x in float32).
+    ("bn-mlp/backward-unbiased", "float32"): f"{ITEM1}: check_module, BatchNorm at batch 64: 6 coordinates beyond the "
+    "first tolerance, all within Richardson's (ratio 1-1.5): the 4e-3 bug is inside the float32 tolerance",
+    ("mlp-relu-b256/last-element-skipped", "float64", 0): f"{ITEM2}: the one wrong element is excused by the "
+    "evidence-free short-difference rule (NEAR_KINK_SHARE)",
+    ("mlp-relu-b256/last-element-skipped", "float32"): f"{ITEM1}: the one wrong element's error stays inside the "
+    "float32 tolerance (borderline: ~3.7 sigma/h of the loss noise)",
 }
 
 

@@ -13,10 +13,11 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from preflight._util.html import Tone, badge, outcome_tone
 
-__all__ = ["Finding", "Section", "render_findings", "render_html", "render_text"]
+__all__ = ["Finding", "Section", "TourSection", "render_findings", "render_html", "render_text"]
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
@@ -163,3 +164,17 @@ def render_html(title: str, sections: Sequence[Section], *, footer: str = "") ->
         parts.append(f"<footer><p>{html.escape(footer)}</p></footer>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+@dataclass(frozen=True)
+class TourSection:
+    """What one section found: its text and figures, its findings, its lessons and a JSON summary."""
+
+    key: str
+    title: str
+    intro: str
+    text: str
+    figures: list[Path]
+    summary: dict[str, Any]
+    findings: list[Finding] = field(default_factory=list)
+    lessons: dict[str, bool] = field(default_factory=dict)
