@@ -9,13 +9,14 @@ blocks so the extra memory stays small. Files, chunked sources, dask and PyTorch
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 
+from preflight._util.text import NAMES_SHOWN, name_list
 from preflight._util.warn import warn
 from preflight.normalize import sources as io
 from preflight.normalize import tables
@@ -314,16 +315,13 @@ class Standardizer(EstimatorProtocol):
                 f"input (it was fitted on {self.n_features_in_}; got {n_features})"
             )
 
-    def _feature_names(self, columns: Iterable[int]) -> list[str]:
+    def _feature_names(self, columns: Sequence[int] | NDArray[np.intp]) -> str:  # the first few, then a count
         names = getattr(self, "feature_names_in_", None)
-        return [str(names[i]) if names is not None else f"x{i}" for i in columns]
+        shown = [str(names[i]) if names is not None else f"x{i}" for i in columns[:NAMES_SHOWN]]
+        return name_list(shown, total=len(columns))
 
     def _raise_nonfinite(self, x: NDArray[Any], columns: list[int]) -> None:
-        if not columns:
-            raise ValueError("X: values too large: their squares overflow float64; rescale the data first")
-        what = "infinity" if self.ignore_nan else "NaN or infinity"
-        fix = "" if self.ignore_nan else " (pass ignore_nan=True to leave NaN out of fit and pass it through)"
-        raise ValueError(f"Input X contains {what} in feature(s) {self._feature_names(columns)}{fix}")
+        raise io.nonfinite_error(self._feature_names(columns) if columns else [], ignore_nan=self.ignore_nan)
 
     def _set_statistics(self, moments: Moments) -> None:
         self._moments = moments
@@ -360,6 +358,15 @@ class Standardizer(EstimatorProtocol):
         x, names = io.as_2d(X)
         self._check_features(x.shape[1], names, reset=False)
         copy = self.copy if copy is None else copy
+        if x.dtype == np.float16:  # float16 arithmetic overflows (60000 - mean: -inf): work in float32, round once
+            out = self._apply_array(x.astype(np.float32), False, inverse=inverse).astype(np.float16)
+            if copy or not (x.flags.writeable and x.flags.c_contiguous):
+                return out
+            np.copyto(x, out)
+            return x
+        return self._apply_array(x, copy, inverse=inverse)
+
+    def _apply_array(self, x: NDArray[Any], copy: bool, *, inverse: bool) -> NDArray[Any]:
         dtype = x.dtype if x.dtype in (np.float16, np.float32, np.float64) else np.dtype(np.float64)
         in_place = not copy and x.dtype == dtype and x.flags.writeable and x.flags.c_contiguous
         out = x if in_place else np.empty(x.shape, dtype=dtype)
