@@ -101,6 +101,11 @@ class Network:
         self.sizes = [check_positive_int(s, name=f"sizes[{i}]") for i, s in enumerate(sizes)]
         if isinstance(hidden, str):
             check_choice(hidden, name="hidden", allowed=ACTIVATIONS)  # also when there is no hidden layer to use it
+        elif not isinstance(hidden, Sequence):
+            raise ValueError(
+                f"hidden: expected an activation name (one of {sorted(ACTIVATIONS)}) or a list of names, one per "
+                f"hidden layer, got {describe(hidden)}"
+            )
         names = [hidden] * (len(sizes) - 2) if isinstance(hidden, str) else list(hidden)
         if len(names) != len(sizes) - 2:
             raise ValueError(f"hidden: expected one name or {len(sizes) - 2} names, got {len(names)}")
@@ -222,7 +227,7 @@ class Network:
             got = [getattr(mask, "shape", None) for mask in masks]
             if got != expected:
                 raise ValueError(f"masks: expected boolean arrays of shapes {expected}, got {got}")
-            return tuple(np.asarray(mask, dtype=bool) for mask in masks)
+            return tuple(_keep_mask(mask, layer) for layer, mask in enumerate(masks))
         if self.keep_prob == 1.0:
             return None
         return self.dropout_masks(np.random.default_rng() if rng is None else rng, m)
@@ -413,3 +418,20 @@ def _batches(m: int, batch_size: int | None, rng: np.random.Generator | np.rando
         order = rng.permutation(m)
         for start in range(0, m, batch_size):
             yield order[start : start + batch_size]
+
+
+def _keep_mask(mask: Any, layer: int) -> NDArray[np.bool_]:
+    """A dropout keep-mask as booleans: True/False, or exactly 1/0 (a 0.5 is no mask value, not a "keep")."""
+    values = np.asarray(mask)
+    if values.dtype == np.bool_:
+        return values
+    fix = "draw masks with net.dropout_masks(rng, m) (the 1 / keep_prob scaling is applied for you)"
+    if not np.issubdtype(values.dtype, np.number):
+        raise ValueError(f"masks[{layer}]: expected a boolean keep-mask, got dtype {values.dtype}; {fix}")
+    odd = values[~np.isin(values, (0, 1))]
+    if odd.size:
+        raise ValueError(
+            f"masks[{layer}]: expected a boolean keep-mask (True/False, or 1/0), got the value "
+            f"{odd.reshape(-1)[0].item()!r}; {fix}"
+        )
+    return values.astype(bool)
