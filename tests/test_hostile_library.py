@@ -227,3 +227,13 @@ def test_a_warning_about_many_constant_columns_lists_twenty_and_counts_the_rest(
 def test_numdiff_refuses_more_points_than_it_can_run_quickly() -> None:
     with pytest.raises(ValueError, match="points: expected an integer from 4 to 1000, got 100000"):
         numdiff.run(points=100_000)
+
+
+def test_no_stderr_at_all_is_no_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # A program started with descriptor 2 closed (or pythonw) has sys.stderr None: the progress rule asked it
+    # whether it was a terminal, an AttributeError.
+    (tmp_path / "t.csv").write_text("a,b\n1,2\n3,5\n")
+    monkeypatch.setattr(sys, "stderr", None)
+    assert Standardizer().fit_file(tmp_path / "t.csv").mean_.tolist() == [2.0, 3.5]
+    w = np.array([1.0, 2.0])
+    assert gradcheck(lambda p: float(np.sum(p["w"] ** 2)), {"w": w}, {"w": 2 * w}).passed

@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from preflight._util.files import atomic_open
 from preflight._util.optional import require
+from preflight._util.progress import stderr_is_terminal
 from preflight._util.validation import check_positive_int, describe
 from preflight.normalize.sources import NamedRows
 
@@ -35,7 +36,7 @@ def _rows(chunk: Any) -> int:
 def with_progress(chunks: Iterable[Any], *, total: int | None, enabled: bool | None) -> Iterator[Any]:
     """Yield ``chunks``, advancing a tqdm bar by their rows (by default when tqdm is there and stderr a terminal)."""
     if enabled is None:
-        enabled = sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None
+        enabled = stderr_is_terminal() and importlib.util.find_spec("tqdm") is not None
     if not enabled:
         yield from chunks
         return
