@@ -135,3 +135,29 @@ def test_a_live_writer_keeps_its_temporary_file_while_another_write_completes(tm
             process.kill()
             process.communicate(timeout=60)
     assert target.read_bytes() == NEW and temporaries(tmp_path, "stats.json") == []
+
+
+CONCURRENT = r"""
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("files", sys.argv[1])
+files = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(files)
+for _ in range(100):
+    files.atomic_write_bytes(sys.argv[2], sys.argv[3].encode() * 100_000)
+"""
+
+
+def test_concurrent_writers_never_break_each_other_or_the_file(tmp_path: Path) -> None:
+    # Each writer's cleanup looks at the others' temporary files: a live (locked) one must never be removed.
+    target = tmp_path / "stats.json"
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT, files.__file__, str(target), letter], stderr=subprocess.PIPE, text=True
+        )
+        for letter in "abcd"
+    ]
+    errors = [writer.communicate(timeout=120)[1] for writer in writers]
+    assert [w.returncode for w in writers] == [0, 0, 0, 0], errors
+    content = target.read_bytes()
+    assert len(content) == 100_000 and len(set(content)) == 1  # one writer's file, whole
+    assert temporaries(tmp_path, "stats.json") == []
