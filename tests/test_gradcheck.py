@@ -59,7 +59,7 @@ def test_a_wrong_tensor_fails_and_is_named_with_its_factor(dtype: Any) -> None:
     assert [name for name, r in report.parameters.items() if not r.passed] == ["layers.0.v"]
     assert "layers.0.v: analytic = 3.00 x numeric" in report.hints
     worst = report.parameters["layers.0.v"].worst[0]
-    assert worst.discrepancy > worst.noise and len(worst.index) == 1
+    assert worst.discrepancy > worst.tolerance and len(worst.index) == 1
 
 
 def test_the_callers_arrays_are_bit_identical_afterwards() -> None:

@@ -63,7 +63,7 @@ def test_a_correct_function_passes_in_float64_and_float32(dtype: Any, seed: int)
 @pytest.mark.parametrize(
     ("bug", "culprit", "hint"),
     [
-        ("scale", "W", "2 x numeric"),
+        ("scale", "W", "2.00 x numeric"),
         ("sign", "x", "sign flip"),
         ("transpose", "W", "transpose"),
         ("broadcast", "b", "b:"),

@@ -4,14 +4,14 @@ Normalize inputs, initialize weights, diagnose vanishing/exploding signals, and 
 NumPy only; plotting, scikit-learn data sets, PyTorch and dask are optional extras.
 
 The package has one folder per concept (``normalize``, ``init``, ``nn``, ``check``, ``propagation``, ``torch``,
-``experiments``, ``report``); see CONTRIBUTING.md for the layout and the one-way flow of imports.
+``course``, ``experiments``, ``report``); see CONTRIBUTING.md for the layout and the one-way flow of imports.
 """
 
 from __future__ import annotations
 
 import sys as _sys
 
-from preflight import check, data, init, nn, normalize, propagation
+from preflight import check, course, data, init, nn, normalize, propagation
 from preflight.check import gradcheck
 from preflight.init import layer_sequential as lsuv
 from preflight.nn import Network
@@ -23,6 +23,7 @@ __all__ = [
     "Standardizer",
     "__version__",
     "check",
+    "course",
     "data",
     "gradcheck",
     "init",

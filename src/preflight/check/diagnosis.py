@@ -8,13 +8,16 @@ common factor (a missing 1/m at the output).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["TensorEvidence", "diagnose"]
+from preflight._util.validation import describe
+
+__all__ = ["TensorEvidence", "batch_size", "diagnose"]
 
 F64 = NDArray[np.float64]
 #: A fit explains a tensor when its residual is below this fraction of the discrepancy it explains (float32
@@ -53,7 +56,27 @@ def _label(name: str, shape: tuple[int, ...], flat: int) -> str:
     return f"{name}[{', '.join(str(int(i)) for i in np.unravel_index(flat, shape))}]" if shape else name
 
 
-def _tensor_hints(t: TensorEvidence) -> tuple[list[str], float | None]:
+def _near(k: float, m: float) -> bool:
+    """k equals m up to the 2 % a fitted factor carries (float32 numeric gradients: ~1e-3 relative noise)."""
+    return abs(k - m) < 0.02 * abs(m)
+
+
+def _batch_factor(k: float, m: int | None) -> str:
+    """What a factor k says about the batch size: a missing or an extra 1/m (m known, or guessed from k)."""
+    if m is not None:
+        if m > 1 and _near(k, m):
+            return f" (a missing 1/m with m = {m}?)"
+        if m > 1 and _near(k, 1 / m):
+            return f" (an extra 1/m with m = {m}?)"
+        return ""
+    if abs(k) >= MIN_BATCH and abs(k - round(k)) < 0.02 * abs(k):
+        return f" (a missing 1/m with m = {round(abs(k))}?)"
+    if abs(k) <= 1 / MIN_BATCH and abs(1 / k - round(1 / k)) < 0.02 / abs(k):
+        return f" (an extra 1/m with m = {round(abs(1 / k))}?)"
+    return ""
+
+
+def _tensor_hints(t: TensorEvidence, m: int | None = None) -> tuple[list[str], float | None]:
     a, n, tol = t.analytic, t.numeric, t.tolerance
     if a.size == 0:
         return [], None
@@ -90,12 +113,7 @@ def _tensor_hints(t: TensorEvidence) -> tuple[list[str], float | None]:
         elif abs(k) < FIT_TOLERANCE:
             hints.append(f"{t.name}: analytic ~ 0 x numeric: the gradient of this tensor is (almost) zero")
         else:
-            extra = ""
-            if abs(k) >= MIN_BATCH and abs(k - round(k)) < 0.02 * abs(k):
-                extra = f" (a missing 1/m with m = {round(abs(k))}?)"
-            elif abs(k) <= 1 / MIN_BATCH and abs(1 / k - round(1 / k)) < 0.02 / abs(k):
-                extra = f" (an extra 1/m with m = {round(abs(1 / k))}?)"
-            hints.append(f"{t.name}: analytic = {k:.2f} x numeric{extra}")
+            hints.append(f"{t.name}: analytic = {k:.2f} x numeric{_batch_factor(k, m)}")
     if len(t.shape) == 2 and t.shape[0] == t.shape[1] and factor is None:
         rows, cols = np.unravel_index(t.index, t.shape)
         transposed = np.ravel_multi_index((cols, rows), t.shape)
@@ -115,11 +133,21 @@ def _tensor_hints(t: TensorEvidence) -> tuple[list[str], float | None]:
                 f"{t.name}: analytic - numeric = {c:.3g} x {t.name} (proportional to the parameter): the L2 term is "
                 f"missing from the {side} (lambda / m = {abs(c):.3g})"
             )
+    if not hints and bad.any():
+        first = _label(t.name, t.shape, int(t.index[np.argmax(bad)]))
+        hints.append(
+            f"{t.name}: {int(bad.sum())} of {a.size} coordinates beyond the tolerance, no simple pattern (a factor, "
+            f"sign, transpose or missing term would show); the worst are listed above, first at {first}"
+        )
     return hints, factor
 
 
-def diagnose(evidence: Sequence[TensorEvidence]) -> list[str]:
+def diagnose(evidence: Sequence[TensorEvidence], m: int | None = None) -> list[str]:
     """Hints for the failing tensors; one hint instead of many when every tensor is off by the same factor.
+
+    ``m`` is the batch size when known (:func:`batch_size`): a factor equal to it is read as a missing 1/m, a
+    factor 1/m as an extra one, and nothing else is; unknown, a whole factor of at least :data:`MIN_BATCH` is
+    guessed to be one.
 
     Examples
     --------
@@ -127,12 +155,14 @@ def diagnose(evidence: Sequence[TensorEvidence]) -> list[str]:
     >>> t = TensorEvidence("W2", (2, 2), np.arange(4), 2 * n, n, np.ones(4), np.full(4, 1e-6), True)
     >>> diagnose([t])
     ['W2: analytic = 2.00 x numeric']
+    >>> diagnose([TensorEvidence("b1", (2, 2), np.arange(4), 3 * n, n, np.ones(4), np.full(4, 1e-6), True)], m=3)
+    ['b1: analytic = 3.00 x numeric (a missing 1/m with m = 3?)']
     """
     found: dict[str, list[str]] = {}
     factors: dict[str, float] = {}
     for t in evidence:
         if t.failed:
-            found[t.name], factor = _tensor_hints(t)
+            found[t.name], factor = _tensor_hints(t, m)
             if factor is not None:
                 factors[t.name] = factor
     checked = [t for t in evidence if t.analytic.size]
@@ -140,11 +170,65 @@ def diagnose(evidence: Sequence[TensorEvidence]) -> list[str]:
         values = np.array(list(factors.values()))
         if np.ptp(values) <= FIT_TOLERANCE * np.abs(values).max():
             k = float(np.median(values))
+            batch = (m is not None and m > 1 and _near(k, m)) or (m is None and k >= MIN_BATCH)
             return [
                 f"every tensor is off by the same factor: analytic = {k:.2f} x numeric; the error sits where all "
-                f"gradients start: the output delta dZ (a missing 1/m, with m = {round(k)}?)"
-                if k >= MIN_BATCH
+                f"gradients start: the output delta dZ (a missing 1/m, with m = {m if m is not None else round(k)}?)"
+                if batch
                 else f"every tensor is off by the same factor: analytic = {k:.2f} x numeric; the error sits where "
                 "all gradients start: the output delta dZ, or the scale of the cost"
             ]
     return [hint for hints in found.values() for hint in hints]
+
+
+def batch_size(batch: Any, leaves: Mapping[str, NDArray[Any]]) -> tuple[int | None, str | None]:
+    """The number of samples m in ``batch``, whichever axis holds them, and a note when it cannot be told.
+
+    ``batch`` is m itself, the inputs ``X``, or ``(X, Y)``. Samples may be rows, ``X`` of shape (m, n_x), or
+    columns as in the course, (n_x, m). With ``Y``, m is the one length X and Y share (``Y`` of shape (m,), (1, m)
+    or (m, k)); from ``X`` alone, the features are the one axis whose length is the input size of the first weight
+    matrix among ``leaves`` (the first layer's, read as (n_1, n_x), then as (n_x, n_1)), and m is the other axis.
+    A 1-D array is read as labels (m of them); from 3 dimensions on, samples come first (images: (m, c, h, w)).
+
+    Raises
+    ------
+    ValueError
+        ``batch`` is none of these.
+
+    Examples
+    --------
+    >>> W1 = np.zeros((5, 4))
+    >>> batch_size(np.zeros((4, 3)), {"W1": W1}), batch_size(np.zeros((3, 4)), {"W1": W1})
+    ((3, None), (3, None))
+    >>> batch_size((np.zeros((4, 4)), np.array([1, 0, 1, 1])), {"W1": W1})
+    (4, None)
+    """
+    if batch is None:
+        return None, None
+    if isinstance(batch, (int, np.integer)) and not isinstance(batch, (bool, np.bool_)):
+        if batch < 1:
+            raise ValueError(f"batch: expected a batch size m >= 1, inputs X, or (X, Y), got {batch!r}")
+        return int(batch), None
+    labels = None
+    if isinstance(batch, tuple) and len(batch) == 2:
+        batch, labels = batch
+    X = np.asarray(batch) if isinstance(batch, np.ndarray) or hasattr(batch, "shape") else None
+    if X is None or X.ndim == 0:
+        raise ValueError(f"batch: expected a batch size m >= 1, inputs X, or (X, Y), got {describe(batch)}")
+    if X.ndim == 1 or X.ndim >= 3:
+        return int(X.shape[0]), None
+    if labels is not None:
+        shared = set(X.shape) & {n for n in np.shape(labels) if n > 1}
+        if len(shared) == 1:
+            return shared.pop(), None
+    weights = next((a.shape for a in leaves.values() if a.ndim >= 2), ())
+    # n_x is the first weights' input size: their last axis as the course, torch and preflight.nn store them
+    # (out, in); then their first, for code that computes X @ W with W (in, out).
+    for n_x in weights[::-1]:
+        features = [axis for axis in (0, 1) if X.shape[axis] == n_x]
+        if len(features) == 1:
+            return int(X.shape[1 - features[0]]), None
+    return None, (
+        f"batch: could not tell which axis of X {X.shape} holds the samples (first weights {weights}); pass batch=m "
+        "for the hint about a missing 1/m"
+    )

@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 from preflight._util.progress import progress_bar, should_show_progress
 from preflight._util.validation import check_choice, check_in_range, check_positive_int, describe
 from preflight.check import numdiff
-from preflight.check.diagnosis import diagnose
+from preflight.check.diagnosis import batch_size, diagnose
 from preflight.check.inputs import (
     Leaves,
     analytic_gradient,
@@ -45,9 +45,11 @@ from preflight.check.perturb import BlackBoxLoss, CountedLoss, PerturbedLoss
 from preflight.check.report import COURSE_THRESHOLDS, Coordinate, GradcheckReport, TensorResult
 from preflight.check.verdict import (
     ANALYTIC_FACTOR,
+    JUDGED_SHARE,
     ROUNDING_FACTOR,
     TensorCheck,
     first_pass,
+    relative_difference,
     second_look,
     tensor_result,
 )
@@ -83,6 +85,7 @@ def gradcheck(
     screen: bool | int = False,
     evaluator: PerturbedLoss | None = None,
     progress: bool | None = None,
+    batch: Any = None,
 ) -> GradcheckReport:
     """Check an analytic gradient against finite differences, coordinate by coordinate.
 
@@ -93,7 +96,8 @@ def gradcheck(
     params : array, or nested dict / list / tuple of float arrays
         Perturbed in place during the check and restored bit for bit (also when ``loss`` raises).
     grads : same structure as ``params``, or callable ``params -> grads``
-        The analytic gradient under test.
+        The analytic gradient under test. The course's naming is accepted too: ``{"dW1": ..., "db1": ..., "dZ1":
+        ...}`` for params ``{"W1": ..., "b1": ...}`` (entries that are no parameter's gradient are named in a note).
     eps : float, optional
         Step base; the step of coordinate i is ``eps x max(1, |theta_i|)`` (default ``cbrt(machine eps)``).
     sample : int or float, optional
@@ -109,6 +113,9 @@ def gradcheck(
         Computes perturbed losses (default: :class:`BlackBoxLoss` on ``loss``).
     progress : bool, optional
         Progress bar (tqdm, if installed); by default shown when the check should take more than 2 s.
+    batch : int, array or (X, Y), optional
+        The batch the loss averages over (samples as rows or as columns), or its size m: a hint then names a
+        factor m as a missing 1/m (see :func:`preflight.check.diagnosis.batch_size`).
 
     Returns
     -------
@@ -139,7 +146,9 @@ def gradcheck(
     if eps is not None:
         check_in_range(eps, name="eps", low=0.0, high=1.0, low_open=True)
     leaves = parameter_leaves(params)
-    analytic = analytic_gradient(grads, params, leaves)
+    m, batch_note = batch_size(batch, leaves)
+    notes: list[str] = [batch_note] if batch_note else []
+    analytic = analytic_gradient(grads, params, leaves, notes)
     blackbox = BlackBoxLoss(loss, params, leaves)
     f0 = blackbox.unperturbed = blackbox.value()
     clock = time.perf_counter()
@@ -152,9 +161,8 @@ def gradcheck(
             "(masks = net.dropout_masks(rng, m); loss = lambda p: net.cost(p, X, y, masks=masks))."
         )
     rng = np.random.default_rng(seed)
-    sigma = measure_noise(blackbox.value, leaves, f0, seed)
+    sigma = measure_noise(blackbox.value, leaves, f0, seed, blackbox.output_epsilon)
     index = sample_coordinates(leaves, sample, rng)
-    notes: list[str] = []
     if directions:
         suspects = _screen(leaves, analytic, blackbox.value, f0, sigma, directions, rng, eps)
         notes.append(
@@ -173,7 +181,7 @@ def gradcheck(
         evaluate: PerturbedLoss = blackbox if evaluator is None else CountedLoss(evaluator, blackbox)
         active = [t for t in tensors if t.index.size]
         if active:
-            first_pass(active, evaluate, f0, sigma, method, eps)
+            first_pass(active, evaluate, f0, sigma, method, eps, blackbox.output_epsilon)
             for t in active:
                 second_look(t, evaluate, f0, sigma)
     results, evidence = {}, []
@@ -182,15 +190,21 @@ def gradcheck(
         evidence.append(e)
     a_all = np.concatenate([e.analytic for e in evidence])
     n_all = np.concatenate([e.numeric for e in evidence])
-    denominator = float(np.linalg.norm(n_all) + np.linalg.norm(a_all))
-    difference = float(np.linalg.norm(n_all - a_all)) / denominator if denominator > 0 else 0.0
+    difference = relative_difference(a_all, n_all)
     checked_all = all(t.index.size == t.arr.size for t in tensors)
     evaluations = blackbox.evaluations
+    attempted, judged = sum(t.index.size for t in tensors), sum(r.checked for r in results.values())
+    conclusive = judged >= JUDGED_SHARE * attempted and (judged > 0 or attempted == 0)
+    if not conclusive:
+        notes.append(
+            f"inconclusive: {attempted - judged:,} of {attempted:,} coordinates sit at kinks or steps of the loss "
+            "(a loss that is piecewise constant? parameters far below the step?); too few were judged to call it a pass"
+        )
     return GradcheckReport(
-        passed=all(r.passed for r in results.values()),
+        passed=all(r.passed for r in results.values()) and conclusive,
         difference=difference,
         parameters=results,
-        hints=diagnose(evidence),
+        hints=diagnose(evidence, m),
         dtype=", ".join(sorted({str(a.dtype) for a in leaves.values()})),
         method=method,
         noise=sigma,

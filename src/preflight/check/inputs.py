@@ -22,6 +22,7 @@ __all__ = [
     "MIN_PER_TENSOR",
     "Leaves",
     "analytic_gradient",
+    "course_names",
     "detection_chance",
     "measure_noise",
     "moved_all",
@@ -69,20 +70,24 @@ def parameter_leaves(params: Any) -> Leaves:
         leaves[name] = value
     if not leaves:
         raise ValueError("params: expected at least one array, got an empty structure")
+    if not any(a.size for a in leaves.values()):
+        raise ValueError(
+            f"params: every array is empty ({', '.join(f'{n}: shape {a.shape}' for n, a in leaves.items())}): "
+            "there is no coordinate to check"
+        )
     return leaves
 
 
-def analytic_gradient(grads: Any, params: Any, leaves: Leaves) -> dict[str, F64]:
+def analytic_gradient(grads: Any, params: Any, leaves: Leaves, notes: list[str] | None = None) -> dict[str, F64]:
+    """The gradient under test as float64 arrays, one per parameter leaf, validated against the leaves.
+
+    ``grads`` names its entries as ``params`` does, or in the course's naming (``"dW1"`` for ``"W1"``, at any
+    depth: see :func:`course_names`); in the course's naming, entries that are no parameter's gradient (``dZ1``,
+    ``dA1``, caches) are left out and named in one line appended to ``notes``.
+    """
     if callable(grads):
         grads = grads(params)
-    named = dict(flatten(grads))
-    missing, extra = sorted(set(leaves) - set(named)), sorted(set(named) - set(leaves))
-    if missing or extra:
-        raise ValueError(
-            f"grads: expected the structure of params; missing {missing}, unexpected {extra}"
-            if missing
-            else f"grads: expected the structure of params; unexpected entries {extra}"
-        )
+    named = course_names(dict(flatten(grads)), leaves, notes)
     out: dict[str, F64] = {}
     for name, arr in leaves.items():
         g = np.asarray(named[name])
@@ -103,6 +108,81 @@ def analytic_gradient(grads: Any, params: Any, leaves: Leaves) -> dict[str, F64]
     return out
 
 
+def _with_d(name: str) -> str:
+    """The course's name for the gradient of ``name``: a ``d`` before its last component (``a.W1`` -> ``a.dW1``)."""
+    head, dot, last = name.rpartition(".")
+    return f"{head}{dot}d{last}"
+
+
+def _listed(names: list[str], limit: int = 12) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def course_names(named: dict[str, Any], leaves: Leaves, notes: list[str] | None = None) -> dict[str, Any]:
+    """Gradient entries keyed by the parameter they belong to, read as named like params or in the course's naming.
+
+    An entry named like a parameter is that parameter's gradient. When some parameter has no such entry, the
+    course's naming is tried: ``"dW1"`` is the gradient of ``"W1"``, ``"layer1.db"`` of ``"layer1.b"`` (a ``d``
+    before the last component of the dotted name, at any depth). It is accepted when it is complete (every parameter
+    found under one of its two names) and unambiguous (no parameter under both); the entries left over (``dZ1``,
+    ``dA1``, caches) are not gradients of parameters: they are dropped and named in one line appended to ``notes``.
+
+    Raises
+    ------
+    ValueError
+        Entries missing, or a parameter found under both names, or (named like params) unexpected entries; the
+        message names them and says how the ``d``-prefix rule was tried.
+
+    Examples
+    --------
+    >>> leaves = {"W1": np.ones((2, 2)), "b1": np.zeros((2, 1))}
+    >>> notes = []
+    >>> grads = {"dZ1": 0, "dW1": np.ones((2, 2)), "db1": np.zeros((2, 1)), "dA0": 0}
+    >>> sorted(course_names(grads, leaves, notes))
+    ['W1', 'b1']
+    >>> print(notes[0])
+    grads in the course's naming (dW1 -> W1, db1 -> b1); ignored: dZ1, dA0 (not parameters)
+    """
+    missing = [n for n in leaves if n not in named]
+    if not missing:
+        extra = [n for n in named if n not in leaves]
+        if extra:
+            raise ValueError(f"grads: expected the structure of params; unexpected entries {sorted(extra)}")
+        return named
+    both = [n for n in leaves if n in named and _with_d(n) in named]
+    absent = [n for n in missing if _with_d(n) not in named]
+    renamed = [n for n in missing if _with_d(n) in named]
+    if not renamed and not both:
+        extra = sorted(n for n in named if n not in leaves)
+        tried = ", ".join(repr(_with_d(n)) for n in missing[:6])
+        raise ValueError(
+            f"grads: expected the structure of params; missing {sorted(missing)}, unexpected {extra} (the course's "
+            f"naming, a 'd' before the last component ({tried}), matched none either)"
+        )
+    if both or absent:
+        word = "or" if absent else "and"
+        tried = ", ".join(f"{n!r} {word} {_with_d(n)!r}" for n in (absent or both)[:6])
+        problem = (
+            f"no entry for {absent} (looked for each parameter's own name and, the course's naming, the name with "
+            f"a 'd' before its last component: {tried})"
+            if absent
+            else f"{both} given under both names ({tried}): ambiguous, keep one of them"
+        )
+        found = ", ".join(f"{_with_d(n)} -> {n}" for n in renamed) or "none"
+        unmatched = [g for g in named if g not in leaves and g not in {_with_d(n) for n in leaves}]
+        raise ValueError(
+            f"grads: {problem}; matched by the d-prefix rule: {found}; entries that match no parameter: "
+            f"{_listed(unmatched) or 'none'}"
+        )
+    used = set(leaves) | {_with_d(n) for n in renamed}
+    ignored = [g for g in named if g not in used]
+    if notes is not None:
+        line = f"grads in the course's naming ({', '.join(f'{_with_d(n)} -> {n}' for n in renamed)})"
+        notes.append(line + (f"; ignored: {_listed(ignored)} (not parameters)" if ignored else ""))
+    return {n: named[n] if n in named else named[_with_d(n)] for n in leaves}
+
+
 @contextmanager
 def moved_all(leaves: Leaves) -> Iterator[Callable[[dict[str, F64]], None]]:
     """Move every leaf by a float64 offset (rounded to its dtype); everything is restored on exit."""
@@ -119,12 +199,21 @@ def moved_all(leaves: Leaves) -> Iterator[Callable[[dict[str, F64]], None]]:
             np.copyto(arr, saved[name])
 
 
-def measure_noise(value: Callable[[], float], leaves: Leaves, f0: float, seed: int) -> float:
-    """Measured rounding noise of the loss: ECnoise along a random direction moving every coordinate a few ulps."""
+def measure_noise(
+    value: Callable[[], float], leaves: Leaves, f0: float, seed: int, output_epsilon: float = 0.0
+) -> float:
+    """Measured rounding noise of the loss: ECnoise along a random direction moving every coordinate a few ulps.
+
+    The ulps are those of the coarser of each tensor's dtype and the loss's own (``output_epsilon``): a float32
+    loss of float64 parameters does not see a move of a few float64 ulps, and would look noiseless.
+    """
     rng = np.random.default_rng(seed + 7919)
-    eps = max(numdiff.machine_epsilon(a.dtype) for a in leaves.values())
+    eps = max(max(numdiff.machine_epsilon(a.dtype) for a in leaves.values()), output_epsilon)
     directions = {
-        n: rng.choice([-1.0, 1.0], size=a.shape) * 16 * numdiff.machine_epsilon(a.dtype) * np.maximum(1.0, np.abs(a))
+        n: rng.choice([-1.0, 1.0], size=a.shape)
+        * 16
+        * max(numdiff.machine_epsilon(a.dtype), output_epsilon)
+        * np.maximum(1.0, np.abs(a))
         for n, a in leaves.items()
     }
     values = []

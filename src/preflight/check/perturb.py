@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from preflight._util.validation import describe
 from preflight.check.report import label as _label
 
-__all__ = ["BlackBoxLoss", "CountedLoss", "PerturbedLoss", "scalar_loss"]
+__all__ = ["BlackBoxLoss", "CountedLoss", "PerturbedLoss", "output_epsilon", "scalar_loss"]
 
 F64 = NDArray[np.float64]
 Leaves = dict[str, NDArray[Any]]
@@ -62,11 +62,15 @@ class BlackBoxLoss:
         self.evaluations = 0
         #: The unperturbed loss, returned for entries whose offset is 0 (measured on first need).
         self.unperturbed: float | None = None
+        #: Machine epsilon of the dtype the loss returns its value in (0 for an integer or a Python int).
+        self.output_epsilon = 0.0
 
     def value(self, where: str = "the given params") -> float:
         """One loss evaluation at the current parameters, checked to be a finite scalar."""
         self.evaluations += 1
-        return scalar_loss(self.loss(self.params), where)
+        raw = self.loss(self.params)
+        self.output_epsilon = max(self.output_epsilon, output_epsilon(raw))
+        return scalar_loss(raw, where)
 
     def __call__(self, offsets: Mapping[str, NDArray[Any]], /) -> dict[str, F64]:
         if self.unperturbed is None:
@@ -133,6 +137,27 @@ class CountedLoss:
             if values.shape != np.shape(offset) or not np.all(np.isfinite(values[np.asarray(offset) != 0])):
                 raise ValueError(f"evaluator: expected finite losses of shape {np.shape(offset)} for {name!r}")
         return out
+
+
+#: Machine epsilon of the floating dtypes a loss may come back in, by name (torch's dtypes are named the same).
+_EPSILON = {"float16": 2.0**-10, "bfloat16": 2.0**-7, "float32": 2.0**-23, "float64": 2.0**-52}
+
+
+def output_epsilon(value: Any) -> float:
+    """Machine epsilon of the dtype ``value`` is in: a Python float or NumPy/torch scalar or 0-d array; 0 for an
+    integer (it carries no rounding).
+
+    Examples
+    --------
+    >>> output_epsilon(np.float32(1.0)), output_epsilon(1.0)
+    (1.1920928955078125e-07, 2.220446049250313e-16)
+    >>> output_epsilon(3)
+    0.0
+    """
+    if isinstance(value, float):
+        return _EPSILON["float64"]
+    name = str(getattr(value, "dtype", "")).removeprefix("torch.")
+    return _EPSILON.get(name, 0.0)
 
 
 def scalar_loss(value: Any, where: str) -> float:

@@ -1,18 +1,28 @@
-"""The gradient check's report: the verdict, one result per tensor, the worst coordinates, hints; table and JSON."""
+"""The one report of every gradient check (NumPy black box, reference network, ``check_module``,
+``check_function``): the verdict, one result per tensor, the worst coordinates, kinks, hints; text, JSON and HTML.
+
+A coordinate of a parameter gradient and an entry of a Jacobian are the same record (:class:`Coordinate`); a Jacobian
+entry also carries the output element it belongs to.
+"""
 
 from __future__ import annotations
 
+import html
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from preflight._util.text import format_table
+from preflight._util import jsonsafe
+from preflight._util.text import format_number, format_table
 
 __all__ = ["COURSE_THRESHOLDS", "Coordinate", "GradcheckReport", "TensorResult", "label"]
 
 #: The course's reading of the relative difference (float64, eps = 1e-7): below 1e-7 fine, below 1e-5 worrying.
 COURSE_THRESHOLDS = (1e-7, 1e-5)
+#: Failing coordinates shown per tensor in the text and HTML reports.
+SHOWN = 3
 
 
 def label(name: str, shape: tuple[int, ...], index: int | tuple[int, ...]) -> str:
@@ -31,26 +41,44 @@ def label(name: str, shape: tuple[int, ...], index: int | tuple[int, ...]) -> st
 
 @dataclass(frozen=True)
 class Coordinate:
-    """One checked coordinate: where, both gradients, and the noise that could explain a difference."""
+    """One checked coordinate (or Jacobian entry): where, both derivatives, and the tolerance noise explains.
+
+    ``output`` is the output element of a Jacobian entry (``(k, *index)``: the k-th output tensor, the index in it);
+    None for the gradient of a scalar loss.
+    """
 
     index: tuple[int, ...]
     analytic: float
     numeric: float
-    noise: float
+    tolerance: float
+    output: tuple[int, ...] | None = None
 
     @property
     def discrepancy(self) -> float:
         """|analytic - numeric|."""
         return abs(self.analytic - self.numeric)
 
+    def where(self, name: str) -> str:
+        """``W[2, 3]``, or ``x[1, 0] -> output[0, 1, 2]`` for a Jacobian entry."""
+        here = f"{name}[{', '.join(map(str, self.index))}]" if self.index else name
+        return here if self.output is None else f"{here} -> output{list(self.output)}"
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
-        return {"index": list(self.index), "analytic": self.analytic, "numeric": self.numeric, "noise": self.noise}
+        out: dict[str, Any] = {
+            "index": list(self.index),
+            "analytic": self.analytic,
+            "numeric": self.numeric,
+            "tolerance": self.tolerance,
+        }
+        if self.output is not None:
+            out["output"] = list(self.output)
+        return out
 
 
 @dataclass(frozen=True)
 class TensorResult:
-    """The check of one parameter tensor."""
+    """The check of one tensor (a parameter, or an input of a function)."""
 
     name: str
     shape: tuple[int, ...]
@@ -59,14 +87,22 @@ class TensorResult:
     difference: float
     passed: bool
     failed: int
-    significance: float  # the largest |analytic - numeric| / noise over checked coordinates
+    significance: float  # the largest |analytic - numeric| / tolerance over checked coordinates
     worst: list[Coordinate] = field(default_factory=list)
     kinks: list[Coordinate] = field(default_factory=list)
+    #: Every checked coordinate was set aside as a kink: nothing proven about this tensor.
+    inconclusive: bool = False
+
+    @property
+    def verdict(self) -> str:
+        """ok, FAIL, or "all kinks" (nothing judged)."""
+        return "FAIL" if not self.passed else "all kinks" if self.inconclusive else "ok"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
         return {
             "name": self.name,
+            "inconclusive": self.inconclusive,
             "shape": list(self.shape),
             "size": self.size,
             "checked": self.checked,
@@ -78,13 +114,18 @@ class TensorResult:
             "kinks": [c.to_dict() for c in self.kinks],
         }
 
+    def failing(self) -> list[Coordinate]:
+        """The worst coordinates beyond their tolerance (listing passing ones under a failure misleads)."""
+        return [c for c in self.worst if c.discrepancy > c.tolerance]
+
 
 @dataclass(frozen=True)
 class GradcheckReport:
     """The verdict, the tensors, and what went wrong.
 
     ``difference`` is the course's ``||g_num - g|| / (||g_num|| + ||g||)`` over the checked coordinates; ``passed``
-    comes from the noise-calibrated test, not from a fixed threshold on it.
+    comes from the noise-calibrated test, not from a fixed threshold on it. ``forward_ad`` holds the forward-mode
+    check of a function where one ran; ``stopped`` says why a check could not run to the end (then it failed).
     """
 
     passed: bool
@@ -99,6 +140,14 @@ class GradcheckReport:
     sampled: bool = False
     detection: dict[float, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    forward_ad: dict[str, TensorResult] | None = None
+    stopped: str | None = None
+    unit: str = "coordinates"
+
+    @property
+    def checked(self) -> int:
+        """How many coordinates (Jacobian entries) were judged, kinks set aside not counted."""
+        return sum(r.checked for r in self.parameters.values())
 
     @property
     def worst(self) -> str | None:
@@ -111,6 +160,8 @@ class GradcheckReport:
     def course_verdict(self) -> str:
         """What the course's thresholds (meant for float64 and eps = 1e-7) would say about ``difference``."""
         fine, worrying = COURSE_THRESHOLDS
+        if math.isnan(self.difference):
+            return "not checked"
         return "fine" if self.difference < fine else "worrying" if self.difference < worrying else "bug"
 
     @property
@@ -119,13 +170,16 @@ class GradcheckReport:
         return [(r.name, c) for r in self.parameters.values() for c in r.kinks]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready."""
+        """A dict of plain Python values (what ``to_json`` writes)."""
+        forward = None if self.forward_ad is None else {k: v.to_dict() for k, v in self.forward_ad.items()}
         return {
             "passed": self.passed,
             "difference": self.difference,
             "course_verdict": self.course_verdict,
             "course_thresholds": list(COURSE_THRESHOLDS),
             "worst": self.worst,
+            "checked": self.checked,
+            "unit": self.unit,
             "hints": list(self.hints),
             "dtype": self.dtype,
             "method": self.method,
@@ -135,56 +189,69 @@ class GradcheckReport:
             "sampled": self.sampled,
             "detection": {str(k): v for k, v in self.detection.items()},
             "notes": list(self.notes),
+            "stopped": self.stopped,
             "parameters": {name: r.to_dict() for name, r in self.parameters.items()},
+            "forward_ad": forward,
         }
 
-    def to_json(self) -> dict[str, Any]:
-        """Same as :meth:`to_dict` (what the command line prints with --json)."""
-        return self.to_dict()
+    def to_json(self, **dumps_options: Any) -> str:
+        """The report as a strict JSON string (non-finite numbers as null); :meth:`to_dict` gives the dict."""
+        return jsonsafe.dumps(self.to_dict(), **dumps_options)
+
+    @property
+    def verdict(self) -> str:
+        """PASSED, FAILED, or INCONCLUSIVE: no coordinate failed, but too few could be judged to call it a pass."""
+        results = [*self.parameters.values(), *(self.forward_ad or {}).values()]
+        if self.passed:
+            return "PASSED"
+        return "INCONCLUSIVE" if not self.stopped and all(r.passed for r in results) else "FAILED"
+
+    def __repr__(self) -> str:
+        failing = sum(not r.passed for r in self.parameters.values())
+        where = f"worst {self.worst}, " if self.worst is not None and not self.passed else ""
+        why = f"stopped: {self.stopped}" if self.stopped else f"{failing} of {len(self.parameters)} tensors failing"
+        return (
+            f"<GradcheckReport {self.verdict} ({self.dtype}): {where}difference {format_number(self.difference, 3)}, "
+            f"{self.checked:,} {self.unit} judged, {why}>"
+        )
 
     def __str__(self) -> str:
-        checked = sum(r.checked for r in self.parameters.values())
         head = (
-            f"Gradient check: {'PASSED' if self.passed else 'FAILED'} ({self.dtype}, {self.method} differences, "
-            f"{checked:,} coordinates{' sampled' if self.sampled else ''}, {self.evaluations:,} loss evaluations, "
-            f"{self.seconds:.2f} s)"
+            f"Gradient check: {self.verdict} ({self.dtype}, {self.method} differences, {self.checked:,} {self.unit}"
+            f"{' sampled' if self.sampled else ''}, {self.evaluations:,} evaluations, {self.seconds:.2f} s)"
         )
         lines = [
             head,
             f"relative difference ||g_num - g|| / (||g_num|| + ||g||) = {self.difference:.2e} "
             f"(course thresholds, meant for float64 and eps = 1e-7: < 1e-7 fine, < 1e-5 worrying: "
             f"{self.course_verdict})",
-            f"rounding noise of one loss value: {self.noise:.2e}; verdict: a coordinate fails when "
-            "|analytic - numeric| exceeds what that noise explains",
-            "",
         ]
-        rows = [
-            [
-                r.name,
-                "x".join(str(s) for s in r.shape) or "()",
-                r.checked,
-                r.difference,
-                r.significance,
-                r.failed,
-                len(r.kinks),
-                "ok" if r.passed else "FAIL",
-            ]
-            for r in self.parameters.values()
-        ]
-        headers = ["tensor", "shape", "checked", "difference", "error/noise", "failed", "kinks", "verdict"]
-        lines.append(format_table(headers, rows))
-        failing = [r for r in self.parameters.values() if not r.passed]
+        if self.stopped:
+            lines.append(f"stopped: {self.stopped}")
+        if self.noise > 0:
+            lines.append(
+                f"rounding noise of one loss value: {self.noise:.2e}; verdict: a coordinate fails when "
+                "|analytic - numeric| exceeds what that noise explains"
+            )
+        if self.parameters:
+            title = "backward (reverse-mode AD)" if self.forward_ad is not None else None
+            lines += ["", _table(self.parameters, title)]
+        if self.forward_ad is not None:
+            lines += ["", _table(self.forward_ad, "forward-mode AD")]
+        failing = [r for r in [*self.parameters.values(), *(self.forward_ad or {}).values()] if not r.passed]
         if failing:
             lines += ["", "worst failing coordinates:"]
             for r in failing:
-                # Only coordinates beyond their tolerance: listing passing ones under a failure misleads.
-                for c in [c for c in r.worst if c.discrepancy > c.noise][:3]:
+                for c in r.failing()[:SHOWN]:
                     lines.append(
-                        f"  {label(r.name, r.shape, c.index)}: analytic {c.analytic:.6g}, numeric {c.numeric:.6g}"
-                        f" (noise {c.noise:.1e})"
+                        f"  {c.where(r.name)}: analytic {c.analytic:.6g}, numeric {c.numeric:.6g} "
+                        f"(tolerance {c.tolerance:.1e})"
                     )
         if self.kinks:
             lines.append(f"\n{len(self.kinks)} coordinate(s) set aside: kink within the step (ReLU at 0, max, abs)")
+        unsure = [r.name for r in self.parameters.values() if r.inconclusive]
+        if unsure:
+            lines.append(f"every checked coordinate of {', '.join(unsure)} sits at a kink: nothing proven there")
         if self.detection:
             chance = ", ".join(f"{q:.0%} of a tensor: {p:.3f}" for q, p in self.detection.items())
             lines.append(f"\nsampled; chance of having caught an error affecting {chance}")
@@ -192,3 +259,51 @@ class GradcheckReport:
         if self.hints:
             lines += ["", "hints:"] + [f"  - {h}" for h in self.hints]
         return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        colour = "#1a7f37" if self.passed else "#cf222e"
+        rows = []
+        for title, results in (("", self.parameters), ("forward-mode AD: ", self.forward_ad or {})):
+            for r in results.values():
+                shown = "".join(
+                    f"<div><code>{html.escape(c.where(r.name))}</code>: analytic {c.analytic:.6g}, "
+                    f"numeric {c.numeric:.6g}</div>"
+                    for c in r.failing()[:SHOWN]
+                )
+                tone = "#cf222e" if not r.passed else "#9a6700" if r.inconclusive else "#1a7f37"
+                rows.append(
+                    f"<tr><td>{html.escape(title + r.name)}</td><td>{'x'.join(map(str, r.shape)) or '()'}</td>"
+                    f"<td>{r.checked:,}</td><td>{format_number(r.difference, 3)}</td><td>{r.failed}</td>"
+                    f"<td>{len(r.kinks)}</td><td style='color:{tone};font-weight:bold'>"
+                    f"{r.verdict}</td><td>{shown}</td></tr>"
+                )
+        header = "".join(
+            f"<th>{h}</th>" for h in ("tensor", "shape", "checked", "difference", "failed", "kinks", "verdict", "")
+        )
+        extra = [f"<b>stopped:</b> {html.escape(self.stopped)}"] if self.stopped else []
+        extra += [f"<b>hint:</b> {html.escape(h)}" for h in self.hints]
+        extra += [f"note: {html.escape(n)}" for n in self.notes]
+        return (
+            f"<div><p><span style='color:{colour};font-weight:bold'>Gradient check {self.verdict}</span> "
+            f"({html.escape(self.dtype)}, {self.checked:,} {self.unit}, relative difference "
+            f"{format_number(self.difference, 3)}; course thresholds say: {self.course_verdict})</p>"
+            f"<table><tr>{header}</tr>{''.join(rows)}</table>" + "".join(f"<p>{e}</p>" for e in extra) + "</div>"
+        )
+
+
+def _table(results: dict[str, TensorResult], title: str | None) -> str:
+    rows = [
+        [
+            r.name,
+            "x".join(str(s) for s in r.shape) or "()",
+            r.checked,
+            r.difference,
+            r.significance,
+            r.failed,
+            len(r.kinks),
+            r.verdict,
+        ]
+        for r in results.values()
+    ]
+    headers = ["tensor", "shape", "checked", "difference", "error/tolerance", "failed", "kinks", "verdict"]
+    return format_table(headers, rows, title=title)

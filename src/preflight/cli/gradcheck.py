@@ -2,7 +2,9 @@
 
 ``preflight gradcheck`` alone checks a freshly initialized reference network on a random batch;
 ``preflight gradcheck --bug factor-2`` plants a bug to show what a failure looks like;
-``preflight gradcheck mypackage.mymodule:make`` imports ``make`` and checks the ``(loss, params, grads)`` it returns.
+``preflight gradcheck mypackage.mymodule:make`` imports ``make`` and checks the ``(loss, params, grads)`` it returns
+(grads may be named as the course names them, ``dW1``, ``db1``, ...; a fourth item, the batch ``X`` or ``(X, Y)``,
+lets a hint name a missing 1/m with its m).
 Exit code 0 when the check passes, 1 when it fails, 2 on bad input.
 """
 
@@ -105,10 +107,9 @@ def run(args: argparse.Namespace) -> GradcheckReport:
         if given:
             flags = ", ".join("--" + name.replace("_", "-") for name in given)
             raise ValueError(f"{flags}: options of the reference network, which a target ({args.target}) replaces")
-        loss, params, grads = _load(args.target)
-        return gradcheck(
-            _guarded(loss, "the loss"), params, _guarded(grads, "the gradient") if callable(grads) else grads, **options
-        )
+        loss, params, grads, batch = _load(args.target)
+        gradient = _guarded(grads, "the gradient") if callable(grads) else grads
+        return gradcheck(_guarded(loss, "the loss"), params, gradient, batch=batch, **options)
     if args.batch < 1:
         raise ValueError(f"--batch: expected an integer >= 1, got {args.batch}")
     from preflight.nn.fast_check import check_network
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace) -> GradcheckReport:
     return check_network(net, params, X, y, masks=masks, **options)
 
 
-def _load(target: str) -> tuple[Any, Any, Any]:
+def _load(target: str) -> tuple[Any, Any, Any, Any]:
     module_name, _, function_name = target.partition(":")
     if not module_name or not function_name:
         raise ValueError(f"target: expected module:function, got {target!r}")
@@ -164,9 +165,12 @@ def _load(target: str) -> tuple[Any, Any, Any]:
     if not callable(function):
         raise ValueError(f"target: {module_name!r} has no function {function_name!r}")
     result = _guarded(function, f"{target}()")()
-    if not (isinstance(result, tuple) and len(result) == 3):
-        raise ValueError(f"target: {target} must return (loss, params, grads), got {type(result).__name__}")
-    return result
+    if not (isinstance(result, tuple) and len(result) in (3, 4)):
+        raise ValueError(
+            f"target: {target} must return (loss, params, grads) or (loss, params, grads, batch), got "
+            f"{type(result).__name__}"
+        )
+    return (*result, None) if len(result) == 3 else result
 
 
 def _guarded(function: Any, what: str) -> Any:

@@ -108,8 +108,8 @@ def lsuv(
     Parameters
     ----------
     network : preflight.nn.Network, or anything with its ``sizes``, ``depth``, ``init`` and ``activation``
-    X : array of shape (m, sizes[0])
-        A representative batch (a few hundred rows); not modified.
+    X : array of shape (m, sizes[0]), or (sizes[0], m) for a network with ``layout="columns"``
+        A representative batch (a few hundred samples); not modified.
     rng : Generator, RandomState or int seed
         For the orthogonal pre-initialization.
     tol : float
@@ -144,12 +144,16 @@ def lsuv(
     max_iterations = check_positive_int(max_iterations, name="max_iterations")
     params = network.init(rng, initializers.orthogonal(gain), dtype=dtype)
     X = check_array(X, name="X", ndim=2)
-    if X.shape[1] != network.sizes[0] or X.shape[0] < 2:
+    if getattr(network, "layout", "rows") == "columns":  # samples as columns, X (n_x, m), biases (n, 1)
+        if X.shape[0] != network.sizes[0] or X.shape[1] < 2:
+            raise ValueError(f"X: expected {network.sizes[0]} rows and at least 2 columns, got shape {X.shape}")
+        X = X.T
+    elif X.shape[1] != network.sizes[0] or X.shape[0] < 2:
         raise ValueError(f"X: expected at least 2 rows and {network.sizes[0]} columns, got shape {X.shape}")
     a = X.astype(params["W1"].dtype)
     records = []
     for layer in range(1, network.depth + 1):
-        w, b = params[f"W{layer}"], params[f"b{layer}"]
+        w, b = params[f"W{layer}"], params[f"b{layer}"].reshape(-1)
         z = a @ w.T + b
         with np.errstate(over="ignore", invalid="ignore"):
             before = variance = float(np.var(z, dtype=np.float64))

@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 
 from preflight._util.aliases import Params
 from preflight._util.validation import check_choice
+from preflight.nn.layout import Layout
 from preflight.nn.network import DropoutMasks, Network, Trace
 
 __all__ = ["BUGS", "BuggyNetwork", "broken_tensors"]
@@ -76,7 +77,7 @@ class BuggyNetwork(Network):
 
     Parameters
     ----------
-    sizes, hidden, output, l2, keep_prob
+    sizes, hidden, output, l2, keep_prob, layout
         As :class:`preflight.nn.Network`.
     bug : str
         One of :data:`BUGS`.
@@ -99,8 +100,9 @@ class BuggyNetwork(Network):
         l2: float = 0.0,
         keep_prob: float = 1.0,
         bug: str,
+        layout: Layout = "rows",
     ) -> None:
-        super().__init__(sizes, hidden, output, l2=l2, keep_prob=keep_prob)
+        super().__init__(sizes, hidden, output, l2=l2, keep_prob=keep_prob, layout=layout)
         self.bug = check_choice(bug, name="bug", allowed=BUGS)
         if bug in ("factor-2", "course") and self.depth < 2:
             raise ValueError(f"bug: {bug!r} needs at least 2 layers, sizes are {self.sizes}")

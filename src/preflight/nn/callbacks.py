@@ -78,9 +78,15 @@ class GradcheckCallback:
         batch = check_positive_int(batch, name="batch")
         X = check_array(X, name="X", ndim=2)
         y = np.asarray(y)
-        if y.ndim == 0 or y.shape[0] != X.shape[0]:
-            raise ValueError(f"y: expected {X.shape[0]} labels (one per row of X), got shape {y.shape}")
-        self.X, self.y = X[:batch], y[:batch]
+        if net.layout == "columns":  # samples as columns: X (n_x, m), y (m,) or (k, m)
+            if y.ndim == 0 or y.shape[-1] != X.shape[1]:
+                raise ValueError(f"y: expected {X.shape[1]} labels (one per column of X), got shape {y.shape}")
+            self.X, self.y = X[:, :batch], y[..., :batch]
+        else:
+            if y.ndim == 0 or y.shape[0] != X.shape[0]:
+                raise ValueError(f"y: expected {X.shape[0]} labels (one per row of X), got shape {y.shape}")
+            self.X, self.y = X[:batch], y[:batch]
+        self.m = int(self.X.shape[1] if net.layout == "columns" else self.X.shape[0])
         if isinstance(at, (int, np.integer)) or not isinstance(at, Iterable):
             raise ValueError(f"at: expected a sequence of iterations such as [0, 100], got {describe(at)}")
         unknown = sorted(set(options) - _GRADCHECK_OPTIONS)
@@ -99,7 +105,7 @@ class GradcheckCallback:
         """Run the check if ``iteration`` is one of ``at`` (the parameters are restored bit for bit)."""
         if iteration not in self.at:
             return
-        masks = self.net.dropout_masks(self.seed, self.X.shape[0]) if self.net.keep_prob < 1 else None
+        masks = self.net.dropout_masks(self.seed, self.m) if self.net.keep_prob < 1 else None
         report = check_network(self.net, params, self.X, self.y, masks=masks, seed=self.seed, **self.options)
         self.reports[iteration] = report
         if not report.passed:

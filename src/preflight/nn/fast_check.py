@@ -77,7 +77,9 @@ class NetworkPerturbedLoss:
                 "random otherwise), got None; pass masks=net.dropout_masks(rng, m)"
             )
         self.net, self.dtype = net, dtype
-        self.params = {name: np.array(value, copy=True) for name, value in params.items()}
+        #: The caller's shapes (the network's layout); the copies below are in rows, as the arithmetic reads them.
+        self.shapes = {name: np.shape(value) for name, value in params.items()}
+        self.params = {name: np.array(value, copy=True) for name, value in net.in_rows(params).items()}
         self.targets = net._targets(X, y)
         self.masks = net._masks(X.shape[0], None, masks)
         cache = net._forward_pass(self.params, X, self.masks)
@@ -98,18 +100,18 @@ class NetworkPerturbedLoss:
     def __call__(self, offsets: Mapping[str, A], /) -> dict[str, F64]:
         checked = {name: self._offset(name, offset) for name, offset in offsets.items()}
         with one_blas_thread():
-            return {name: self._tensor(name, offset) for name, offset in checked.items()}
+            return {name: self._tensor(name, offset).reshape(self.shapes[name]) for name, offset in checked.items()}
 
     def _offset(self, name: str, offset: Any) -> A:
         if name not in self.params:
             raise ValueError(f"offsets: expected names among {list(self.params)}, got {name!r}")
         array: A = np.asarray(offset)
-        shape = self.params[name].shape
+        shape = self.shapes[name]
         if array.shape != shape or array.dtype.kind not in "iuf":
             raise ValueError(f"offsets[{name!r}]: expected a real array of shape {shape}, got {describe(array)}")
         if not np.all(np.isfinite(array)):
             raise ValueError(f"offsets[{name!r}]: expected finite values, got NaN or inf")
-        return array
+        return array.reshape(self.params[name].shape)
 
     def _tensor(self, name: str, offset: A) -> F64:
         """Costs for every coordinate of one tensor."""
@@ -383,6 +385,7 @@ def check_network(
             "masks=net.dropout_masks(rng, m)"
         )
     evaluator = NetworkPerturbedLoss(net, params, X, y, masks=masks)
+    options.setdefault("batch", evaluator.m)  # the hint for a missing 1/m names the batch's m
 
     def loss(p: Params) -> float:
         return net.cost(p, X, y, masks=masks)

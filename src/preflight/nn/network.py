@@ -1,8 +1,11 @@
 """The reference network: a fully connected deep network in NumPy with hand-written backpropagation.
 
-Samples are rows: ``X`` has shape (m, n_features). Layer l has ``W{l}`` of shape (n_l, n_{l-1}) (as
-``torch.nn.Linear``) and ``b{l}`` of shape (n_l,), so ``Z_l = A_{l-1} W_l^T + b_l``. The dtype of the parameters
-decides the dtype of the whole computation (float32 and float64 alike); costs are summed in float64.
+Samples are rows by default: ``X`` has shape (m, n_features). Layer l has ``W{l}`` of shape (n_l, n_{l-1}) (as
+``torch.nn.Linear``) and ``b{l}`` of shape (n_l,), so ``Z_l = A_{l-1} W_l^T + b_l``. With ``layout="columns"`` samples
+are columns, as in the course: ``X`` (n_features, m), ``b{l}`` (n_l, 1), ``Z_l = W_l A_{l-1} + b_l`` (n_l, m), and
+parameters, inputs, traces and gradients line up tensor by tensor with a learner's code (:mod:`preflight.nn.layout`).
+The dtype of the parameters decides the dtype of the whole computation (float32 and float64 alike); costs are
+summed in float64.
 
 The cost is the head's mean loss plus ``l2 / (2 m) * sum_l ||W_l||_F^2``. Dropout is inverted dropout on hidden
 layers: a unit is kept with probability ``keep_prob`` and scaled by ``1 / keep_prob``. Pass ``masks=`` (from
@@ -12,8 +15,9 @@ its gradient can be checked.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,13 +28,23 @@ from preflight._util.validation import check_array, check_choice, check_in_range
 from preflight.init import schemes as initializers
 from preflight.nn.activations import ACTIVATIONS, Activation
 from preflight.nn.heads import HEADS, Head
+from preflight.nn.layout import (
+    LAYOUTS,
+    Layout,
+    bias_shape,
+    keep_mask,
+    labels_in_rows,
+    params_in_layout,
+    params_in_rows,
+)
+from preflight.nn.layout import samples_in_layout as in_layout
+from preflight.nn.training import Callback, History, gradient_descent
 
 __all__ = ["DropoutMasks", "History", "Network", "Trace"]
 
 A = NDArray[Any]
-#: One boolean keep-mask per hidden layer, shape (m, n_l): True where the unit is kept.
+#: One boolean keep-mask per hidden layer, shape (m, n_l) ((n_l, m) in columns): True where the unit is kept.
 DropoutMasks = tuple[NDArray[np.bool_], ...]
-Callback = Callable[[int, Params], None]
 
 
 @dataclass(frozen=True)
@@ -52,15 +66,6 @@ class Trace:
     activations: list[A]
 
 
-@dataclass
-class History:
-    """What :meth:`Network.fit` returns: the trained parameters (a copy) and the cost along the way."""
-
-    params: Params
-    iterations: list[int] = field(default_factory=list)
-    costs: list[float] = field(default_factory=list)
-
-
 class Network:
     """A fully connected network with a hand-written backward pass.
 
@@ -77,6 +82,9 @@ class Network:
         L2 regularization strength lambda (>= 0).
     keep_prob : float
         Dropout keep probability for hidden layers, in (0, 1]; 1 means no dropout.
+    layout : {"rows", "columns"}
+        Samples as rows (``X`` (m, n_x), ``b`` (n,)) or as columns, the course's layout (``X`` (n_x, m), ``b``
+        (n, 1), labels (1, m)); the arithmetic is the same in both (:mod:`preflight.nn.layout`).
 
     Examples
     --------
@@ -85,6 +93,10 @@ class Network:
     >>> X = np.array([[0.0, 1.0], [1.0, 0.0]]); y = np.array([0, 1])
     >>> sorted(net.gradients(params, X, y)) == sorted(params)
     True
+    >>> course = Network([2, 4, 1], hidden="tanh", output="sigmoid", layout="columns")
+    >>> grads = course.gradients(course.init(0, scheme="lecun"), X.T, y[None, :])
+    >>> grads["b1"].shape, bool(np.allclose(grads["W1"], net.gradients(params, X, y)["W1"]))
+    ((4, 1), True)
     """
 
     def __init__(
@@ -95,6 +107,7 @@ class Network:
         *,
         l2: float = 0.0,
         keep_prob: float = 1.0,
+        layout: Layout = "rows",
     ) -> None:
         if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or len(sizes) < 2:
             raise ValueError(f"sizes: expected a sequence of at least 2 layer widths, got {describe(sizes)}")
@@ -113,11 +126,14 @@ class Network:
         self.output = check_choice(output, name="output", allowed=HEADS)
         self.l2 = check_in_range(l2, name="l2", low=0.0, high=np.inf, high_open=True)
         self.keep_prob = check_in_range(keep_prob, name="keep_prob", low=0.0, high=1.0, low_open=True)
+        check_choice(layout, name="layout", allowed=LAYOUTS)
+        self.layout: Layout = layout
 
     def __repr__(self) -> str:
+        layout = f", layout={self.layout!r}" if self.layout != "rows" else ""
         return (
             f"Network({self.sizes}, hidden={self.hidden}, output={self.output!r}, "
-            f"l2={self.l2}, keep_prob={self.keep_prob})"
+            f"l2={self.l2}, keep_prob={self.keep_prob}{layout})"
         )
 
     @property
@@ -139,7 +155,7 @@ class Network:
         out: dict[str, tuple[int, ...]] = {}
         for layer in range(1, self.depth + 1):
             out[f"W{layer}"] = (self.sizes[layer], self.sizes[layer - 1])
-            out[f"b{layer}"] = (self.sizes[layer],)
+            out[f"b{layer}"] = bias_shape(self.sizes[layer], self.layout)
         return out
 
     # ------------------------------------------------------------------ parameters
@@ -201,43 +217,74 @@ class Network:
         return dtypes.pop()
 
     def _inputs(self, params: Params, X: Any) -> tuple[np.dtype[Any], A]:
+        """The dtype of ``params`` and the batch in rows (a transposed view in columns)."""
         dtype = self.check_params(params)
         X = check_array(X, name="X", ndim=2)
+        samples, features = ("column", "rows") if self.layout == "columns" else ("row", "columns")
+        X = in_layout(X, self.layout)
         if X.shape[0] == 0:
-            raise ValueError(f"X: expected at least one row (sample), got shape {X.shape}")
+            raise ValueError(
+                f"X: expected at least one {samples} (sample), got shape {in_layout(X, self.layout).shape}"
+            )
         if X.shape[1] != self.sizes[0]:
-            raise ValueError(f"X: expected {self.sizes[0]} features (columns), got {X.shape[1]}")
+            raise ValueError(f"X: expected {self.sizes[0]} features ({features}), got {X.shape[1]}")
         return dtype, X.astype(dtype, copy=False)
 
     def _targets(self, X: A, y: Any) -> A:
+        y = labels_in_rows(y, X.shape[0], self.layout)
         return self.head.targets(y, m=X.shape[0], k=self.sizes[-1], dtype=X.dtype)
+
+    def in_rows(self, params: Params) -> Params:
+        """``params`` as the computation reads them, in rows (biases (n, 1) as (n,) views in columns)."""
+        return params_in_rows(params, self.layout)
+
+    def as_rows(self, params: Params, X: Any, y: Any) -> tuple[Network, Params, A, Any]:
+        """This network in the rows layout, with ``params``, ``X`` and ``y`` as it reads them (views, no copy).
+
+        Examples
+        --------
+        >>> net = Network([3, 2, 1], layout="columns"); params = net.init(0)
+        >>> rows, p, X, y = net.as_rows(params, np.zeros((3, 5)), np.ones((1, 5)))
+        >>> rows.layout, p["b1"].shape, X.shape, y.shape
+        ('rows', (2,), (5, 3), (5, 1))
+        """
+        if self.layout == "rows":
+            return self, params, X, y
+        X = check_array(X, name="X", ndim=2)
+        twin = copy.copy(self)
+        twin.layout = "rows"
+        return twin, self.in_rows(params), X.T, labels_in_rows(y, X.shape[1], self.layout)
 
     # ------------------------------------------------------------------ dropout
     def dropout_masks(self, rng: RngLike, m: int) -> DropoutMasks:
         """Draw one keep-mask per hidden layer for a batch of ``m`` samples (freeze them by reusing them)."""
+        return tuple(in_layout(mask, self.layout) for mask in self._draw_masks(rng, m))
+
+    def _draw_masks(self, rng: RngLike, m: int) -> DropoutMasks:
         generator = initializers.as_generator(rng)
         m = check_positive_int(m, name="m")
         return tuple(generator.random((m, n)) < self.keep_prob for n in self.sizes[1:-1])
 
     def _masks(self, m: int, rng: RngLike | None, masks: DropoutMasks | None) -> DropoutMasks | None:
+        """The masks in rows: the given ones (in the layout) checked and transposed if needed, or fresh ones."""
         if masks is not None:
             if self.keep_prob == 1.0:
                 raise ValueError("masks: given, but keep_prob is 1.0 (this network has no dropout)")
-            expected = [(m, n) for n in self.sizes[1:-1]]
+            expected = [(n, m) if self.layout == "columns" else (m, n) for n in self.sizes[1:-1]]
             got = [getattr(mask, "shape", None) for mask in masks]
             if got != expected:
                 raise ValueError(f"masks: expected boolean arrays of shapes {expected}, got {got}")
-            return tuple(_keep_mask(mask, layer) for layer, mask in enumerate(masks))
+            return tuple(in_layout(keep_mask(mask, layer), self.layout) for layer, mask in enumerate(masks))
         if self.keep_prob == 1.0:
             return None
-        return self.dropout_masks(np.random.default_rng() if rng is None else rng, m)
+        return self._draw_masks(np.random.default_rng() if rng is None else rng, m)
 
     # ------------------------------------------------------------------ forward and backward
     def trace(self, params: Params, X: Any, *, masks: DropoutMasks | None = None) -> Trace:
         """Run the forward pass and keep every layer's input, pre-activation and activation.
 
         Without ``masks`` no dropout is applied (inference); pass frozen masks from :meth:`dropout_masks` to see a
-        training pass.
+        training pass. In columns every array of the trace is (n_l, m), as the course's cache holds them.
 
         Examples
         --------
@@ -247,7 +294,12 @@ class Network:
         ([(4, 5), (4, 2)], 1)
         """
         _, X = self._inputs(params, X)
-        return self._forward_pass(params, X, self._masks(X.shape[0], None, masks) if masks is not None else None)
+        frozen = self._masks(X.shape[0], None, masks) if masks is not None else None
+        cache = self._forward_pass(self.in_rows(params), X, frozen)
+        if self.layout == "rows":
+            return cache
+        inputs, logits, activations = ([in_layout(a, self.layout) for a in arrays] for arrays in vars(cache).values())
+        return Trace(inputs=inputs, logits=logits, activations=activations)
 
     def _forward_pass(self, params: Params, X: A, masks: DropoutMasks | None) -> Trace:
         cache = Trace(inputs=[X], logits=[], activations=[])
@@ -300,12 +352,13 @@ class Network:
         _, X = self._inputs(params, X)
         targets = self._targets(X, y)
         masks = self._masks(X.shape[0], rng, masks)
-        return self._cost(params, self._forward_pass(params, X, masks), targets)
+        rows = self.in_rows(params)
+        return self._cost(rows, self._forward_pass(rows, X, masks), targets)
 
     def gradients(
         self, params: Params, X: Any, y: Any, *, rng: RngLike | None = None, masks: DropoutMasks | None = None
     ) -> Params:
-        """Gradient of :meth:`cost` by backpropagation: same keys, shapes and dtype as ``params``."""
+        """Gradient of :meth:`cost` by backpropagation: same keys, shapes (layout) and dtype as ``params``."""
         return self.cost_and_gradients(params, X, y, rng=rng, masks=masks)[1]
 
     def cost_and_gradients(
@@ -315,19 +368,24 @@ class Network:
         _, X = self._inputs(params, X)
         targets = self._targets(X, y)
         masks = self._masks(X.shape[0], rng, masks)
-        cache = self._forward_pass(params, X, masks)
-        return self._cost(params, cache, targets), self._backward(params, cache, targets, masks)
+        rows = self.in_rows(params)
+        cache = self._forward_pass(rows, X, masks)
+        grads = params_in_layout(self._backward(rows, cache, targets, masks), self.layout)
+        return self._cost(rows, cache, targets), grads
 
     # ------------------------------------------------------------------ inference
     def forward(self, params: Params, X: Any) -> A:
         """The network's output (no dropout): probabilities for classification heads, values for linear."""
         _, X = self._inputs(params, X)
-        return self.head.output(self._forward_pass(params, X, None).logits[-1])
+        return in_layout(self.head.output(self._forward_pass(self.in_rows(params), X, None).logits[-1]), self.layout)
 
     def predict(self, params: Params, X: Any) -> A:
-        """Predicted labels (sigmoid: output > 0.5; softmax: argmax) or values (linear)."""
+        """Predicted labels (sigmoid: output > 0.5; softmax: argmax) or values (linear); (1, m) or (k, m) in columns."""
         _, X = self._inputs(params, X)
-        return self.head.predict(self._forward_pass(params, X, None).logits[-1])
+        predicted = self.head.predict(self._forward_pass(self.in_rows(params), X, None).logits[-1])
+        return in_layout(
+            predicted[:, None] if self.layout == "columns" and predicted.ndim == 1 else predicted, self.layout
+        )
 
     def accuracy(self, params: Params, X: Any, y: Any) -> float:
         """Fraction of correct predictions (classification heads only)."""
@@ -335,7 +393,7 @@ class Network:
             raise ValueError("accuracy: a linear (regression) head has no accuracy; compare costs instead")
         _, X = self._inputs(params, X)
         targets = self._targets(X, y)
-        predicted = self.head.predict(self._forward_pass(params, X, None).logits[-1])
+        predicted = self.head.predict(self._forward_pass(self.in_rows(params), X, None).logits[-1])
         truth = targets.argmax(axis=1) if self.output == "softmax" else targets.reshape(predicted.shape) > 0.5
         return float(np.mean(predicted == truth))
 
@@ -371,67 +429,15 @@ class Network:
             Each is called as ``callback(iteration, params)`` before every update, and once more with
             ``iteration == iterations`` after the last.
         """
-        learning_rate = check_in_range(learning_rate, name="learning_rate", low=0.0, high=np.inf, low_open=True)
-        iterations = check_positive_int(iterations, name="iterations", minimum=0)
-        record_every = check_positive_int(record_every, name="record_every")
-        _, X = self._inputs(params, X)
-        targets = self._targets(X, y)
-        m = X.shape[0]
-        if batch_size is not None:
-            batch_size = min(check_positive_int(batch_size, name="batch_size"), m)
-        needs_rng = (batch_size is not None and batch_size < m) or self.keep_prob < 1.0
-        if needs_rng and rng is None:
-            raise ValueError("rng: expected a Generator or seed for mini-batches or dropout, got None")
-        if callable(callbacks) or not all(callable(c) for c in callbacks):
-            raise ValueError(
-                f"callbacks: expected a list of callables callback(iteration, params), such as [callback], got "
-                f"{describe(callbacks)}"
-            )
-        generator = initializers.as_generator(rng) if rng is not None else None
-        trained = {name: value.copy() for name, value in params.items()}
-        history = History(params=trained)
-        batches = _batches(m, batch_size, generator)
-        lr = X.dtype.type(learning_rate)
-        for iteration in range(iterations):
-            for callback in callbacks:
-                callback(iteration, trained)
-            rows = next(batches)
-            xb, tb = (X, targets) if rows is None else (X[rows], targets[rows])
-            masks = self._masks(xb.shape[0], generator, None)
-            cache = self._forward_pass(trained, xb, masks)
-            if iteration % record_every == 0:
-                history.iterations.append(iteration)
-                history.costs.append(self._cost(trained, cache, tb))
-            for name, grad in self._backward(trained, cache, tb, masks).items():
-                trained[name] -= lr * grad
-        for callback in callbacks:
-            callback(iterations, trained)
-        return history
-
-
-def _batches(m: int, batch_size: int | None, rng: np.random.Generator | np.random.RandomState | None) -> Any:
-    """Endless row-index batches: None (the full batch) or index arrays from a fresh shuffle every epoch."""
-    while True:
-        if batch_size is None or batch_size >= m or rng is None:
-            yield None
-            continue
-        order = rng.permutation(m)
-        for start in range(0, m, batch_size):
-            yield order[start : start + batch_size]
-
-
-def _keep_mask(mask: Any, layer: int) -> NDArray[np.bool_]:
-    """A dropout keep-mask as booleans: True/False, or exactly 1/0 (a 0.5 is no mask value, not a "keep")."""
-    values = np.asarray(mask)
-    if values.dtype == np.bool_:
-        return values
-    fix = "draw masks with net.dropout_masks(rng, m) (the 1 / keep_prob scaling is applied for you)"
-    if not np.issubdtype(values.dtype, np.number):
-        raise ValueError(f"masks[{layer}]: expected a boolean keep-mask, got dtype {values.dtype}; {fix}")
-    odd = values[~np.isin(values, (0, 1))]
-    if odd.size:
-        raise ValueError(
-            f"masks[{layer}]: expected a boolean keep-mask (True/False, or 1/0), got the value "
-            f"{odd.reshape(-1)[0].item()!r}; {fix}"
+        return gradient_descent(
+            self,
+            params,
+            X,
+            y,
+            learning_rate=learning_rate,
+            iterations=iterations,
+            batch_size=batch_size,
+            rng=rng,
+            record_every=record_every,
+            callbacks=callbacks,
         )
-    return values.astype(bool)

@@ -109,6 +109,7 @@ def analyze(
     """
     learning_rate = check_in_range(learning_rate, name="learning_rate", low=0.0, high=math.inf, low_open=True)
     thresholds = check_thresholds(thresholds)
+    network, params, X, y = network.as_rows(params, X, y)  # statistics read samples as rows, in either layout
     cache = network.trace(params, X)
     X = cache.inputs[0]
     targets = network.head.targets(y, m=X.shape[0], k=network.sizes[-1], dtype=X.dtype)

@@ -16,9 +16,11 @@ import torch
 from numpy.typing import NDArray
 
 from preflight._util.validation import check_positive_int
+from preflight.check.diagnosis import TensorEvidence, diagnose
+from preflight.check.report import Coordinate, GradcheckReport, TensorResult
+from preflight.check.verdict import relative_difference
 from preflight.torch._model import check_precision
 from preflight.torch._numeric import Differences, machine_epsilon, steps
-from preflight.torch._report import CheckReport, Element, TensorResult, hints_for, relative_difference
 
 __all__ = ["check_function"]
 
@@ -33,15 +35,22 @@ def _result(
     name: str, shape: tuple[int, ...], analytic: A, numeric: A, tolerance: A, bad: A, kink: A, worst: int,
     outputs: Callable[[int], tuple[tuple[int, ...], tuple[int, ...] | None]] | None = None,
 ) -> TensorResult:  # fmt: skip
-    excess = np.abs(analytic - numeric) / np.maximum(tolerance, 1e-300)
-    order = np.argsort(-excess, kind="stable")[:worst]
-    elements = []
-    for flat in order.tolist():
-        index, output = outputs(flat) if outputs else (tuple(int(i) for i in np.unravel_index(flat, shape)), None)
-        elements.append(Element(index, float(analytic[flat]), float(numeric[flat]), float(tolerance[flat]), output))
+    excess = np.where(kink, 0.0, np.abs(analytic - numeric) / np.maximum(tolerance, 1e-300))
+
+    def coordinates(flats: list[int]) -> list[Coordinate]:
+        out = []
+        for flat in flats:
+            index, output = outputs(flat) if outputs else (tuple(int(i) for i in np.unravel_index(flat, shape)), None)
+            out.append(Coordinate(index, float(analytic[flat]), float(numeric[flat]), float(tolerance[flat]), output))
+        return out
+
+    keep = ~kink
     return TensorResult(
-        name=name, shape=shape, checked=int(analytic.size), difference=relative_difference(analytic, numeric),
-        failed=int(bad.sum()), kinks=int(kink.sum()), worst=tuple(elements),
+        name=name, shape=shape, size=int(analytic.size), checked=int(keep.sum()),
+        difference=relative_difference(analytic[keep], numeric[keep]), passed=not bool(bad.any()),
+        failed=int(bad.sum()), significance=float(excess.max()) if excess.size else 0.0,
+        worst=coordinates(np.argsort(-excess, kind="stable")[:worst].tolist()),
+        kinks=coordinates(np.flatnonzero(kink).tolist()),
     )  # fmt: skip
 
 
@@ -55,7 +64,7 @@ def check_function(
     names: Sequence[str] | None = None,
     seed: int = 0,
     worst: int = 5,
-) -> CheckReport:
+) -> GradcheckReport:
     """Check the backward (and forward-mode AD where defined) of ``fn`` against finite differences, per Jacobian entry.
 
     Parameters
@@ -79,10 +88,11 @@ def check_function(
 
     Returns
     -------
-    CheckReport
-        Per checked input, the worst entries name the input element and the output element. The check stops
-        (``stopped`` says why, ``passed`` is False) when the function is random, or when an output is not finite
-        at the inputs or at a perturbed input.
+    GradcheckReport
+        The report every preflight check returns (its ``unit`` is Jacobian entries). Per checked input, the worst
+        entries name the input element and the output element. The check stops (``stopped`` says why, ``passed``
+        is False) when the function is random, or when an output is not finite at the inputs or at a perturbed
+        input.
 
     Raises
     ------
@@ -115,33 +125,44 @@ def check_function(
     labels = list(names) if names is not None else [f"input{i}" for i in positions]
     if len(labels) != len(positions):
         raise ValueError(f"names: expected {len(positions)} names (one per checked input), got {len(labels)}")
+    dtype = str(inputs[positions[0]].dtype).replace("torch.", "")
+    method = "richardson" if richardson else "central"
     job = _FunctionCheck(fn, inputs, positions, max_outputs, seed)
     try:
         job.require_usable()
         fd = {i: job.differences(i, label, eps, richardson) for label, i in zip(labels, positions, strict=True)}
     except _Stopped as stop:
         seconds = time.perf_counter() - start
-        return CheckReport(parameters={}, difference=math.nan, hints=[str(stop)], notes=job.notes,
-                           evaluations=job.evaluations, seconds=seconds, stopped=str(stop))  # fmt: skip
+        return GradcheckReport(
+            passed=False, difference=math.nan, parameters={}, hints=[str(stop)], dtype=dtype, method=method,
+            noise=0.0, evaluations=job.evaluations, seconds=seconds, notes=job.notes, stopped=str(stop),
+            unit="Jacobian entries",
+        )  # fmt: skip
     a_rows = job.analytic()
-    backward, arrays, a_all, n_all = {}, {}, [], []
+    backward: dict[str, TensorResult] = {}
+    evidence: list[TensorEvidence] = []
+    a_all, n_all = [], []
     for label, i in zip(labels, positions, strict=True):
         a = a_rows[i]
         numeric, tolerance, bad, kink = fd[i].verdict(a)
         backward[label] = _result(label, tuple(inputs[i].shape), a.ravel(), numeric.ravel(), tolerance.ravel(),
                                   bad.ravel(), kink.ravel(), worst, job.locator(i))  # fmt: skip
         # Hints read the gradient of <v, outputs> for one random v, in the input's shape (a transposed gradient
-        # shows there); an input element is bad when any of its Jacobian entries is.
+        # shows there), with the tolerance |v| @ tolerance that the entries' own tolerances give it.
         shape = tuple(inputs[i].shape)
-        arrays[label] = ((job.v @ a).reshape(shape), (job.v @ numeric).reshape(shape), bad.any(axis=0).reshape(shape))
+        theta = inputs[i].detach().double().reshape(-1).numpy()
+        projected = (job.v @ a, job.v @ numeric, np.abs(job.v) @ np.where(kink, np.inf, tolerance))
+        evidence.append(TensorEvidence(label, shape, np.arange(theta.size), *projected[:2], theta, projected[2],
+                                       bool(bad.any())))  # fmt: skip
         a_all.append(a.ravel())
         n_all.append(numeric.ravel())
     forward = job.forward(positions, labels, fd, forward_ad, worst)
-    return CheckReport(
-        parameters=backward, difference=relative_difference(np.concatenate(a_all), np.concatenate(n_all)),
-        hints=[h.replace(" elements", " Jacobian entries") for h in hints_for(arrays)], notes=job.notes,
-        dtype=str(inputs[positions[0]].dtype).replace("torch.", ""), evaluations=job.evaluations,
-        seconds=time.perf_counter() - start, forward_ad=forward,
+    passed = all(r.passed for r in backward.values()) and all(r.passed for r in (forward or {}).values())
+    return GradcheckReport(
+        passed=passed, difference=relative_difference(np.concatenate(a_all), np.concatenate(n_all)),
+        parameters=backward, hints=diagnose(evidence), dtype=dtype, method=method, noise=0.0,
+        evaluations=job.evaluations, seconds=time.perf_counter() - start, notes=job.notes, forward_ad=forward,
+        unit="Jacobian entries",
     )  # fmt: skip
 
 
