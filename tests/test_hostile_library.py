@@ -4,6 +4,8 @@ messages that blame the right argument and stay readable."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 import warnings
 from collections.abc import Callable
@@ -135,6 +137,27 @@ def test_load_accepts_what_save_wrote_and_names_the_file_when_it_cannot_parse_it
         Standardizer.load(tmp_path / "digits.json")
     with pytest.raises(ValueError, match="is a folder"):
         Standardizer.load(tmp_path)
+
+
+def test_standardizer_save_writes_through_a_symlink_and_into_a_fifo_keeping_the_mode(tmp_path: Path) -> None:
+    # Links and FIFOs made here, never the system's /dev nodes.
+    s = Standardizer().fit(np.array([[1.0], [3.0]]))
+    real = tmp_path / "real.json"
+    real.write_text("{}")
+    real.chmod(0o600)
+    (tmp_path / "link.json").symlink_to(real)
+    s.save(tmp_path / "link.json")
+    assert (tmp_path / "link.json").is_symlink() and Standardizer.load(real).mean_.tolist() == [2.0]
+    assert real.stat().st_mode & 0o777 == 0o600
+    fifo = tmp_path / "stats.pipe"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        s.save(fifo)
+        assert json.loads(os.read(reader, 1 << 16))["mean"] == [2.0]
+    finally:
+        os.close(reader)
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
 
 
 # ---------------------------------------------------------------------- 13. the move and the restore
