@@ -69,9 +69,9 @@ def _batch_factor(k: float, m: int | None) -> str:
         if m > 1 and _near(k, 1 / m):
             return f" (an extra 1/m with m = {m}?)"
         return ""
-    if abs(k) >= MIN_BATCH and abs(k - round(k)) < 0.02 * abs(k):
+    if round(abs(k)) >= MIN_BATCH and abs(k - round(k)) < 0.02 * abs(k):
         return f" (a missing 1/m with m = {round(abs(k))}?)"
-    if abs(k) <= 1 / MIN_BATCH and abs(1 / k - round(1 / k)) < 0.02 / abs(k):
+    if round(1 / abs(k)) >= MIN_BATCH and abs(1 / k - round(1 / k)) < 0.02 / abs(k):
         return f" (an extra 1/m with m = {round(abs(1 / k))}?)"
     return ""
 
@@ -170,7 +170,7 @@ def diagnose(evidence: Sequence[TensorEvidence], m: int | None = None) -> list[s
         values = np.array(list(factors.values()))
         if np.ptp(values) <= FIT_TOLERANCE * np.abs(values).max():
             k = float(np.median(values))
-            batch = (m is not None and m > 1 and _near(k, m)) or (m is None and k >= MIN_BATCH)
+            batch = (m is not None and m > 1 and _near(k, m)) or (m is None and round(k) >= MIN_BATCH)
             return [
                 f"every tensor is off by the same factor: analytic = {k:.2f} x numeric; the error sits where all "
                 f"gradients start: the output delta dZ (a missing 1/m, with m = {m if m is not None else round(k)}?)"

@@ -22,6 +22,7 @@ A coordinate excused so is a *kink*: set aside, counted and listed, never a pass
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,7 +142,16 @@ def judge(f: dict[float, Any], x: dict[float, Any], analytic: Any, analytic_tole
     # beyond h/16).
     band = (g >= np.minimum(left - left_tol, right - right_tol)) & (g <= np.maximum(left + left_tol, right + right_tol))
     short_fits = np.abs(g - short) <= short_tol
-    kink = ~settled & evidence & (band | short_fits)
+    # Or, with several kinks (or a float32 staircase) inside [-2h, 2h], anything the loss's own chords show: the
+    # analytic value within the range of the six chord slopes around 0, each with its rounding.
+    low, high = np.full_like(g, np.inf), np.full_like(g, -np.inf)
+    ends = (-2.0, -1.0, -SHORT, 0.0, SHORT, 1.0, 2.0)
+    for start, end in itertools.pairwise(ends):
+        width = x[end] - x[start]
+        slope = (f[end] - f[start]) / width
+        low, high = np.minimum(low, slope - 2 * noise / width), np.maximum(high, slope + 2 * noise / width)
+    among_chords = (g >= low - analytic_tolerance) & (g <= high + analytic_tolerance)
+    kink = ~settled & evidence & (band | short_fits | among_chords)
     near = ~settled & ~kink & short_fits
     return Judgement(
         np.asarray(richardson, dtype=np.float64), np.asarray(tolerance, dtype=np.float64), settled, kink, near

@@ -31,6 +31,7 @@ __all__ = [
     "Estimate",
     "central",
     "estimate_noise",
+    "estimate_noise_rows",
     "forward",
     "gradient",
     "machine_epsilon",
@@ -198,6 +199,33 @@ def estimate_noise(values: Sequence[float] | F64) -> float:
     # Root mean square of the k-wise estimates, scaled like every mean of squares here: losses near 1e300 have
     # differences whose squares overflow float64, and an infinite noise would let any gradient pass.
     return _scaled_rms(np.array(sigmas))
+
+
+def estimate_noise_rows(values: Any) -> F64:
+    """:func:`estimate_noise` of each row of ``values`` (rows x equally spaced points), at once.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> rows = np.array([[1.0], [100.0]]) + np.array([[1e-8], [1e-6]]) * rng.standard_normal((2, 16))
+    >>> sigma = estimate_noise_rows(rows)
+    >>> bool(0.5e-8 < sigma[0] < 2e-8), bool(0.5e-6 < sigma[1] < 2e-6)
+    (True, True)
+    """
+    f = np.asarray(values, dtype=np.float64)
+    if f.ndim != 2 or f.shape[1] < 4:
+        raise ValueError(f"values: expected rows of at least 4 values, got shape {f.shape}")
+    top = np.max(np.abs(f - f[:, :1]), axis=1, keepdims=True)
+    scaled = np.divide(f - f[:, :1], top, out=np.zeros_like(f), where=top > 0)
+    squares = []
+    diff = scaled
+    for k in range(1, min(6, f.shape[1] - 2) + 1):
+        diff = np.diff(diff, axis=1)
+        if k >= 3:
+            gamma = math.factorial(k) ** 2 / math.factorial(2 * k)
+            squares.append(gamma * np.mean(diff * diff, axis=1))
+    out: F64 = top[:, 0] * np.sqrt(np.mean(squares, axis=0))
+    return out
 
 
 def _scaled_rms(x: F64) -> float:

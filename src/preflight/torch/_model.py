@@ -16,9 +16,9 @@ from preflight._util.validation import describe
 
 __all__ = ["FunctionalModel", "check_precision", "describe_value", "scalar_loss", "shared_parameters"]
 
-#: Dtypes a gradient check can judge. A central difference's relative truncation error at the optimal step is about
-#: eps^(2/3); the checker allows 100 x that (see _numeric.TRUNCATION_SLACK): 99 % of the gradient in float16
-#: (eps 2^-10), 390 % in bfloat16 (eps 2^-7). Such a check would pass a gradient off by a factor of 2.
+#: Dtypes a gradient check can judge. A central difference's relative error at the optimal step is about eps^(2/3):
+#: 1 % of the gradient in float16 (eps 2^-10), 4 % in bfloat16 (eps 2^-7), with a tolerance of several times that;
+#: such a check could not tell a gradient off by a few percent from a correct one.
 CHECKABLE_DTYPES = (torch.float32, torch.float64)
 
 

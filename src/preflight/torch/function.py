@@ -15,12 +15,13 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from preflight._util.validation import check_positive_int
+from preflight._util.validation import check_in_range, check_positive_int
+from preflight.check import numdiff
 from preflight.check.diagnosis import TensorEvidence, diagnose
+from preflight.check.jacobian import Columns, judge_entries
 from preflight.check.report import Coordinate, GradcheckReport, TensorResult
 from preflight.check.verdict import relative_difference
 from preflight.torch._model import check_precision
-from preflight.torch._numeric import Differences, machine_epsilon, steps
 
 __all__ = ["check_function"]
 
@@ -107,6 +108,8 @@ def check_function(
     True
     """
     check_positive_int(max_outputs, name="max_outputs")
+    if eps is not None:
+        eps = check_in_range(eps, name="eps", low=0.0, high=1.0, low_open=True)
     start = time.perf_counter()
     positions = [i for i, x in enumerate(inputs) if isinstance(x, torch.Tensor) and x.requires_grad]
     if not positions:
@@ -130,7 +133,8 @@ def check_function(
     job = _FunctionCheck(fn, inputs, positions, max_outputs, seed)
     try:
         job.require_usable()
-        fd = {i: job.differences(i, label, eps, richardson) for label, i in zip(labels, positions, strict=True)}
+        job.measure_noise()
+        fd = {i: job.columns(i, label, eps, richardson) for label, i in zip(labels, positions, strict=True)}
     except _Stopped as stop:
         seconds = time.perf_counter() - start
         return GradcheckReport(
@@ -144,7 +148,8 @@ def check_function(
     a_all, n_all = [], []
     for label, i in zip(labels, positions, strict=True):
         a = a_rows[i]
-        numeric, tolerance, bad, kink = fd[i].verdict(a)
+        entries = judge_entries(fd[i], a)
+        numeric, tolerance, bad, kink = entries.numeric, entries.tolerance, entries.bad, entries.kink
         backward[label] = _result(label, tuple(inputs[i].shape), a.ravel(), numeric.ravel(), tolerance.ravel(),
                                   bad.ravel(), kink.ravel(), worst, job.locator(i))  # fmt: skip
         # Hints read the gradient of <v, outputs> for one random v, in the input's shape (a transposed gradient
@@ -160,7 +165,7 @@ def check_function(
     passed = all(r.passed for r in backward.values()) and all(r.passed for r in (forward or {}).values())
     return GradcheckReport(
         passed=passed, difference=relative_difference(np.concatenate(a_all), np.concatenate(n_all)),
-        parameters=backward, hints=diagnose(evidence), dtype=dtype, method=method, noise=0.0,
+        parameters=backward, hints=diagnose(evidence), dtype=dtype, method=method, noise=job.noise,
         evaluations=job.evaluations, seconds=time.perf_counter() - start, notes=job.notes, forward_ad=forward,
         unit="Jacobian entries",
     )  # fmt: skip
@@ -198,10 +203,15 @@ class _FunctionCheck:
         y = self.y.numpy()
         self.v = np.random.default_rng(seed).standard_normal(len(p))
         self.f0 = (p @ y)[:, None]
-        # Rounding of one evaluation of row r: relative to the output elements it mixes and to the largest
-        # magnitude around (an op such as x - mean(x) rounds relative to its inputs, not its outputs).
-        size = max(float(np.abs(y).max()), max(float(inputs[i].detach().abs().max()) for i in positions), 1e-300)
-        self.scale = (np.abs(p) @ np.abs(y) + np.abs(p).max(axis=1) * size)[:, None]
+        self.seed = seed
+        # Rounding: of the checked inputs' dtype, and of the outputs' own (a function that casts to float32 rounds
+        # like float32 whatever its inputs).
+        with torch.no_grad():
+            outs = self.tensors(self.fn(*self.inputs))
+        self.output_epsilon = max(float(torch.finfo(t.dtype).eps) for t in outs)
+        self.input_epsilon = max(float(torch.finfo(self.inputs[i].dtype).eps) for i in positions)
+        self.sigma = np.zeros_like(self.f0)
+        self.noise = 0.0
 
     def differentiable_outputs(self) -> list[bool]:
         """Which floating outputs autograd differentiates (batch norm's saved statistics, for one, it does not)."""
@@ -290,33 +300,67 @@ class _FunctionCheck:
             result[i] = g.detach().reshape(len(rows), -1).double().numpy()
         return result
 
-    def differences(self, i: int, label: str, eps: float | None, richardson: bool) -> Differences:
-        x = self.inputs[i]
-        hp, hm = steps(x.reshape(-1), eps)
-        values = {"f_plus": hp, "f_minus": -hm}
-        if richardson:
-            hp2, hm2 = steps(x.reshape(-1), eps, scale=2.0)
-            values.update(f_plus2=hp2, f_minus2=-hm2)
-        p = self.project
-        found: dict[str, A] = {}
+    def measure_noise(self) -> None:
+        """The rounding noise of each output row, measured: ECnoise on 16 evaluations along a random direction that
+        moves every checked element by a few ulps of the coarser of its dtype and the outputs'."""
+        generator = np.random.default_rng(self.seed + 7919)
+        epsilon = max(self.input_epsilon, self.output_epsilon)
+        directions = {}
+        for i in self.positions:
+            x = self.inputs[i].detach()
+            sign = torch.from_numpy(generator.choice([-1.0, 1.0], size=tuple(x.shape)))
+            directions[i] = sign * 16 * epsilon * torch.clamp(x.double().abs(), min=1.0)
+        rows = []
         with torch.no_grad():
-            for key, deltas in values.items():
-                work = x.clone()
-                flat = work.view(-1)
-                args = [work if j == i else v for j, v in enumerate(self.inputs)]
-                columns = []
-                for e, d in enumerate(deltas.tolist()):
-                    old = flat[e].clone()
-                    flat[e] = old + d
-                    out = self.outputs(args)
-                    flat[e] = old
-                    self.require_finite(out, label, x.shape, e, d)
-                    columns.append(p @ out)
-                found[key] = torch.stack(columns, dim=1).numpy() if columns else np.zeros((len(p), 0))
-        return Differences(
-            f0=self.f0, h_plus=hp.double().numpy(), h_minus=hm.double().numpy(), scale=self.scale,
-            epsilon=machine_epsilon(x.dtype), **found,
-        )  # fmt: skip
+            for k in range(16):
+                args = [
+                    (x.double() + k * directions[j]).to(x.dtype) if j in directions else x
+                    for j, x in enumerate(self.inputs)
+                ]
+                rows.append((self.project @ self.outputs(args)).numpy())
+        values = np.stack(rows, axis=1)
+        finite = np.all(np.isfinite(values), axis=1)
+        sigma = np.zeros(len(values))
+        sigma[finite] = numdiff.estimate_noise_rows(values[finite])
+        # Never below the rounding of the row's own value (a row the probe did not move at all).
+        self.sigma = np.maximum(sigma, self.output_epsilon * np.abs(self.f0[:, 0]))[:, None]
+        self.noise = float(np.max(self.sigma)) if self.sigma.size else 0.0
+
+    def columns(self, i: int, label: str, eps: float | None, richardson: bool) -> Columns:
+        """Rows at +-h (and +-2h with ``richardson``) for every element of input i; more positions on demand."""
+        x = self.inputs[i]
+        flat = x.detach().reshape(-1).numpy()
+        if eps is None:
+            base = max(float(torch.finfo(x.dtype).eps), self.output_epsilon) ** (1.0 / 3.0)
+            h = numdiff.step_size(flat, eps=base).astype(np.float64)
+        else:
+            h = np.full(flat.size, float(eps))
+
+        def evaluate(scale: float, elements: NDArray[np.intp]) -> tuple[A, A]:
+            work = x.clone()
+            view = work.view(-1)
+            args = [work if j == i else v for j, v in enumerate(self.inputs)]
+            columns, moves = [], []
+            with torch.no_grad():
+                for e in elements.tolist():
+                    old = view[e].clone()
+                    view[e] = torch.tensor(float(flat[e]) + scale * float(h[e]), dtype=torch.float64)
+                    move = float(view[e].double() - old.double())
+                    try:
+                        out = self.outputs(args)
+                    finally:
+                        view[e] = old
+                    self.require_finite(out, label, x.shape, e, move)
+                    columns.append(self.project @ out)
+                    moves.append(move)
+            values = torch.stack(columns, dim=1).numpy() if columns else np.zeros((len(self.project), 0))
+            return values, np.array(moves, dtype=np.float64)
+
+        block = Columns(self.f0, self.sigma, float(torch.finfo(x.dtype).eps), flat.size, evaluate)
+        everything = np.arange(flat.size)
+        for scale in (1.0, -1.0, 2.0, -2.0) if richardson else (1.0, -1.0):
+            block.fill(scale, everything)
+        return block
 
     def require_finite(self, out: torch.Tensor, label: str, shape: Any, e: int, step: float) -> None:
         """_Stopped when an output at a perturbed input is not finite: the step left the function's domain."""
@@ -331,7 +375,7 @@ class _FunctionCheck:
             )
 
     def forward(
-        self, positions: list[int], labels: list[str], fd: dict[int, Differences], wanted: bool | None, worst: int
+        self, positions: list[int], labels: list[str], fd: dict[int, Columns], wanted: bool | None, worst: int
     ) -> dict[str, TensorResult] | None:
         """Columns ``P @ J e_j`` by forward-mode AD, against the same differences; None where undefined."""
         if wanted is False:
@@ -359,7 +403,8 @@ class _FunctionCheck:
                             parts.append(torch.zeros(t.numel()) if dual is None else dual.reshape(-1).double())
                     columns.append(self.project @ torch.cat(parts).detach())
                 a = torch.stack(columns, dim=1).numpy() if columns else np.zeros((len(self.project), 0))
-                numeric, tolerance, bad, kink = fd[i].verdict(a)
+                entries = judge_entries(fd[i], a)
+                numeric, tolerance, bad, kink = entries.numeric, entries.tolerance, entries.bad, entries.kink
                 results[label] = _result(label, tuple(x.shape), a.ravel(), numeric.ravel(), tolerance.ravel(),
                                          bad.ravel(), kink.ravel(), worst, self.locator(i))  # fmt: skip
         except (RuntimeError, NotImplementedError) as exc:

@@ -1,0 +1,108 @@
+"""The verdict on a block of Jacobian entries: each output element (or projection) is a loss of its own.
+
+A function's check (``preflight.torch.check_function``, any adapter) moves one input element at a time and records
+``R`` output rows at each move; a :class:`Columns` holds those values for the ``n`` elements of one input. The
+verdict is the engine's, entry by entry: the noise of each row measured (not assumed), a first tolerance from it
+and the step, and the same second look (:func:`preflight.check.kinks.judge`) for every entry outside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from preflight.check.kinks import ROUNDING_FACTOR, SCALES, judge
+from preflight.check.verdict import ANALYTIC_FACTOR
+
+__all__ = ["Columns", "EntryVerdict", "judge_entries"]
+
+F64 = NDArray[np.float64]
+#: Evaluates the rows at ``scale x h`` for the given element indices: ``(values (R, k), signed steps (k,))``.
+Evaluate = Callable[[float, NDArray[np.intp]], tuple[F64, F64]]
+
+
+@dataclass
+class Columns:
+    """Output rows ``(R, n)`` at moves of ``scale x h`` of each of an input's ``n`` elements, filled on demand.
+
+    ``f0`` is the rows at the unmoved input ``(R, 1)``, ``sigma`` their measured rounding noise ``(R, 1)``,
+    ``epsilon`` the machine epsilon of the input (for the analytic side's rounding), ``size`` the input's ``n``.
+    """
+
+    f0: F64
+    sigma: F64
+    epsilon: float
+    size: int
+    evaluate: Evaluate
+    values: dict[float, F64] = field(default_factory=dict)
+    positions: dict[float, F64] = field(default_factory=dict)
+
+    def fill(self, scale: float, columns: NDArray[np.intp]) -> None:
+        """Make sure ``values[scale]`` holds the given columns (evaluating only the missing ones)."""
+        if scale not in self.values:
+            self.values[scale] = np.full((self.f0.shape[0], self.size), np.nan)
+            self.positions[scale] = np.full(self.size, np.nan)
+        missing = columns[np.isnan(self.positions[scale][columns])]
+        if missing.size:
+            values, steps = self.evaluate(scale, missing)
+            self.values[scale][:, missing] = values
+            self.positions[scale][missing] = steps
+
+
+@dataclass(frozen=True)
+class EntryVerdict:
+    """Per entry ``(R, n)``: the numeric derivative, its tolerance, failing, and set aside as a kink."""
+
+    numeric: F64
+    tolerance: F64
+    bad: NDArray[np.bool_]
+    kink: NDArray[np.bool_]
+
+
+def judge_entries(columns: Columns, analytic: Any) -> EntryVerdict:
+    """The verdict on every entry of one input's Jacobian block ``analytic (R, n)``.
+
+    The first look is the central difference at h (Richardson with 2h where ``columns`` has it); entries outside
+    its tolerance get the second look, the missing positions evaluated for their columns only.
+    """
+    a = np.asarray(analytic, dtype=np.float64)
+    rows, n = a.shape
+    everything = np.arange(n)
+    for scale in (1.0, -1.0):
+        columns.fill(scale, everything)
+    f, x = columns.values, columns.positions
+    noise = ROUNDING_FACTOR * columns.sigma
+    h = (x[1.0] - x[-1.0]) / 2
+    d1 = (f[1.0] - f[-1.0]) / (x[1.0] - x[-1.0])
+    rms = np.sqrt(np.mean(a * a, axis=1, keepdims=True)) if n else np.zeros((rows, 1))
+    # The analytic Jacobian's own rounding: a product over the function's inner dimension errs by a few sqrt(k)
+    # ulps relative to its terms (the row's scale), as for a gradient (ANALYTIC_FACTOR).
+    analytic_tolerance = ANALYTIC_FACTOR * columns.epsilon * (np.abs(a) + rms)
+    if 2.0 in x and not np.isnan(x[2.0]).any():
+        d2 = (f[2.0] - f[-2.0]) / (x[2.0] - x[-2.0])
+        numeric = (4 * d1 - d2) / 3
+        tolerance = np.abs(numeric - d1) + 1.5 * noise / h + analytic_tolerance
+    else:
+        numeric, tolerance = d1, noise / h + analytic_tolerance
+    gap = np.abs(a - numeric)
+    suspect = (gap > tolerance) & (gap > 0)
+    kink = np.zeros_like(suspect)
+    touched = np.flatnonzero(suspect.any(axis=0))
+    if touched.size:
+        for scale in SCALES:
+            columns.fill(scale, touched)
+        values = {0.0: columns.f0} | {s: f[s][:, touched] for s in SCALES}
+        positions = {0.0: 0.0} | {s: x[s][touched][None, :] for s in SCALES}
+        second = judge(values, positions, a[:, touched], analytic_tolerance[:, touched], columns.sigma)
+        rows_suspect = suspect[:, touched]
+        numeric[:, touched] = np.where(rows_suspect, second.numeric, numeric[:, touched])
+        tolerance[:, touched] = np.where(rows_suspect, second.tolerance, tolerance[:, touched])
+        # Only on evidence of a kink: a Jacobian block is mostly structural zeros, so no share of its entries is a
+        # safe allowance for the engine's evidence-free "near" excuse.
+        kink[:, touched] = second.kink & rows_suspect
+    bad = (np.abs(a - numeric) > tolerance) & ~kink
+    return EntryVerdict(numeric, tolerance, bad, kink)
