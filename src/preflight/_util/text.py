@@ -6,7 +6,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Table", "format_number", "format_table"]
+__all__ = ["NAMES_SHOWN", "Table", "format_number", "format_table", "name_list"]
+
+#: Names a message lists before it only counts the rest: a warning about 5 million constant columns was one line
+#: of 58 MB.
+NAMES_SHOWN = 20
+
+
+def name_list(names: Sequence[str], *, total: int | None = None) -> str:
+    """``names`` as a list for a message: the first :data:`NAMES_SHOWN`, then how many more (``total`` in all).
+
+    Examples
+    --------
+    >>> name_list(["a", "b"])
+    "['a', 'b']"
+    >>> name_list([f"x{i}" for i in range(3)], total=5_000_000)
+    "['x0', 'x1', 'x2'] and 4,999,997 more (5,000,000 in all)"
+    """
+    total = len(names) if total is None else total
+    shown = [str(n) for n in names[:NAMES_SHOWN]]
+    return f"{shown}" + (f" and {total - len(shown):,} more ({total:,} in all)" if total > len(shown) else "")
 
 
 def format_number(value: Any, digits: int = 4) -> str:

@@ -95,6 +95,11 @@ def analytic_gradient(grads: Any, params: Any, leaves: Leaves, notes: list[str] 
             raise ValueError(f"grads[{name!r}]: expected shape {arr.shape} (as params), got {describe(named[name])}")
         if not np.issubdtype(g.dtype, np.number):
             raise ValueError(f"grads[{name!r}]: expected a numeric array, got dtype {g.dtype}")
+        if np.issubdtype(g.dtype, np.complexfloating):  # a cast to float64 would drop the imaginary part
+            raise ValueError(
+                f"grads[{name!r}]: expected a real gradient (params are real), got dtype {g.dtype}; return the "
+                "gradient of the real loss (its real part, if the imaginary part is a bug)"
+            )
         g = g.astype(np.float64)
         if not np.all(np.isfinite(g)):
             first = tuple(int(i) for i in np.argwhere(~np.isfinite(g))[0])

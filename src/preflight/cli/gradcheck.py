@@ -19,7 +19,7 @@ import numpy as np
 
 from preflight._util import jsonsafe as strict_json
 from preflight.check.engine import GradcheckReport, gradcheck
-from preflight.cli._common import parse_sizes, plain_text
+from preflight.cli._common import output, parse_sizes, plain_text
 from preflight.nn.activations import ACTIVATIONS
 from preflight.nn.bugs import BUGS, BuggyNetwork
 from preflight.nn.heads import HEADS
@@ -146,11 +146,23 @@ def _load(target: str) -> tuple[Any, Any, Any, Any]:
     module_name, _, function_name = target.partition(":")
     if not module_name or not function_name:
         raise ValueError(f"target: expected module:function, got {target!r}")
+    if module_name.startswith("."):
+        raise ValueError(
+            f"target: expected an absolute module name (package.module:function), got the relative {target!r}; "
+            "name the module from a folder on the path, e.g. run from the package's parent folder"
+        )
     sys.path.insert(0, "")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ValueError(f"target: cannot import {module_name!r} ({exc})") from None
+    except SystemExit as exc:
+        raise ValueError(f"target: importing {module_name!r} {_exited(exc)}") from None
+    except Exception as exc:  # a syntax error, or anything the module raises at import: the user's to fix
+        raise ValueError(
+            f"target: importing {module_name!r} raised {type(exc).__name__}: {_first_line(exc)} (run "
+            f"python -c 'import {module_name}' to see the traceback)"
+        ) from exc
     finally:
         sys.path.remove("")
     function = getattr(module, function_name, None)
@@ -171,15 +183,32 @@ def _guarded(function: Any, what: str) -> Any:
     def call(*args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
+        except SystemExit as exc:  # not a verdict: sys.exit(0) in the loss must not read as "the check passed"
+            raise ValueError(f"target: {what} {_exited(exc)}") from None
         except Exception as exc:  # the user's code: any exception is theirs to fix
             raise ValueError(
-                f"target: {what} raised {type(exc).__name__}: {exc} (run it in Python to see the traceback)"
+                f"target: {what} raised {type(exc).__name__}: {_first_line(exc)} (run it in Python to see the "
+                "traceback)"
             ) from exc
 
     return call
 
 
+def _exited(exc: SystemExit) -> str:
+    """What to say about the user's code calling ``sys.exit``: the check did not run to its end."""
+    return (
+        f"called sys.exit({exc.code!r}), so the gradient was not checked; code that the check calls must return, "
+        "not exit (move the exit under if __name__ == '__main__')"
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else "(no message)"
+
+
 def _handle(args: argparse.Namespace) -> int:
     report = run(args)
-    print(strict_json.dumps(report.to_dict(), indent=2) if args.json else str(report))
-    return 0 if report.passed else 1
+    return output(
+        strict_json.dumps(report.to_dict(), indent=2) if args.json else str(report), 0 if report.passed else 1
+    )

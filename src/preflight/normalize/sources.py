@@ -15,9 +15,10 @@ from numpy.typing import NDArray
 
 from preflight._util.files import atomic_write_text
 from preflight._util.optional import require
+from preflight._util.text import NAMES_SHOWN, name_list
 from preflight._util.validation import check_array, check_positive_int, describe
 from preflight._util.warn import warn
-from preflight.normalize.moments import Moments, block_rows, first_block_shift
+from preflight.normalize.moments import Moments, block_rows, first_block_shift, near_constant
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -147,13 +148,14 @@ def _listed(names: list[str]) -> str:
     return "".join(f"- {name}\n" for name in names[:5]) + ("- ...\n" if len(names) > 5 else "")
 
 
-def nonfinite_error(features: list[str], *, ignore_nan: bool) -> ValueError:
-    """The error for NaN/inf input, naming the features and the fix."""
+def nonfinite_error(features: list[str] | str, *, ignore_nan: bool) -> ValueError:
+    """The error for NaN/inf input, naming the features (a list, or one already made by ``name_list``) and the fix."""
     if not features:
         return ValueError("X: values too large: their squares overflow float64; rescale the data first")
     what = "infinity" if ignore_nan else "NaN or infinity"
     fix = "" if ignore_nan else " (pass ignore_nan=True to leave NaN out of fit and pass it through transform)"
-    return ValueError(f"Input X contains {what} in feature(s) {features}{fix}")
+    listed = features if isinstance(features, str) else name_list(features)
+    return ValueError(f"Input X contains {what} in feature(s) {listed}{fix}")
 
 
 # ---------------------------------------------------------------------- dask
@@ -183,6 +185,10 @@ def dask_sums(
         arr = X
     if arr.ndim != 2:
         raise ValueError(f"X: expected 2 dimensions, got a dask collection of shape {arr.shape}")
+    real = np.issubdtype(arr.dtype, np.number) and not np.issubdtype(arr.dtype, np.complexfloating)
+    if not (real or arr.dtype == np.bool_):
+        # astype(float64) would drop an imaginary part silently, as NumPy input is refused
+        raise ValueError(f"X: expected real numbers, got a dask collection of dtype {arr.dtype}")
     arr = arr.astype(np.float64)
     if shift is None:
         k = block_rows(arr.shape[1])
@@ -211,8 +217,8 @@ def dask_sums(
     if not (np.isfinite(s1).all() and np.isfinite(s2).all()):
         test = da.isinf(arr) if skip_nan else ~da.isfinite(arr)
         bad = np.flatnonzero(np.asarray(test.any(axis=0).compute()))
-        labels = [names[i] if names else f"x{i}" for i in bad]
-        raise nonfinite_error(labels, ignore_nan=skip_nan)
+        labels = [names[i] if names else f"x{i}" for i in bad[:NAMES_SHOWN]]
+        raise nonfinite_error(name_list(labels, total=len(bad)), ignore_nan=skip_nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         offset = np.where(n > 0, s1 / n, 0.0)
     return Moments(n, shift, offset, np.maximum(s2 - s1 * offset, 0.0)), names
@@ -283,19 +289,27 @@ def save_state(
 
 
 def load_state(path: str | Path) -> SavedState:
-    """Read and validate a file written by :func:`save_state`; anything wrong is a ValueError saying what."""
+    """Read and validate a file written by :func:`save_state`; anything wrong is a ValueError saying what.
+
+    Every field is checked (types, lengths, ranges), and the stored ``mean``, ``var`` and ``scale`` must agree with
+    the ones the moments give: a hand-edited or corrupted statistic is refused, not loaded silently.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"path: {str(path)!r} is a folder; expected a statistics file written by 'normalize fit'")
     if not path.is_file():
         raise FileNotFoundError(f"path: no such file: {str(path)!r}")
     where = f"path: {path.name}"
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{where} is not a Standardizer file: malformed or truncated JSON ({exc})") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # ValueError: malformed JSON, or a number of thousands of digits; RecursionError: "[[[[..." nested too deep.
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{where} is not a Standardizer file: malformed or truncated JSON ({reason})") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ValueError(f"{where} is not a Standardizer file (expected a JSON object with format {FORMAT!r})")
     version = document.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if type(version) is not int or version != SCHEMA_VERSION:  # not true, not 1.0: the integer the writer wrote
         raise ValueError(
             f"{where} has schema_version {version!r}; this preflight reads version {SCHEMA_VERSION} "
             "(save it again with this version, or upgrade preflight)"
@@ -319,10 +333,17 @@ def load_state(path: str | Path) -> SavedState:
     weighted = document.get("weighted", False)
     if not isinstance(weighted, bool):
         raise ValueError(f"{where}: 'weighted' must be true or false, got {describe(weighted)}")
-    if (count < 0).any() or (m2 < 0).any() or (not weighted and (count != np.round(count)).any()):
-        raise ValueError(f"{where}: 'count' must be whole numbers >= 0 (sums of weights if weighted) and 'm2' >= 0")
+    whole = weighted or not (count != np.round(count)).any()
+    if (count < 0).any() or (m2 < 0).any() or not whole or (count > MAX_COUNT).any():
+        raise ValueError(
+            f"{where}: 'count' must be whole numbers from 0 to 2**53 (sums of weights if weighted) and 'm2' >= 0"
+        )
     label, weight = (_position(document, key, where) for key in ("label_column", "weight_column"))
-    return SavedState(dict(params), names, Moments(count, shift, offset, m2), label, weighted, weight)
+    if label is not None and label > p:
+        raise ValueError(f"{where}: 'label_column' must be null or a column position from 0 to {p}, got {label}")
+    moments = Moments(count, shift, offset, m2)
+    _check_derived(document, moments, with_std=params["with_std"], where=where)
+    return SavedState(dict(params), names, moments, label, weighted, weight)
 
 
 def _position(document: dict[str, Any], key: str, where: str) -> int | None:
@@ -332,11 +353,49 @@ def _position(document: dict[str, Any], key: str, where: str) -> int | None:
     return value
 
 
+#: The largest sample count a file may hold: float64 counts are exact up to 2**53 (and fit in an int64).
+MAX_COUNT = 2.0**53
+
+
+def _check_derived(document: dict[str, Any], moments: Moments, *, with_std: bool, where: str) -> None:
+    """The stored mean, var and scale must be finite and agree with what the moments give.
+
+    save_state writes them from the same float64 moments, so they agree to the last bit; the tolerance, 1e-9 of the
+    feature's own magnitude and spread, leaves room for another summation order and still catches any edit that
+    would change a standardized value by more than 1e-9 of a standard deviation.
+    """
+    p = moments.count.shape[0]
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, var = moments.mean, moments.variance
+    if not (np.isfinite(mean).all() and np.isfinite(var).all()):
+        raise ValueError(f"{where}: 'shift' + 'offset' (the mean) or 'm2' / 'count' (the variance) overflow float64")
+    std = np.sqrt(var)
+    scale = np.where(near_constant(moments), 1.0, std)
+    expected: dict[str, tuple[NDArray[np.float64], NDArray[np.float64]]] = {
+        "mean": (mean, np.abs(mean) + std),
+        "var": (var, var),
+    }
+    if with_std:
+        expected["scale"] = (scale, scale)
+    elif document.get("scale") is not None:
+        raise ValueError(f"{where}: 'scale' must be null when with_std is false, got {describe(document['scale'])}")
+    for key, (value, size) in expected.items():
+        stored = _vector(document, key, p, where)
+        if key == "scale" and (stored <= 0).any():
+            raise ValueError(f"{where}: 'scale' must be positive, got {describe(document[key])}")
+        if not (np.abs(stored - value) <= 1e-9 * size).all():
+            bad = int(np.flatnonzero(~(np.abs(stored - value) <= 1e-9 * size))[0])
+            raise ValueError(
+                f"{where}: the stored {key!r} of feature {bad} ({stored[bad]!r}) disagrees with the one the moments "
+                f"give ({value[bad]!r}): the file was edited or damaged; fit the statistics again"
+            )
+
+
 def _vector(document: dict[str, Any], key: str, length: int, where: str) -> NDArray[np.float64]:
     value = document.get(key)
     try:
         array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         array = np.empty(0)
     if array.shape != (length,) or not np.isfinite(array).all():
         raise ValueError(f"{where}: {key!r} must be a list of {length} finite numbers, got {describe(value)}")
@@ -353,7 +412,12 @@ def torch_module(
     dtype: Any = None,
 ) -> Any:
     """A ``torch.nn.Module`` computing ``(x - mean) / scale``; mean and scale are buffers (in its state_dict)."""
-    require("torch", extra="torch", purpose="Standardizer.to_torch")
+    torch = require("torch", extra="torch", purpose="Standardizer.to_torch")
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(
+            f"dtype: expected a floating torch dtype such as torch.float32 or torch.float64, got {dtype!r}: "
+            "the mean and scale in another dtype would be truncated (an integer mean of -0.6 is 0)"
+        )
     from preflight.normalize.torch_layer import Standardize
 
     center = mean if with_mean else np.zeros_like(mean)

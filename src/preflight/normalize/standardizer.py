@@ -11,13 +11,14 @@ containers (:mod:`~preflight.normalize.output`), files, chunked sources and dask
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 
+from preflight._util.text import NAMES_SHOWN, name_list
 from preflight._util.warn import warn
 from preflight.normalize import sources as io
 from preflight.normalize import tables
@@ -368,9 +369,10 @@ class Standardizer(EstimatorProtocol):
                 f"input (it was fitted on {self.n_features_in_}; got {n_features})"
             )
 
-    def _feature_names(self, columns: Iterable[int]) -> list[str]:
+    def _feature_names(self, columns: Sequence[int] | NDArray[np.intp]) -> str:  # the first few, then a count
         names = getattr(self, "feature_names_in_", None)
-        return [str(names[i]) if names is not None else f"x{i}" for i in columns]
+        shown = [str(names[i]) if names is not None else f"x{i}" for i in columns[:NAMES_SHOWN]]
+        return name_list(shown, total=len(columns))
 
     def _raise_nonfinite(self, columns: list[int]) -> None:
         raise io.nonfinite_error(self._feature_names(columns), ignore_nan=self.ignore_nan)
@@ -428,4 +430,10 @@ class Standardizer(EstimatorProtocol):
                 self._raise_nonfinite(bad)
 
         mean = self.mean_ if self.with_mean else None
+        if x.dtype == np.float16:  # float16 arithmetic overflows (60000 - mean: -inf): work in float32, round once
+            out = affine_transform(x.astype(np.float32), mean, factor, copy=False, inverse=inverse, on_nonfinite=refuse)
+            if copy or not (x.flags.writeable and x.flags.c_contiguous):
+                return out.astype(np.float16)
+            np.copyto(x, out.astype(np.float16))
+            return x
         return affine_transform(x, mean, factor, copy=copy, inverse=inverse, on_nonfinite=refuse)

@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from preflight._util.files import atomic_open
 from preflight._util.optional import require
+from preflight._util.progress import stderr_is_terminal
 from preflight._util.validation import check_positive_int, describe
 from preflight.normalize.sources import NamedRows
 
@@ -55,7 +56,7 @@ def paired(chunks: Iterable[Any], weights: Iterable[Any] | None) -> Iterator[tup
 def with_progress(chunks: Iterable[Any], *, total: int | None, enabled: bool | None) -> Iterator[Any]:
     """Yield ``chunks``, advancing a tqdm bar by their rows (by default when tqdm is there and stderr a terminal)."""
     if enabled is None:
-        enabled = sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None
+        enabled = stderr_is_terminal() and importlib.util.find_spec("tqdm") is not None
     if not enabled:
         yield from chunks
         return
@@ -101,7 +102,7 @@ def open_table(
     [[1.0, 2.0], [3.0]]
     """
     path = Path(path)
-    chunk_rows = check_positive_int(chunk_rows, name="chunk_rows")
+    chunk_rows = _chunk_rows(chunk_rows)
     header, array = _open(path)
     at = _label_position(header, label)
     weight_at = _label_position(header, weight, name="weight")
@@ -118,8 +119,18 @@ def open_table(
     return TableSource([header[i] for i in keep], None, _csv_chunks(path, header, keep, chunk_rows, weight_at))
 
 
+def _chunk_rows(value: Any) -> int:
+    """``chunk_rows`` checked: a whole number of rows from 1 to sys.maxsize (more than any file holds)."""
+    rows = check_positive_int(value, name="chunk_rows")
+    if rows > sys.maxsize:
+        raise ValueError(f"chunk_rows: expected at most {sys.maxsize} rows at a time, got {rows}")
+    return rows
+
+
 def _open(path: Path) -> tuple[list[str], NDArray[Any] | None]:
     """A table's column names (the positions "0", "1", ... for .npy) and, for .npy, its memory map."""
+    if path.is_dir():
+        raise ValueError(f"path: {str(path)!r} is a folder; expected a .csv or .npy file")
     if not path.is_file():
         raise FileNotFoundError(f"path: no such file: {str(path)!r}")
     suffix = path.suffix.lower()
@@ -146,8 +157,8 @@ def _label_position(names: list[str], label: str | int | None, *, name: str = "l
 def _load_npy(path: Path) -> NDArray[Any]:
     try:
         array: NDArray[Any] = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        raise ValueError(f"path: {path.name} is not a readable .npy array ({exc})") from None
+    except (ValueError, EOFError) as exc:  # EOFError: an empty or truncated file
+        raise ValueError(f"path: {path.name} is not a readable .npy array ({exc or 'empty file'})") from None
     if array.ndim != 2 or array.dtype.names or not np.issubdtype(array.dtype, np.number):
         raise ValueError(f"path: expected a 2-D numeric array in {path.name}, got {describe(array)}")
     if array.shape[0] == 0:
@@ -294,17 +305,21 @@ def transform_table(
     or ``label_column``, the position recorded with statistics fitted on a table without names: a ``label`` naming
     another column is then a ValueError) and the sample weights (``weight_column``, their recorded position). Only
     feature columns are parsed as numbers: every other field passes through as the text it was (quoted only where
-    CSV needs it). Blank lines are skipped, in fit as here, and not
-    written. The output goes to a temporary file beside ``target``, renamed over it at the end (atomic). Returns
-    the number of rows written.
+    CSV needs it). Blank lines are skipped, in fit as here, and not written. The output goes to a temporary file
+    beside ``target``, renamed over it at the end (atomic); ``"-"`` is standard output. A ``target`` that is the
+    ``source`` file itself is a ValueError (it would destroy it). Returns the number of rows written.
     """
-    source, target = Path(source), Path(target)
-    chunk_rows = check_positive_int(chunk_rows, name="chunk_rows")
+    source = Path(source)
+    chunk_rows = _chunk_rows(chunk_rows)
     header, array = _open(source)
     positions = _apply_columns(standardizer, source, header, array is None, label, label_column, weight_column)
     fitted = getattr(standardizer, "feature_names_in_", None)
     names = [str(n) for n in fitted] if fitted is not None else None
-    with atomic_open(target, binary=target.suffix.lower() == ".npy") as handle:
+    if not (isinstance(target, str) and target == "-"):
+        target = Path(target)
+        if target.exists() and target.samefile(source):
+            raise ValueError(f"target: {str(target)!r} is the source table itself; writing it would destroy it")
+    with atomic_open(target, binary=array is not None) as handle:
         if array is not None:
             return _transform_npy(standardizer, array, handle, positions, chunk_rows, names)
         return _transform_csv(standardizer, source, handle, header, positions, names, chunk_rows)
