@@ -339,8 +339,10 @@ def load_state(path: str | Path) -> SavedState:
             f"{where}: 'count' must be whole numbers from 0 to 2**53 (sums of weights if weighted) and 'm2' >= 0"
         )
     label, weight = (_position(document, key, where) for key in ("label_column", "weight_column"))
-    if label is not None and label > p:
-        raise ValueError(f"{where}: 'label_column' must be null or a column position from 0 to {p}, got {label}")
+    last = p - 1 + (label is not None) + (weight is not None)  # the table's last column: features, label, weights
+    for key, position in (("label_column", label), ("weight_column", weight)):
+        if position is not None and position > last:
+            raise ValueError(f"{where}: {key!r} must be null or a column position from 0 to {last}, got {position}")
     moments = Moments(count, shift, offset, m2)
     _check_derived(document, moments, with_std=params["with_std"], where=where)
     return SavedState(dict(params), names, moments, label, weighted, weight)
