@@ -230,12 +230,15 @@ def test_the_cli_target_may_return_its_batch_for_the_one_over_m_hint(
 
 def test_the_tours_course_section_runs_the_exercise_in_columns_on_the_reference_network(tmp_path: Path) -> None:
     from preflight import tour
+    from preflight.report.course_section import course_section
 
-    section = tour._course(True, tmp_path)
-    assert section.key == "course" and tour._course in tour.SECTIONS
+    section = course_section(True, tmp_path)
+    assert section.key == "course" and course_section in tour.SECTIONS
     assert section.summary["buggy_failing"] == ["W2", "b1"]
     assert section.summary["buggy_hints"] == ["b1: analytic = 4.00 x numeric", "W2: analytic = 2.00 x numeric"]
-    assert section.summary["fixed_passed"] and all(ok for _, ok in section.verdicts)
+    assert (
+        section.summary["fixed_passed"] and all(f.expected for f in section.findings) and all(section.lessons.values())
+    )
     # The same planted gradients as the course's; the cost from logits moves the course's figure in its 8th digit.
     assert section.summary["difference_buggy"] == pytest.approx(COURSE_BUGGY, rel=1e-7)
     # Fixed, the course's 1.19e-7 was the rounding of its log(sigmoid) cost: from the logits it is far below.

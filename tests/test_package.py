@@ -64,3 +64,18 @@ def test_preflight_jax_without_jax_names_the_extra() -> None:
     result = run_without_optional("import preflight.jax")
     assert result.returncode != 0
     assert "pip install 'nn-preflight[jax]'" in result.stderr
+
+
+def test_dir_lists_the_public_names_and_no_leftovers() -> None:
+    import preflight
+
+    public = {name for name in dir(preflight) if not name.startswith("_")}
+    assert set(preflight.__all__) - {"__version__"} <= public and "annotations" not in public
+    assert public - set(preflight.__all__) <= {
+        "experiments",
+        "report",
+        "torch",
+        "jax",
+        "tour",
+        "cli",
+    }  # submodules once imported

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-__all__ = ["PROGRESS_AFTER_S", "progress_bar", "should_show_progress"]
+__all__ = ["PROGRESS_AFTER_S", "progress_bar", "should_show_progress", "stderr_is_terminal"]
 
 #: Show a progress bar when the check is expected to take longer than this (seconds).
 PROGRESS_AFTER_S = 2.0
@@ -23,7 +23,15 @@ def should_show_progress(progress: bool | None, expected_seconds: float) -> bool
     """
     if progress is not None:
         return bool(progress)
-    return expected_seconds > PROGRESS_AFTER_S and sys.stderr.isatty()
+    return expected_seconds > PROGRESS_AFTER_S and stderr_is_terminal()
+
+
+def stderr_is_terminal() -> bool:
+    """Whether stderr is a terminal: False also when there is none (closed at start: None) or it was closed."""
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (ValueError, OSError):  # "I/O operation on closed file"
+        return False
 
 
 @contextmanager

@@ -1,11 +1,31 @@
-"""Plain-text tables for the terminal."""
+"""Plain-text tables for the terminal, and the :class:`Table` that both the text and the HTML views render."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["format_number", "format_table"]
+__all__ = ["NAMES_SHOWN", "Table", "format_number", "format_table", "name_list"]
+
+#: Names a message lists before it only counts the rest: a warning about 5 million constant columns was one line
+#: of 58 MB.
+NAMES_SHOWN = 20
+
+
+def name_list(names: Sequence[str], *, total: int | None = None) -> str:
+    """``names`` as a list for a message: the first :data:`NAMES_SHOWN`, then how many more (``total`` in all).
+
+    Examples
+    --------
+    >>> name_list(["a", "b"])
+    "['a', 'b']"
+    >>> name_list([f"x{i}" for i in range(3)], total=5_000_000)
+    "['x0', 'x1', 'x2'] and 4,999,997 more (5,000,000 in all)"
+    """
+    total = len(names) if total is None else total
+    shown = [str(n) for n in names[:NAMES_SHOWN]]
+    return f"{shown}" + (f" and {total - len(shown):,} more ({total:,} in all)" if total > len(shown) else "")
 
 
 def format_number(value: Any, digits: int = 4) -> str:
@@ -44,3 +64,28 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title
 
     out = [line(list(headers)), "-+-".join("-" * w for w in widths)] + [line(r) for r in cells]
     return "\n".join(([title, ""] if title else []) + out)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A titled table with notes under it: ``str()`` is the terminal view, :func:`preflight._util.html.html_table`
+    the notebook view, so the two always show the same cells.
+
+    Examples
+    --------
+    >>> print(Table(["a"], [[1.5]], title="T", notes=("n",)))
+    T
+    <BLANKLINE>
+      a
+    ---
+    1.5
+    n
+    """
+
+    headers: Sequence[str]
+    rows: Sequence[Sequence[Any]]
+    title: str | None = None
+    notes: Sequence[str] = ()
+
+    def __str__(self) -> str:
+        return "\n".join([format_table(self.headers, self.rows, title=self.title), *self.notes])

@@ -89,22 +89,35 @@ class BlackBoxLoss:
             target = view if view is not None else arr
             olds = arr.reshape(-1)[index]  # a copy: the exact bits to write back
             moved = (olds + np.asarray(offset).reshape(-1)[index]).astype(arr.dtype)
-            for r, (i, position) in enumerate(zip(index.tolist(), positions, strict=True)):
-                target[position] = moved[r]
-                try:
+            # One protected region around every move and its restore: an exception anywhere in it (the loss
+            # raising, or a Ctrl-C landing between two bytecodes, even between a move and the next line) writes
+            # every coordinate of this tensor back, bit for bit, in one NumPy call.
+            try:
+                for r, (i, position) in enumerate(zip(index.tolist(), positions, strict=True)):
+                    target[position] = moved[r]
                     value = self.loss(self.params)
-                finally:
                     target[position] = olds[r]
-                if not isinstance(value, float) or not math.isfinite(value):  # np.float64 is a float too
-                    value = scalar_loss(value, f"{_label(name, arr.shape, i)} moved")
-                flat_costs[i] = value
-                if self.progress is not None and r % 256 == 255:
-                    self.progress(256)
+                    if not isinstance(value, float) or not math.isfinite(value):  # np.float64 is a float too
+                        value = scalar_loss(value, f"{_label(name, arr.shape, i)} moved")
+                    flat_costs[i] = value
+                    if self.progress is not None and r % 256 == 255:
+                        self.progress(256)
+            except BaseException:
+                _write_back(arr, index, olds)
+                raise
             if self.progress is not None:
                 self.progress(index.size % 256)
             self.evaluations += int(index.size)
             out[name] = costs
         return out
+
+
+def _write_back(arr: NDArray[Any], index: NDArray[np.intp], olds: NDArray[Any]) -> None:
+    """``arr`` at the flat positions ``index`` set to ``olds`` (any memory layout)."""
+    if arr.flags.c_contiguous:
+        arr.reshape(-1)[index] = olds
+    else:
+        arr[np.unravel_index(index, arr.shape)] = olds
 
 
 class CountedLoss:
@@ -149,7 +162,13 @@ def output_epsilon(value: Any) -> float:
 
 def scalar_loss(value: Any, where: str) -> float:
     """``value`` as a float, or ValueError: the loss must be a finite scalar (``where`` says at which point)."""
-    arr = np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # e.g. a torch tensor that requires grad refuses to become an array
+        raise ValueError(
+            f"loss: expected a scalar number, got {describe(value)} at {where}, which NumPy cannot read "
+            f"({type(exc).__name__}: {str(exc).strip()[:160]}); return float(loss) (loss.item() for a tensor)"
+        ) from None
     if arr.size != 1 or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
         raise ValueError(f"loss: expected a scalar, got {describe(value)} at {where}")
     if np.issubdtype(arr.dtype, np.complexfloating):

@@ -19,6 +19,7 @@ import numpy as np
 
 from preflight._util import jsonsafe as strict_json
 from preflight.check.engine import GradcheckReport, gradcheck
+from preflight.cli._common import output, parse_sizes, plain_text
 from preflight.nn.activations import ACTIVATIONS
 from preflight.nn.bugs import BUGS, BuggyNetwork
 from preflight.nn.heads import HEADS
@@ -32,14 +33,17 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "gradcheck",
         help="gradient check of the reference network or of module:function",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        description=plain_text(__doc__.split("\n\n")[1] if __doc__ else None),
     )
     parser.add_argument(
         "target", nargs="?", help="module:function returning (loss, params, grads); default: the reference network"
     )
     net = parser.add_argument_group("reference network")
     net.add_argument(
-        "--sizes", type=int, nargs="+", default=NETWORK_DEFAULTS["sizes"], help="layer widths (default 8 16 16 3)"
+        "--sizes",
+        nargs="+",
+        default=NETWORK_DEFAULTS["sizes"],
+        help="layer widths, input first, separated by commas or spaces (default 8,16,16,3)",
     )
     net.add_argument(
         "--hidden",
@@ -118,10 +122,11 @@ def run(args: argparse.Namespace) -> GradcheckReport:
         kwargs["l2"] = 1.0
     if args.bug and args.bug == "dropout-backward" and args.keep_prob == 1:
         kwargs["keep_prob"] = 0.8
+    sizes = parse_sizes(args.sizes)
     net = (
-        BuggyNetwork(args.sizes, args.hidden, args.output, bug=args.bug, **kwargs)
+        BuggyNetwork(sizes, args.hidden, args.output, bug=args.bug, **kwargs)
         if args.bug
-        else Network(args.sizes, args.hidden, args.output, **kwargs)
+        else Network(sizes, args.hidden, args.output, **kwargs)
     )
     rng = np.random.default_rng(args.seed)
     params = net.init(rng, "he" if args.hidden in ("relu", "leaky_relu") else "glorot", dtype=args.dtype)
@@ -141,11 +146,23 @@ def _load(target: str) -> tuple[Any, Any, Any, Any]:
     module_name, _, function_name = target.partition(":")
     if not module_name or not function_name:
         raise ValueError(f"target: expected module:function, got {target!r}")
+    if module_name.startswith("."):
+        raise ValueError(
+            f"target: expected an absolute module name (package.module:function), got the relative {target!r}; "
+            "name the module from a folder on the path, e.g. run from the package's parent folder"
+        )
     sys.path.insert(0, "")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ValueError(f"target: cannot import {module_name!r} ({exc})") from None
+    except SystemExit as exc:
+        raise ValueError(f"target: importing {module_name!r} {_exited(exc)}") from None
+    except Exception as exc:  # a syntax error, or anything the module raises at import: the user's to fix
+        raise ValueError(
+            f"target: importing {module_name!r} raised {type(exc).__name__}: {_first_line(exc)} (run "
+            f"python -c 'import {module_name}' to see the traceback)"
+        ) from exc
     finally:
         sys.path.remove("")
     function = getattr(module, function_name, None)
@@ -166,15 +183,32 @@ def _guarded(function: Any, what: str) -> Any:
     def call(*args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
+        except SystemExit as exc:  # not a verdict: sys.exit(0) in the loss must not read as "the check passed"
+            raise ValueError(f"target: {what} {_exited(exc)}") from None
         except Exception as exc:  # the user's code: any exception is theirs to fix
             raise ValueError(
-                f"target: {what} raised {type(exc).__name__}: {exc} (run it in Python to see the traceback)"
+                f"target: {what} raised {type(exc).__name__}: {_first_line(exc)} (run it in Python to see the "
+                "traceback)"
             ) from exc
 
     return call
 
 
+def _exited(exc: SystemExit) -> str:
+    """What to say about the user's code calling ``sys.exit``: the check did not run to its end."""
+    return (
+        f"called sys.exit({exc.code!r}), so the gradient was not checked; code that the check calls must return, "
+        "not exit (move the exit under if __name__ == '__main__')"
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else "(no message)"
+
+
 def _handle(args: argparse.Namespace) -> int:
     report = run(args)
-    print(strict_json.dumps(report.to_dict(), indent=2) if args.json else str(report))
-    return 0 if report.passed else 1
+    return output(
+        strict_json.dumps(report.to_dict(), indent=2) if args.json else str(report), 0 if report.passed else 1
+    )

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from preflight._util import jsonsafe as strict_json
+from preflight.cli._common import output, output_folder
 from preflight.tour import run_tour
 
 __all__ = ["register"]
@@ -17,7 +17,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "tour", help="run the whole toolkit end to end and write a report (report.html, figures, summary.json)"
     )
-    parser.add_argument("-o", "--output", type=Path, default=Path("preflight-report"), help="report folder")
+    parser.add_argument("-o", "--output", type=output_folder, default=Path("preflight-report"), help="report folder")
     parser.add_argument("--quick", action="store_true", help="a reduced version (fewer iterations), for tests")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of the tables")
     parser.set_defaults(handler=_handle)
@@ -25,5 +25,4 @@ def register(subparsers: Any) -> None:
 
 def _handle(args: argparse.Namespace) -> int:
     tour = run_tour(args.output, quick=args.quick)
-    print(strict_json.dumps(tour.to_json(), indent=2) if args.json else str(tour))
-    return 0
+    return output(tour.to_json(indent=2) if args.json else str(tour), 0)

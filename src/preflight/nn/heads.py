@@ -85,6 +85,8 @@ class Head:
             Wrong number of samples or outputs, non-finite values, or labels outside the head's range.
         """
         y = check_array(y, name="y", ndim=(1, 2))
+        if np.issubdtype(y.dtype, np.complexfloating):
+            raise ValueError(f"y: expected real labels, got dtype {y.dtype}; pass y.real if the imaginary part is 0")
         if y.shape[0] != m:
             raise ValueError(f"y: expected {m} labels (one per row of X), got {y.shape[0]}")
         if self.name == "softmax" and y.ndim == 1:

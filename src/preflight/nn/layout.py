@@ -26,6 +26,7 @@ __all__ = [
     "LAYOUTS",
     "Layout",
     "bias_shape",
+    "keep_mask",
     "labels_in_rows",
     "params_in_layout",
     "params_in_rows",
@@ -100,3 +101,26 @@ def labels_in_rows(y: Any, m: int, layout: Layout) -> Any:
             f"got {describe(y)}"
         )
     return array.T if array.ndim == 2 else array
+
+
+def keep_mask(mask: Any, layer: int) -> NDArray[np.bool_]:
+    """A dropout keep-mask as booleans: True/False, or exactly 1/0 (a 0.5 is no mask value, not a "keep").
+
+    Examples
+    --------
+    >>> keep_mask([[1, 0]], 0)
+    array([[ True, False]])
+    """
+    values = np.asarray(mask)
+    if values.dtype == np.bool_:
+        return values
+    fix = "draw masks with net.dropout_masks(rng, m) (the 1 / keep_prob scaling is applied for you)"
+    if not np.issubdtype(values.dtype, np.number):
+        raise ValueError(f"masks[{layer}]: expected a boolean keep-mask, got dtype {values.dtype}; {fix}")
+    odd = values[~np.isin(values, (0, 1))]
+    if odd.size:
+        raise ValueError(
+            f"masks[{layer}]: expected a boolean keep-mask (True/False, or 1/0), got the value "
+            f"{odd.reshape(-1)[0].item()!r}; {fix}"
+        )
+    return values.astype(bool)

@@ -24,11 +24,20 @@ import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
 from preflight._util.aliases import Params, RngLike
+from preflight._util.blas import limit_blas_threads
 from preflight._util.validation import check_array, check_choice, check_in_range, check_positive_int, describe
 from preflight.init import schemes as initializers
 from preflight.nn.activations import ACTIVATIONS, Activation
 from preflight.nn.heads import HEADS, Head
-from preflight.nn.layout import LAYOUTS, Layout, bias_shape, labels_in_rows, params_in_layout, params_in_rows
+from preflight.nn.layout import (
+    LAYOUTS,
+    Layout,
+    bias_shape,
+    keep_mask,
+    labels_in_rows,
+    params_in_layout,
+    params_in_rows,
+)
 from preflight.nn.layout import samples_in_layout as in_layout
 from preflight.nn.training import Callback, History, gradient_descent
 
@@ -106,6 +115,11 @@ class Network:
         self.sizes = [check_positive_int(s, name=f"sizes[{i}]") for i, s in enumerate(sizes)]
         if isinstance(hidden, str):
             check_choice(hidden, name="hidden", allowed=ACTIVATIONS)  # also when there is no hidden layer to use it
+        elif not isinstance(hidden, Sequence):
+            raise ValueError(
+                f"hidden: expected an activation name (one of {sorted(ACTIVATIONS)}) or a list of names, one per "
+                f"hidden layer, got {describe(hidden)}"
+            )
         names = [hidden] * (len(sizes) - 2) if isinstance(hidden, str) else list(hidden)
         if len(names) != len(sizes) - 2:
             raise ValueError(f"hidden: expected one name or {len(sizes) - 2} names, got {len(names)}")
@@ -261,7 +275,7 @@ class Network:
             got = [getattr(mask, "shape", None) for mask in masks]
             if got != expected:
                 raise ValueError(f"masks: expected boolean arrays of shapes {expected}, got {got}")
-            return tuple(in_layout(np.asarray(mask, dtype=bool), self.layout) for mask in masks)
+            return tuple(in_layout(keep_mask(mask, layer), self.layout) for layer, mask in enumerate(masks))
         if self.keep_prob == 1.0:
             return None
         return self._draw_masks(np.random.default_rng() if rng is None else rng, m)
@@ -385,6 +399,7 @@ class Network:
         return float(np.mean(predicted == truth))
 
     # ------------------------------------------------------------------ training
+    @limit_blas_threads
     def fit(
         self,
         params: Params,

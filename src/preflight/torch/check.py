@@ -132,6 +132,9 @@ def check_module(
     check_choice(strategy, name="strategy", allowed=("auto", "chain", "vmap", "loop"))
     if not isinstance(model, nn.Module):
         raise ValueError(f"model: expected a torch.nn.Module, got {describe(model)}")
+    if isinstance(parameters, str):
+        raise ValueError(f"parameters: expected a list of parameter names, got the string {parameters!r}; pass "
+                         f"[{parameters!r}]")  # fmt: skip
     inputs, targets = _split_batch(batch)
     flags = {m: m.training for m in model.modules()}
     try:
@@ -225,6 +228,10 @@ class _ModuleCheck:
         for t in (*inputs, *targets):
             if isinstance(t, torch.Tensor):
                 check_precision(t.dtype, "batch", fix=MODULE_FIX)
+                if t.device.type != "cpu":
+                    fix = "a meta tensor has no values: pass real data" if t.is_meta else "move it with .cpu()"
+                    raise ValueError(f"batch: expected CPU tensors (the check runs on the CPU), got a tensor on "
+                                     f"{t.device}; {fix}")  # fmt: skip
         self.shared = shared_parameters(model)
         self.functional = FunctionalModel(model)
         # Working copies: the engine perturbs the NumPy arrays in place, the torch tensors see the same memory.
@@ -253,6 +260,10 @@ class _ModuleCheck:
     def require_deterministic(self) -> None:
         """NondeterministicLossError, with the torch advice first, when two calls give different losses."""
         first, again = self.loss(None), self.loss(None)
+        if not math.isfinite(first):
+            raise ValueError(f"loss: the loss at the model's parameters is {first}, not a finite number, so there "
+                             "is no gradient to check; look for NaN/inf in the batch, an overflow in the model or "
+                             "a log(0) in loss_fn")  # fmt: skip
         if first != again and not (math.isnan(first) and math.isnan(again)):
             raise NondeterministicLossError(_random_loss_message(self.model, (first, again)))
 
@@ -260,6 +271,10 @@ class _ModuleCheck:
         leaves = {n: p.clone().requires_grad_(n in self.checked) for n, p in self.tensors.items()}
         with torch.enable_grad():
             loss = self.call(leaves)
+            if not loss.requires_grad:
+                raise ValueError("loss_fn: the loss is not connected to the parameters through autograd (detached, "
+                                 "computed under torch.no_grad(), or rebuilt from .item() or .numpy()); return the "
+                                 "loss tensor as computed")  # fmt: skip
             grads = torch.autograd.grad(loss, [leaves[n] for n in self.checked], allow_unused=True)
         unused = [n for n, g in zip(self.checked, grads, strict=True) if g is None]
         if unused:

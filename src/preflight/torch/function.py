@@ -97,6 +97,11 @@ def check_function(
         if not inputs[i].is_floating_point():
             raise ValueError(f"inputs[{i}]: expected a floating-point tensor, got dtype {inputs[i].dtype}")
         check_precision(inputs[i].dtype, f"inputs[{i}]", fix=f"pass inputs[{i}].double() (and fn in float64)")
+        if inputs[i].device.type != "cpu" or inputs[i].numel() == 0:
+            what = f"an empty tensor of shape {tuple(inputs[i].shape)}" if inputs[i].numel() == 0 else (
+                f"a tensor on {inputs[i].device}")  # fmt: skip
+            raise ValueError(f"inputs[{i}]: expected a CPU tensor with elements to check, got {what}; pass values "
+                             "on the CPU, or mark the tensors to check with requires_grad=True")  # fmt: skip
     labels = list(names) if names is not None else [f"input{i}" for i in positions]
     if len(labels) != len(positions):
         raise ValueError(f"names: expected {len(positions)} names (one per checked input), got {len(labels)}")
