@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from preflight._util import jsonsafe as strict_json
 from preflight._util.text import format_table
 
 __all__ = ["InitializationReport", "LayerInit"]
@@ -41,12 +42,17 @@ class InitializationReport:
     skipped_fix: str = "include_frozen=True initializes them too"
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain dicts and numbers: the scheme, how activations were found, one object per layer, what was skipped."""
         return {
             "scheme": self.scheme,
             "traced": self.traced,
             "layers": [layer.__dict__ for layer in self.layers],
             "skipped": list(self.skipped),
         }
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        """:meth:`to_dict` as strict JSON text."""
+        return strict_json.dumps(self.to_dict(), indent=indent)
 
     def __str__(self) -> str:
         lsuv = self.scheme == "lsuv"
