@@ -42,13 +42,15 @@ def format_percent(fraction: float) -> str:
     return f"{100 * fraction:.0f} %"
 
 
-def growth(rows: list[dict[str, Any]]) -> float | None:
-    """Growth factor of the update ratio per 100 steps, by least squares on log10 over the last five records."""
-    by_step: dict[int, float] = {}
-    for row in rows:
-        if row["update_ratio"] is not None and row["update_ratio"] > 0:
-            by_step[row["step"]] = max(by_step.get(row["step"], 0.0), row["update_ratio"])
-    points = sorted(by_step.items())[-5:]
+def growth(points: list[tuple[int, float]]) -> float | None:
+    """Growth factor per 100 steps of positive values at steps, by least squares on their log10.
+
+    Examples
+    --------
+    >>> round(growth([(0, 1e-3), (50, 10**-2.5), (100, 1e-2)]), 6)
+    10.0
+    """
+    points = [(s, v) for s, v in points if v > 0]
     if len(points) < 2:
         return None
     mean_s = sum(s for s, _ in points) / len(points)
@@ -101,7 +103,7 @@ class Wording:
         if kind == "saturated":
             return self._saturated(rows)
         if kind == "large_updates":
-            return self._large_updates(rows)
+            return self._large_updates(rows, began)
         return self._ratios(rows, low=kind == "vanishing")
 
     def _dead(self, rows: list[dict[str, Any]], began: int) -> tuple[float, str]:
@@ -176,13 +178,22 @@ class Wording:
         factor, since = max(falls)
         return f"; |dL/dZ| fell {factor:.0e}x since step {since:,}".replace("e+0", "e").replace("e+", "e")
 
-    def _large_updates(self, rows: list[dict[str, Any]]) -> tuple[float, str]:
+    def _large_updates(self, rows: list[dict[str, Any]], began: int) -> tuple[float, str]:
         worst = max(row["update_ratio"] for row in rows if row["update_ratio"] is not None)
         text = (
             f"update/weight ratio {format_number(worst, 2)} (rule of thumb ~{UPDATE_RATIO_RULE_OF_THUMB:g}, "
             f"limit {self.max_update_ratio:g})"
         )
-        factor = growth(rows)
+        # How fast it grew as it crossed the limit: the largest ratio of the named layers over the two monitored
+        # steps before the verdict began and the three from then on.
+        steps = self.history.steps
+        window = set(steps[max(steps.index(began) - 2, 0) : steps.index(began) + 3])
+        layers = {row["layer"] for row in rows}
+        largest: dict[int, float] = {}
+        for row in self.history.rows():
+            if row["step"] in window and row["layer"] in layers and row["update_ratio"] is not None:
+                largest[row["step"]] = max(largest.get(row["step"], 0.0), row["update_ratio"])
+        factor = growth(sorted(largest.items()))
         if factor is not None and factor >= 2:
             text += f", growing {format_number(factor, 2)}x per 100 steps"
         return worst, text

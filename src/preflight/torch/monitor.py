@@ -38,6 +38,10 @@ COMPILED_NOTE = (
 )
 
 
+#: torch's own files: a verdict reached through an optimizer or module hook is attributed to the user's line.
+_TORCH_FILES = (str(Path(torch.__file__).resolve().parent),)
+
+
 class NonFiniteError(FloatingPointError):
     """A NaN or infinity appeared in the monitored model (raised when ``raise_on_nonfinite=True``)."""
 
@@ -287,7 +291,7 @@ class Monitor:
     def _announce(self, verdicts: list[HealthVerdict]) -> None:
         if self.warn:
             for verdict in verdicts:
-                issue_warning(f"{verdict.message}; fix: {verdict.fix}", HealthWarning)
+                issue_warning(f"{verdict.message}; fix: {verdict.fix}", HealthWarning, skip=_TORCH_FILES)
 
     # ---------------------------------------------------------------- results
     @property
