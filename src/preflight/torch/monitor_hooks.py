@@ -23,9 +23,11 @@ from preflight.torch.propagation import _NAMES, _TORCH, _activate
 
 __all__ = ["StepRecorder", "all_finite", "tensors_in"]
 
-#: The forward summary of one layer, by position: sum of Z^2, number of entries, mean and std of Z, mean and std of
-#: A, saturated fraction, dead fraction (NaN where they do not apply), 1.0 when Z is finite.
-_FORWARD = ("sum_z2", "count", "mean_z", "std_z", "mean_a", "std_a", "saturated", "dead", "finite")
+#: The forward summary of one layer, by position: the sums of Z and Z^2, the number of entries, the sums of A and A^2,
+#: the number of saturated activations and of dead units (NaN where they do not apply), and the number of units.
+_FORWARD = ("sum_z", "sum_z2", "count", "sum_a", "sum_a2", "saturated", "dead", "units")
+#: Dtypes whose reductions run in float32 first (torch reduces half precision poorly and overflows at 65504).
+_HALF = (torch.float16, torch.bfloat16)
 
 
 def tensors_in(value: Any) -> Iterable[torch.Tensor]:
@@ -46,33 +48,52 @@ def all_finite(value: Any) -> bool:
 
 
 def _norm(tensor: torch.Tensor) -> torch.Tensor:
-    norm: torch.Tensor = torch.linalg.vector_norm(tensor.detach(), dtype=torch.float64)
+    """The Euclidean norm in the tensor's own precision (float32 and float64: torch's cascade summation is good to
+    ~1e-6 relative, and it is 5x faster than a float64 copy here), half precision in float32. A float32 norm beyond
+    its range (entries ~1e19) comes out inf and is reported as non-finite, which at that size it nearly is."""
+    detached = tensor.detach()
+    norm: torch.Tensor = torch.linalg.vector_norm(detached, dtype=torch.float32 if detached.dtype in _HALF else None)
     return norm
 
 
-def _forward_summary(z: torch.Tensor, kind: str, slope: float | None, level: float) -> torch.Tensor:
-    """The numbers of :data:`_FORWARD` for one layer's output, as a float64 tensor on its device."""
-    z64 = z.detach().to(torch.float64)
-    a64 = _activate(z64, kind, slope) if kind in _TORCH else z64
+def _sums(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum and sum of squares in the tensor's precision (float32 or float64), as float64.
+
+    These are diagnostic figures read to three digits against thresholds decades apart: torch's float32 cascade sum
+    and BLAS's dot are good to ~1e-6 relative here, and 3-4x faster than accumulating in float64 (measured on this
+    CPU: 8 us against 32 us for a 128 x 256 sum). The sum is finite exactly when every value is, short of values
+    near float32's limit (~1e34 summed 1e4 times), which are non-finite in all but name.
+    """
+    flat = x.reshape(-1)
+    return x.sum().to(torch.float64), torch.dot(flat, flat).to(torch.float64)
+
+
+def _forward_summary(z: torch.Tensor, kind: str, slope: float | None, level: float, channels: int) -> torch.Tensor:
+    """The numbers of :data:`_FORWARD` for one layer's output ``z`` (units along axis ``channels``), as a float64
+    tensor on its device. Moments by sums rather than ``torch.std_mean`` (20x slower on CPU here)."""
+    z = z.detach()
+    z = z.float() if z.dtype in _HALF else z
+    a = _activate(z, kind, slope) if kind in _TORCH else z
     nan = torch.tensor(math.nan, dtype=torch.float64, device=z.device)
     name = _NAMES.get(kind, "relu")
     if name == "tanh":
-        saturated = (a64.abs() > level).to(torch.float64).mean()
+        saturated = (a.abs() > level).sum().to(torch.float64)
     elif name == "sigmoid":
-        saturated = ((2 * a64 - 1).abs() > level).to(torch.float64).mean()
+        saturated = ((2 * a - 1).abs() > level).sum().to(torch.float64)
     else:
         saturated = nan
-    if name == "relu" and z64.ndim >= 1:
+    if name == "relu" and z.ndim >= 1:
         # A unit (feature, or channel of a conv) is dead when it is never active on the batch.
-        units = z64.movedim(1 if z64.ndim > 2 else -1, -1).reshape(-1, z64.shape[1 if z64.ndim > 2 else -1])
-        dead = (units <= 0).all(dim=0).to(torch.float64).mean()
+        axis = channels % z.ndim
+        peak = z.amax(dim=tuple(d for d in range(z.ndim) if d != axis)) if z.ndim > 1 else z
+        dead = (peak <= 0).sum().to(torch.float64)
     else:
         dead = nan
-    count = torch.tensor(float(z64.numel()), dtype=torch.float64, device=z.device)
-    std_z, mean_z = torch.std_mean(z64, correction=0)
-    std_a, mean_a = torch.std_mean(a64, correction=0)
-    finite = torch.isfinite(z64).all().to(torch.float64)
-    return torch.stack([(z64 * z64).sum(), count, mean_z, std_z, mean_a, std_a, saturated, dead, finite])
+    count = torch.tensor(float(z.numel()), dtype=torch.float64, device=z.device)
+    units = torch.tensor(float(z.shape[channels % z.ndim]) if z.ndim else 1.0, dtype=torch.float64, device=z.device)
+    sum_z, sum_z2 = _sums(z)
+    sum_a, sum_a2 = _sums(a) if a is not z else (sum_z, sum_z2)
+    return torch.stack([sum_z, sum_z2, count, sum_a, sum_a2, saturated, dead, units])
 
 
 class StepRecorder:
@@ -126,7 +147,7 @@ class StepRecorder:
             if isinstance(weight, torch.Tensor) and weight.requires_grad:
                 weights.setdefault(id(weight), []).append(name)
             if self.forward_hooks:
-                self._handles.append(module.register_forward_hook(self._layer_hook(name)))
+                self._handles.append(module.register_forward_hook(self._layer_hook(name, module)))
         for name, module in self.layers:
             weight = getattr(module, "weight", None)
             if isinstance(weight, torch.Tensor) and weights.get(id(weight), [None])[0] == name:
@@ -161,8 +182,10 @@ class StepRecorder:
                 if isinstance(weight, torch.Tensor):
                     self.before[name] = weight.detach().clone()
 
-    def _layer_hook(self, name: str) -> Callable[..., None]:
+    def _layer_hook(self, name: str, module: nn.Module) -> Callable[..., None]:
         kind, slope = self.kinds.get(name, ("none", None))
+        # The units of a convolution are its channels (axis 1); a linear layer's are its last axis.
+        channels = 1 if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) else -1
 
         def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
             if self.paused or name in self.summaries or not torch.is_grad_enabled():
@@ -172,7 +195,7 @@ class StepRecorder:
             self.begin(args)
             self.order.append(name)
             with torch.no_grad():
-                self.summaries[name] = _forward_summary(output, kind, slope, self.level)
+                self.summaries[name] = _forward_summary(output, kind, slope, self.level, channels)
             _keep_grad_norm(output, self.delta, name)
             if args and isinstance(args[0], torch.Tensor):
                 _keep_grad_norm(args[0], self.input_grad, name)
@@ -261,22 +284,24 @@ def _row(
     if forward:
         f = dict(zip(_FORWARD, v[5:], strict=True))
         transformed = hidden and kind in _TORCH
-        pre_rms = math.sqrt(f["sum_z2"] / f["count"])
+        n = f["count"]
+        mean, second = (f["sum_a"] / n, f["sum_a2"] / n) if transformed else (f["sum_z"] / n, f["sum_z2"] / n)
+        pre_rms = math.sqrt(f["sum_z2"] / n)
         last_delta = values[-1][0]
         # dL/dA_l is the gradient reaching the next layer's input (dL/dZ_L for the output layer).
         activation_grad = values[i + 1][1] if hidden else delta
         row.update(
-            mean=f["mean_a"] if transformed else f["mean_z"],
-            std=f["std_a"] if transformed else f["std_z"],
+            mean=mean,
+            std=math.sqrt(max(second - mean * mean, 0.0)),
             pre_rms=pre_rms,
-            saturated_fraction=None if math.isnan(f["saturated"]) or not hidden else f["saturated"],
-            dead_fraction=f["dead"] if hidden and activation == "relu" else None,
+            saturated_fraction=None if math.isnan(f["saturated"]) or not hidden else f["saturated"] / n,
+            dead_fraction=f["dead"] / f["units"] if hidden and activation == "relu" else None,
             delta_norm=_given(delta),
             activation_grad_norm=_given(activation_grad),
             forward_ratio=None if input_rms == MISSING else ratio(pre_rms, input_rms),
             backward_ratio=None if MISSING in (delta, last_delta) else ratio(delta, last_delta),
         )
-        nonfinite = nonfinite or f["finite"] != 1.0
+        nonfinite = nonfinite or not math.isfinite(f["sum_z"])
     row.update(
         weight_grad_norm=_given(weight_grad),
         weight_norm=_given(weight_norm),
