@@ -96,3 +96,12 @@ def test_every_image_loads_in_a_real_browser(report, tmp_path) -> None:
     flags += [f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom"]
     dom = subprocess.run([chromium, *flags, page.as_uri()], capture_output=True, text=True, timeout=120).stdout
     assert f"<title>LOADED-{len(list(report.glob('*.png')))}</title>" in dom
+
+
+def test_the_training_health_section_names_the_dead_layers_at_the_spike_and_the_fix_stays_healthy(report) -> None:
+    section = json.loads((report / "summary.json").read_text())["sections"]["training_health"]["table"]
+    spiked, fixed = section["runs"]
+    start, end = section["spike_steps"]
+    dead = [v for v in spiked["verdicts"] if v["verdict"] == "dead"]
+    assert dead and start < dead[0]["began"] <= end + 20 and "learning rate rose from 0.05 to 10" in dead[0]["message"]
+    assert fixed["verdicts"] == [] and fixed["accuracy"] > spiked["accuracy"]

@@ -135,7 +135,7 @@ class Wording:
             median = usual[len(usual) // 2] if usual else None
             value = peak["update_ratio"]
             if value > self.max_update_ratio or (median is not None and median > 0 and value > 10 * median):
-                told = f" ({format_number(value / median, 2)}x the usual)" if median else ""
+                told = f" ({value / median:.0f}x the usual)" if median else ""
                 said.append(f"updates reached {format_number(value, 2)} x |W| at step {peak['step']:,}{told}")
         return f"; {' and '.join(said)} just before (learning rate too large?)" if said else ""
 
