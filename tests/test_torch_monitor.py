@@ -449,3 +449,20 @@ def test_a_compiled_model_is_watched_at_the_parameter_level_and_says_so() -> Non
     assert all(r["weight_grad_norm"] > 0 and r["std"] is None for r in rows)
     assert "layer 3 (4: Linear) parameters (weight) at step 5" in monitor.verdicts[0].message
     assert "torch.compile" in str(monitor.report())
+
+
+def test_the_readme_section_prints_what_it_says() -> None:
+    import contextlib
+    import io
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = text.split("## While it trains: the health monitor", 1)[1].split("\n## ", 1)[0]
+    code, after = re.search(r"```python\n(.*?)```\n(.*?)(?=\n\n|\Z)", section, re.S).groups()  # type: ignore[union-attr]
+    expected = re.search(r"prints `([^`]+)`, then `([^`]+)`", after.replace("\n", " ")).groups()  # type: ignore[union-attr]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+    assert out.getvalue().splitlines() == list(expected)
