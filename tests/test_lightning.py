@@ -87,7 +87,7 @@ def test_a_vanishing_network_is_named_logged_and_warned_once() -> None:
     report = health.report()
     assert report.steps == 16 and [v.verdict for v in report.verdicts] == ["vanishing"]
     logged = [m for _, m in logger.metrics if any(k.startswith("preflight/") for k in m)]
-    assert len(logged) == 4  # steps 0, 4, 8, 12
+    assert [step for step, m in logger.metrics if "preflight/std/layer 01 (net.0)" in m] == [0, 4, 8, 12]
     assert "preflight/backward_ratio/layer 01 (net.0)" in logged[0]
     assert health.monitor is not None and not health.monitor.running
     assert sorted(report.history.losses) == [0, 4, 8, 12]

@@ -331,6 +331,32 @@ def test_gradient_accumulation_records_the_first_micro_batch_and_the_whole_updat
     assert rows[0]["weight_grad_norm"] == pytest.approx(float(model[0].weight.grad.norm()), rel=1e-6)
 
 
+def test_half_precision_a_shared_layer_keyword_inputs_and_tuple_outputs_are_watched() -> None:
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.shared = nn.Linear(16, 16)
+            self.head = nn.Linear(16, 4)
+
+        def forward(self, x: Any) -> Any:
+            h = torch.relu(self.shared(torch.relu(self.shared(x))))  # one layer, used twice
+            return self.head(h), {"hidden": h}
+
+    torch.manual_seed(0)
+    model = Twice().to(torch.bfloat16)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(64, 16, dtype=torch.bfloat16), torch.randint(0, 4, (64,))
+    with Monitor(model, every=1, optimizer=opt, warn=False) as monitor:
+        for _ in range(3):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x=x)[0].float(), y).backward()  # a keyword argument only
+            opt.step()
+    rows = list(monitor.timeline.history.rows())
+    assert [r["name"] for r in rows[:2]] == ["shared", "head"] and len(rows) == 6
+    assert all(r["verdict"] != "nonfinite" and 0 < r["update_ratio"] < 1 and r["std"] > 0 for r in rows)
+    assert all(r["forward_ratio"] is not None for r in rows)  # the input's rms from the first layer's input
+
+
 def test_the_step_method_refuses_to_double_count_when_the_optimizer_ends_steps() -> None:
     model = mlp(nn.ReLU, depth=1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)

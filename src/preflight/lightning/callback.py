@@ -112,6 +112,6 @@ class HealthCallback(pl.Callback):
         if self.log and rows:
             figures = scalars(rows)
             for logger in trainer.loggers:
-                logger.log_metrics(figures, step=trainer.global_step)
+                logger.log_metrics(figures, step=step)  # the optimizer steps before this one: trainer.global_step
         for verdict in verdicts:
             pl.utilities.rank_zero_warn(f"{verdict.message}; fix: {verdict.fix}", category=HealthWarning)

@@ -34,7 +34,8 @@ __all__ = ["COMPILED_NOTE", "Monitor", "NonFiniteError"]
 COMPILED_NOTE = (
     "the model is compiled (torch.compile): compiled code skips forward hooks, so activations and their gradients "
     "were not recorded and the dead, saturated, vanishing and exploding verdicts are off; parameter gradients, "
-    "update ratios and non-finite values were watched. Monitor the model before compiling it for the full view."
+    "update ratios and non-finite values were watched. For the full view, monitor a run of the uncompiled model "
+    "(model._orig_mod), for instance its first few hundred steps."
 )
 
 

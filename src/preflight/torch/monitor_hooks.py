@@ -166,11 +166,15 @@ class StepRecorder:
         if self.began:
             return
         self.began = True
-        first = next((t for t in tensors_in(args) if t.is_floating_point()), None)
-        if first is not None:
-            self.input_rms = torch.sqrt(torch.mean(first.detach().to(torch.float64) ** 2))
+        self._input_rms(args)
         if self.snapshot_on_begin:
             self.snapshot()
+
+    def _input_rms(self, args: tuple[Any, ...]) -> None:
+        """The rms of the first floating tensor of ``args`` (the model's input), unless it is already known."""
+        first = next((t for t in tensors_in(args) if t.is_floating_point()), None)
+        if first is not None and self.input_rms is None:
+            self.input_rms = torch.sqrt(torch.mean(first.detach().to(torch.float64) ** 2))
 
     def snapshot(self) -> None:
         """Copy the layers' weights before the optimizer steps (for the update/weight ratio); once per step."""
@@ -193,6 +197,7 @@ class StepRecorder:
             if not isinstance(output, torch.Tensor) or not output.is_floating_point():
                 return
             self.begin(args)
+            self._input_rms(args)  # when the model's own input held no tensor (keyword arguments only)
             self.order.append(name)
             with torch.no_grad():
                 self.summaries[name] = _forward_summary(output, kind, slope, self.level, channels)
