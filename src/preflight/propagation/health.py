@@ -167,8 +167,9 @@ class HealthReport:
         step = self.history.steps[-1] if self.history.steps else 0
         lines = [
             self._headline(),
-            f"(the thresholds of the one-point diagnosis; a verdict counts after {self.patience} monitored steps in "
-            f"a row; update/weight rule of thumb ~{UPDATE_RATIO_RULE_OF_THUMB:g}, limit {self.max_update_ratio:g})",
+            f"(the thresholds of the one-point diagnosis; a verdict counts after {self.patience} monitored "
+            f"step{'s' if self.patience > 1 else ''} in a row; update/weight rule of thumb "
+            f"~{UPDATE_RATIO_RULE_OF_THUMB:g}, limit {self.max_update_ratio:g})",
             "",
             format_table(headers, self._rows(), title=f"At the last monitored step ({step:,})"),
             "",
