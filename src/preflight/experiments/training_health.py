@@ -119,7 +119,9 @@ def _train(name: str, peak: float, X: Any, y: Any, steps: int, spike: tuple[int,
         rates[monitored] = max(rates.get(monitored, rate), rate)
         health(step, params)
         rows = rng.choice(len(X), 128, replace=False)
-        _, grads = net.cost_and_gradients(params, X[rows], y[rows])
+        cost, grads = net.cost_and_gradients(params, X[rows], y[rows])
+        if step % 20 == 0:
+            health.timeline.history.losses[step] = cost
         norm = float(np.sqrt(sum(np.sum(g * g) for g in grads.values())))
         scale = rate * min(1.0, 1.0 / norm) if norm > 0 else 0.0  # the gradient's norm clipped to 1
         for name, grad in grads.items():

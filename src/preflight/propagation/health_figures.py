@@ -85,11 +85,14 @@ def plot_timeline(
     path."""
     plt = pyplot()
     colors = _colors()
-    fig, (top, ax) = plt.subplots(2, 1, figsize=(12, 6.5), sharex=True, gridspec_kw={"height_ratios": [1, 3]})
     losses = sorted(history.losses.items())
     if losses:
+        fig, (top, ax) = plt.subplots(2, 1, figsize=(12, 6.5), sharex=True, gridspec_kw={"height_ratios": [1, 3]})
         top.plot([s for s, _ in losses], [v for _, v in losses], "-", lw=1)
         top.set(ylabel="loss", yscale="log" if all(v > 0 for _, v in losses) else "linear")
+    else:
+        fig, ax = plt.subplots(figsize=(12, 5))
+        top = ax
     top.set(title="Verdicts over time")
     layers, steps = history.layers, history.steps
     if steps:
