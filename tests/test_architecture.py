@@ -18,6 +18,7 @@ FOLDERS = {
     "course",
     "experiments",
     "init",
+    "lightning",
     "nn",
     "normalize",
     "propagation",

@@ -176,3 +176,12 @@ def test_every_image_loads_and_no_text_runs_off_the_page_in_a_real_browser(repor
     assert title.group(1).startswith(f"LOADED-{len(list(report.glob('*.png')))} WIDE-0 "), title.group(1)
     if width == 1280:  # at a desktop width every table fits; only a phone-sized page needs to scroll one
         assert " SCROLLING-0" in title.group(1), title.group(1)
+
+
+def test_the_training_health_section_names_the_dead_layers_at_the_spike_and_the_fix_stays_healthy(report) -> None:
+    section = json.loads((report / "summary.json").read_text())["sections"]["training_health"]["table"]
+    spiked, fixed = section["runs"]
+    start, end = section["spike_steps"]
+    dead = [v for v in spiked["verdicts"] if v["verdict"] == "dead"]
+    assert dead and start < dead[0]["began"] <= end + 20 and "learning rate rose from 0.05 to 10" in dead[0]["message"]
+    assert fixed["verdicts"] == [] and fixed["accuracy"] > spiked["accuracy"]
