@@ -352,18 +352,29 @@ def _training_health(quick: bool, figures: Path) -> TourSection:
         "stays healthy.",
         text=str(result),
         figures=result.plot(figures),
-        summary={"table": result.to_json()},
-        verdicts=[
-            (
-                named.message if named is not None else "spiked run: no dead layer found",
+        summary={"table": result.to_dict()},
+        findings=[
+            Finding(
+                "learning rate x200 for 20 steps",
+                named.message if named is not None else "no dead layer found",
                 named is not None and result.spike[0] <= named.began <= result.spike[1] + 20,
+                "dead layers named at the spike",
+                "bad" if named is not None else "neutral",
             ),
-            (
-                f"fixed run: {'healthy' if fixed.report.healthy else 'verdicts found'}, accuracy {fixed.accuracy:.3f} "
+            Finding(
+                "the same jump 10x lower",
+                f"{'healthy' if fixed.report.healthy else 'verdicts found'}, accuracy {fixed.accuracy:.3f} "
                 f"(spiked: {spiked.accuracy:.3f})",
                 fixed.report.healthy and fixed.accuracy > spiked.accuracy,
+                "stays healthy",
+                "good" if fixed.report.healthy else "bad",
             ),
         ],
+        lessons={
+            "the monitor names the dead layers at the learning-rate spike": named is not None
+            and result.spike[0] <= named.began <= result.spike[1] + 20,
+            "a 10x lower jump stays healthy": fixed.report.healthy and fixed.accuracy > spiked.accuracy,
+        },
     )
 
 

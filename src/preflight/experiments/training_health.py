@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from preflight._util import jsonsafe as strict_json
 from preflight._util.validation import check_in_range, check_positive_int
 from preflight.nn.network import Network
 from preflight.propagation import HealthCallback, HealthReport, HealthWarning
@@ -36,7 +37,7 @@ class HealthRun:
     report: HealthReport
     accuracy: float
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "peak_learning_rate": self.peak,
@@ -52,8 +53,12 @@ class TrainingHealthResult:
     runs: tuple[HealthRun, HealthRun]
     spike: tuple[int, int]
 
-    def to_json(self) -> dict[str, Any]:
-        return {"spike_steps": list(self.spike), "runs": [r.to_json() for r in self.runs]}
+    def to_dict(self) -> dict[str, Any]:
+        return {"spike_steps": list(self.spike), "runs": [r.to_dict() for r in self.runs]}
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        """:meth:`to_dict` as strict JSON text."""
+        return strict_json.dumps(self.to_dict(), indent=indent)
 
     def __str__(self) -> str:
         blocks = []
