@@ -127,8 +127,9 @@ class TensorResult:
         }
 
     def failing(self) -> list[Coordinate]:
-        """The worst coordinates beyond their tolerance (listing passing ones under a failure misleads)."""
-        return [c for c in self.worst if c.discrepancy > c.tolerance]
+        """The worst coordinates beyond their tolerance (listing passing ones under a failure misleads); a NaN on
+        either side is beyond any tolerance."""
+        return [c for c in self.worst if not c.discrepancy <= c.tolerance]
 
 
 @dataclass(frozen=True)

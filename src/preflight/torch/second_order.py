@@ -14,6 +14,7 @@ Hessian-vector product (double backward): :mod:`preflight.check.second_order` do
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,23 @@ def _checked(inputs: tuple[Any, ...]) -> list[int]:
     return positions or [i for i, x in enumerate(inputs) if isinstance(x, torch.Tensor) and x.is_floating_point()]
 
 
+class _Dense(torch.autograd.Function):
+    """The identity, whose backward turns torch's efficient zero tensors (a ZeroTensor: what some double backwards
+    return, l1_loss's for one) into ordinary zeros, which the Jacobian's conversion to NumPy can read."""
+
+    @staticmethod
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(g.shape, dtype=g.dtype, device=g.device) if g._is_zerotensor() else g
+
+
 class _Backward:
     """The backward of ``fn`` as a function of its checked inputs and of ``grad_output``, for check_function."""
 
@@ -83,7 +101,9 @@ class _Backward:
                 for i, x in enumerate(xs)
             ]
             wanted = [leaves[i] for i in self.positions]
-            outs = self.differentiable(self.fn(*leaves))
+            densify: Any = _Dense.apply  # untyped in torch's stubs
+            dense = [densify(x) if i in self.positions else x for i, x in enumerate(leaves)]
+            outs = self.differentiable(self.fn(*dense))
             grads = torch.autograd.grad(outs, wanted, list(vs), create_graph=graph, allow_unused=True)
         result = []
         for g, w in zip(grads, wanted, strict=True):
@@ -96,8 +116,8 @@ class _Backward:
         return tuple(result)
 
     def trace_graph(self, args: list[Any]) -> None:
-        """Which (backward output, input) pairs have no path in autograd's graph, and whether @once_differentiable
-        cut it (its outputs hang on an error node)."""
+        """Which (backward output, checked argument by its rank among them) pairs have no path in autograd's graph,
+        and whether @once_differentiable cut it (its outputs hang on an error node)."""
         leaves = [a.detach().clone().requires_grad_(True) if isinstance(a, torch.Tensor) and a.requires_grad else a
                   for a in args]  # fmt: skip
         checked = [k for k, a in enumerate(args) if isinstance(a, torch.Tensor) and a.requires_grad]
@@ -106,11 +126,11 @@ class _Backward:
             for k, out in enumerate(outs):
                 self.once_differentiable |= out.grad_fn is not None and type(out.grad_fn).__name__ == "Error"
                 if not out.requires_grad:
-                    self.unconnected += [(k, i) for i in checked]
+                    self.unconnected += [(k, rank) for rank in range(len(checked))]
                     continue
                 found = torch.autograd.grad(out, [leaves[i] for i in checked], torch.ones_like(out),
                                             retain_graph=True, allow_unused=True)  # fmt: skip
-                self.unconnected += [(k, i) for i, g in zip(checked, found, strict=True) if g is None]
+                self.unconnected += [(k, rank) for rank, g in enumerate(found) if g is None]
 
 
 def _backward_check(
@@ -144,7 +164,8 @@ def _backward_check(
     if inner.stopped:
         return SecondOrder({}, [], notes, inner.evaluations, False, inner.stopped)
     results, hints = _per_block(inner, labels, everything, args, backward, worst)
-    return SecondOrder(results, hints, notes, inner.evaluations, inner.passed)
+    passed = inner.passed and all(r.passed for r in results.values())
+    return SecondOrder(results, hints, notes, inner.evaluations, passed)
 
 
 def _per_block(
@@ -157,17 +178,28 @@ def _per_block(
     checked = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
     results, evidence = {}, []
     rng = np.random.default_rng(0)
+    not_finite: list[str] = []
     for name, arg in zip(everything, checked, strict=True):
         r = inner.parameters[name]
         named = [_named(c, labels) for c in r.worst]
         results[name] = dataclasses.replace(r, worst=named[:worst], kinks=[_named(c, labels) for c in r.kinks])
+        bad = [c for c in named if not (math.isfinite(c.analytic) and math.isfinite(c.numeric))]
+        if bad or math.isnan(r.difference):
+            # A NaN compares false with every tolerance: without this, a NaN double backward would read as a pass.
+            results[name] = dataclasses.replace(
+                results[name], passed=False, failed=r.failed + len(bad), significance=math.inf,
+                worst=(bad + [c for c in named if c not in bad])[:worst],
+            )  # fmt: skip
+            where = f" (e.g. {bad[0].where(name)}: analytic {bad[0].analytic}, numeric {bad[0].numeric})" if bad else ""
+            not_finite.append(f"{name}: the double backward or the backward's differences are not finite at "
+                              f"{len(bad) or 'some'} entries{where}")  # fmt: skip
         if located and len(r.worst) + len(r.kinks) >= r.size:
             kinks = {(c.index, c.output) for c in r.kinks}
             entries = [c for c in r.worst if (c.index, c.output) not in kinks]
             evidence += _block_evidence(name, arg, entries, labels, rng)
     hints, explained = _graph_hints(backward, labels, everything, results)
-    evidence = [e for e in evidence if e.name not in explained]
-    return results, hints + (diagnose(evidence) if located else inner.hints)
+    evidence = [e for e in evidence if e.name not in explained and np.all(np.isfinite(e.analytic))]
+    return results, not_finite + hints + (diagnose(evidence) if located else inner.hints)
 
 
 def _named(c: Coordinate, labels: list[str]) -> Coordinate:
