@@ -148,9 +148,10 @@ def _backward_check(
     entries = sum(a.numel() for a in args if isinstance(a, torch.Tensor) and a.requires_grad) * sum(
         inputs[i].numel() for i in positions
     )
+    # Every entry comes back (as "worst") when the hints can afford to rebuild each block from them.
+    shown = max(worst, entries) if entries <= BLOCK_HINT_ENTRIES else worst
     try:
-        everything_shown = max(worst, entries)
-        inner = check_function(backward, *args, forward_ad=False, names=everything, worst=everything_shown, **options)
+        inner = check_function(backward, *args, forward_ad=False, names=everything, worst=shown, **options)
     except (RuntimeError, NotImplementedError) as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         return SecondOrder({}, [], [], 0, False, f"autograd cannot differentiate the backward of fn ({reason})")
@@ -174,7 +175,9 @@ def _per_block(
 ) -> tuple[dict[str, TensorResult], list[str]]:  # fmt: skip
     """Results per input with each entry naming its gradient element (``x[1] -> grad W[0, 2]``), and hints read per
     block ``d(grad W)/dx`` (a factor, a sign, a missing term), where every entry came back."""
-    located = all(c.output is not None for r in inner.parameters.values() for c in r.worst)
+    located = all(
+        len(r.worst) >= r.size and all(c.output is not None for c in r.worst) for r in inner.parameters.values()
+    )
     checked = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
     results, evidence = {}, []
     rng = np.random.default_rng(0)
@@ -193,7 +196,7 @@ def _per_block(
             where = f" (e.g. {bad[0].where(name)}: analytic {bad[0].analytic}, numeric {bad[0].numeric})" if bad else ""
             not_finite.append(f"{name}: the double backward or the backward's differences are not finite at "
                               f"{len(bad) or 'some'} entries{where}")  # fmt: skip
-        if located and len(r.worst) + len(r.kinks) >= r.size:
+        if located:
             kinks = {(c.index, c.output) for c in r.kinks}
             entries = [c for c in r.worst if (c.index, c.output) not in kinks]
             evidence += _block_evidence(name, arg, entries, labels, rng)
