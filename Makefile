@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # PyTorch pinned exactly: this version's CPU build is what the test machines hold; a looser pin pulls CUDA builds.
 TORCH  := torch==2.13.0
 
-.PHONY: tour test venv lint typecheck pytest browser clean
+.PHONY: tour test venv lint typecheck pytest browser docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,12 @@ browser:
 pytest: $(VENV)/.dev-installed browser
 	$(BIN)/python -m pytest -q
 
-test: lint typecheck pytest
+# The documentation site (MkDocs; API reference from the docstrings) into site/. Strict: a broken link or reference,
+# or a docstring mkdocstrings cannot read, fails the build.
+docs: $(VENV)/.dev-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+test: lint typecheck pytest docs
 
 clean:
-	rm -rf $(VENV) preflight-report .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) preflight-report site .pytest_cache .mypy_cache .ruff_cache

@@ -49,8 +49,8 @@ def test_large_random_initialization_matches_the_course_accuracies(table) -> Non
 
 def test_the_command_prints_json_with_the_documented_keys(capsys) -> None:
     assert main(["experiment", "init-schemes", "--iterations", "1001", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    rows = json.loads(capsys.readouterr().out)["runs"]
     assert [r["scheme"] for r in rows] == ["zeros", "randn x 10", "He"]
-    assert set(rows[0]) == {"scheme", "costs", "train_accuracy", "test_accuracy"}
+    assert set(rows[0]) == {"scheme", "iterations", "costs", "train_accuracy", "test_accuracy"}
     assert rows[2]["costs"][0] == pytest.approx(HE_COST_AT_0, rel=1e-9)
     assert len(rows[2]["costs"]) == 2  # iterations 0 and 1000

@@ -104,3 +104,20 @@ def test_network_options_with_a_target_are_refused_not_ignored(capsys: pytest.Ca
     assert main(["gradcheck", "json:loads", "--sizes", "3", "--dtype", "float32"]) == 2
     err = capsys.readouterr().err
     assert "--sizes, --dtype: options of the reference network, which a target (json:loads) replaces" in err
+
+
+@pytest.mark.parametrize("sizes", [["4,6,3"], ["4", "6", "3"], ["4,", "6,", "3"], ["4, 6, 3"]])
+def test_sizes_take_commas_spaces_or_both_in_every_command(
+    sizes: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["gradcheck", "--sizes", *sizes, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["parameters"]["W1"]["shape"] == [6, 4]
+    assert main(["propagate", "--sizes", *sizes, "--samples", "16", "--json"]) == 0
+    assert [layer["layer"] for layer in json.loads(capsys.readouterr().out)["layers"]] == [1, 2]
+
+
+def test_help_is_plain_text(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["gradcheck", "--help"])
+    out = capsys.readouterr().out
+    assert "``" not in out and ":func:" not in out and "preflight gradcheck --bug factor-2" in out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -53,7 +54,7 @@ def test_first_records_show_the_rescaling() -> None:
     # Orthogonal 30 x 20 weights keep the squared norm of each input (mean square ~17) across 30 outputs: the
     # variance is about 20/30 of the input's second moment, far above 1.
     assert first.variance_before > 5 and first.iterations >= 1 and first.converged
-    assert result.to_json()[0]["layer"] == 1
+    assert result.to_dict()["layers"][0]["layer"] == 1 and json.loads(result.to_json())["converged"] == result.converged
 
 
 def test_same_seed_same_parameters_and_input_untouched() -> None:

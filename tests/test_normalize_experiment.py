@@ -34,7 +34,7 @@ def test_standardizing_makes_the_step_a_million_times_larger_and_converges_in_a_
     assert standardized.iterations_to_target is not None and standardized.iterations_to_target < 50
     table = str(result)
     assert "> 3000" in table and "standardized" in table
-    assert [row["inputs"] for row in result.to_json()] == ["raw", "standardized"]
+    assert [row["inputs"] for row in json.loads(result.to_json())["runs"]] == ["raw", "standardized"]
 
 
 def test_the_largest_stable_rate_converges_and_a_slightly_larger_one_diverges() -> None:
@@ -54,5 +54,5 @@ def test_the_plot_shows_the_contours(tmp_path: Path) -> None:
 
 def test_the_command_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["experiment", "normalization", "--max-iterations", "300", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    rows = json.loads(capsys.readouterr().out)["runs"]
     assert rows[1]["iterations_to_target"] < 50 and rows[0]["iterations_to_target"] is None

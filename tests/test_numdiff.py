@@ -111,7 +111,7 @@ def test_experiment_shows_first_and_second_order_and_the_best_steps(tmp_path: Pa
         # Best steps within a factor 30 of the textbook sqrt(eps) and cbrt(eps) (the error curve is flat near them).
         assert abs(np.log10(curve.best_forward / eps**0.5)) <= 1.5
         assert abs(np.log10(curve.best_central / eps ** (1 / 3))) <= 1.5
-    assert "two-sided" in str(result) and json.dumps(result.to_json())
+    assert "two-sided" in str(result) and json.loads(result.to_json()) == json.loads(json.dumps(result.to_dict()))
     pytest.importorskip("matplotlib")
     assert [p.name for p in result.plot(tmp_path)] == ["numdiff.png"]
 

@@ -46,3 +46,17 @@ def test_the_cli_reports_a_missing_extra_in_one_line(tmp_path) -> None:
     )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "nn-preflight[data]" in result.stderr
+
+
+def test_dir_lists_the_public_names_and_no_leftovers() -> None:
+    import preflight
+
+    public = {name for name in dir(preflight) if not name.startswith("_")}
+    assert set(preflight.__all__) - {"__version__"} <= public and "annotations" not in public
+    assert public - set(preflight.__all__) <= {
+        "experiments",
+        "report",
+        "torch",
+        "tour",
+        "cli",
+    }  # submodules once imported

@@ -240,7 +240,7 @@ def test_report_serializes_prints_and_plots(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     net, params, X, y = problem("relu", "lecun", depth=6, width=32)
     report = quiet_analyze(net, params, X, y)
-    data = json.loads(json.dumps(report.to_json()))
+    data = json.loads(report.to_json())
     assert data["verdict"] == report.verdict and len(data["layers"]) == net.depth
     assert data["layers"][0]["dead_fraction"] is not None and data["layers"][-1]["chi_measured"] is None
     text = str(report)
@@ -284,7 +284,8 @@ def test_propagate_command_with_lsuv_is_healthy(capsys: pytest.CaptureFixture[st
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--sizes", "8,x,3"], "--sizes: expected comma-separated integers"),
+        (["--sizes", "8,x,3"], "--sizes: expected integers separated by commas or spaces"),
+        (["--sizes", "8", "x"], "--sizes: expected integers separated by commas or spaces"),
         (["--sizes", "3,4,2", "--data", "circles"], "circles has 2 features"),
         (["--data", "mnist"], "--data: got 'mnist'"),
         (["--scheme", "nope"], "--scheme: got 'nope'; expected one of ['glorot'"),

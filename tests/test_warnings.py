@@ -94,3 +94,23 @@ def test_warnings_point_at_the_callers_line(call: Callable[[], None]) -> None:
         call()
     assert caught, "the call was expected to warn"
     assert {w.filename for w in caught} == {__file__}, [(w.filename, w.lineno, str(w.message)) for w in caught]
+
+
+def test_a_warning_of_ours_leaking_out_of_a_test_fails_it(tmp_path) -> None:
+    """pyproject.toml turns a PreflightWarning that no test catches into an error (third-party ones stay warnings)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    (tmp_path / "test_leak.py").write_text(
+        "import warnings\nimport numpy as np\nfrom preflight import Standardizer\n\n"
+        "def test_leaks():\n    Standardizer().fit(np.ones((3, 2)))\n\n"
+        "def test_catches():\n    with warnings.catch_warnings():\n        warnings.simplefilter('ignore')\n"
+        "        Standardizer().fit(np.ones((3, 2)))\n\n"
+        "def test_third_party():\n    warnings.warn('not ours', DeprecationWarning)\n"
+    )
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", str(pyproject), "test_leak.py"]
+    result = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 1, result.stdout[-2000:]
+    assert "1 failed, 2 passed" in result.stdout and "ConstantFeatureWarning" in result.stdout

@@ -7,11 +7,10 @@ The package has one folder per concept (``normalize``, ``init``, ``nn``, ``check
 ``course``, ``experiments``, ``report``); see CONTRIBUTING.md for the layout and the one-way flow of imports.
 """
 
-from __future__ import annotations
-
 import sys as _sys
 
 from preflight import check, course, data, init, nn, normalize, propagation
+from preflight._util.warn import PreflightWarning
 from preflight.check import gradcheck
 from preflight.init import layer_sequential as lsuv
 from preflight.nn import Network
@@ -20,6 +19,7 @@ from preflight.normalize import NotFittedError, Standardizer
 __all__ = [
     "Network",
     "NotFittedError",
+    "PreflightWarning",
     "Standardizer",
     "__version__",
     "check",
@@ -48,3 +48,4 @@ _LEGACY_MODULES = {
 }
 for _old, _new in _LEGACY_MODULES.items():
     _sys.modules.setdefault(f"preflight.{_old}", _sys.modules[_new])
+del _old, _new

@@ -1,11 +1,12 @@
-"""Plain-text tables for the terminal."""
+"""Plain-text tables for the terminal, and the :class:`Table` that both the text and the HTML views render."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["format_number", "format_table"]
+__all__ = ["Table", "format_number", "format_table"]
 
 
 def format_number(value: Any, digits: int = 4) -> str:
@@ -44,3 +45,28 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title
 
     out = [line(list(headers)), "-+-".join("-" * w for w in widths)] + [line(r) for r in cells]
     return "\n".join(([title, ""] if title else []) + out)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A titled table with notes under it: ``str()`` is the terminal view, :func:`preflight._util.html.html_table`
+    the notebook view, so the two always show the same cells.
+
+    Examples
+    --------
+    >>> print(Table(["a"], [[1.5]], title="T", notes=("n",)))
+    T
+    <BLANKLINE>
+      a
+    ---
+    1.5
+    n
+    """
+
+    headers: Sequence[str]
+    rows: Sequence[Sequence[Any]]
+    title: str | None = None
+    notes: Sequence[str] = ()
+
+    def __str__(self) -> str:
+        return "\n".join([format_table(self.headers, self.rows, title=self.title), *self.notes])

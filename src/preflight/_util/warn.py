@@ -11,13 +11,25 @@ import sys
 import warnings
 from pathlib import Path
 
-__all__ = ["warn"]
+__all__ = ["PreflightWarning", "warn"]
+
+
+class PreflightWarning(UserWarning):
+    """Base of every warning preflight issues (a numerical doubt: a constant feature, a vanishing layer, ...).
+
+    ``warnings.filterwarnings("ignore", category=PreflightWarning)`` silences them all; the test suite turns one
+    that leaks out of a test into an error (pyproject.toml), so each test that provokes one says so.
+    """
+
 
 _PACKAGE = str(Path(__file__).resolve().parent.parent)  # the preflight package, not this folder
 
 
-def warn(message: str, category: type[Warning] = UserWarning) -> None:
+def warn(message: str, category: type[Warning] = PreflightWarning) -> None:
     """Issue ``warnings.warn(message, category)`` attributed to the first frame outside preflight.
+
+    ``category`` should be :class:`PreflightWarning` or a subclass: that is how the test suite tells preflight's
+    warnings from other libraries'.
 
     Examples
     --------

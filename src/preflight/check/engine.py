@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from preflight._util.blas import limit_blas_threads
 from preflight._util.progress import progress_bar, should_show_progress
 from preflight._util.validation import check_choice, check_in_range, check_positive_int, describe
 from preflight.check import numdiff, second_order
@@ -73,6 +74,7 @@ class NondeterministicLossError(ValueError):
     """The loss gave two different values at the same parameters."""
 
 
+@limit_blas_threads
 def gradcheck(
     loss: Callable[[Any], Any],
     params: Any,
@@ -168,7 +170,7 @@ def gradcheck(
             "(masks = net.dropout_masks(rng, m); loss = lambda p: net.cost(p, X, y, masks=masks))."
         )
     rng = np.random.default_rng(seed)
-    sigma = measure_noise(blackbox.value, leaves, f0, seed, blackbox.output_epsilon)
+    sigma, rounding = measure_noise(blackbox.value, leaves, f0, seed, blackbox.output_epsilon)
     index = sample_coordinates(leaves, sample, rng)
     if directions:
         suspects = _screen(leaves, analytic, blackbox.value, f0, sigma, directions, rng, eps)
@@ -188,7 +190,7 @@ def gradcheck(
         evaluate: PerturbedLoss = blackbox if evaluator is None else CountedLoss(evaluator, blackbox)
         active = [t for t in tensors if t.index.size]
         if active:
-            first_pass(active, evaluate, f0, sigma, method, eps, blackbox.output_epsilon)
+            first_pass(active, evaluate, f0, sigma, method, eps, rounding)
             for t in active:
                 second_look(t, evaluate, f0, sigma)
     results, evidence = {}, []

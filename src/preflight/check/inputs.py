@@ -194,29 +194,50 @@ def moved_all(leaves: Leaves) -> Iterator[Callable[[dict[str, F64]], None]]:
             np.copyto(arr, saved[name])
 
 
+#: The precision a loss may compute in behind a float64 return value (float32), tried when the probe at the
+#: parameters' own ulps finds the loss flat in steps.
+HIDDEN_EPSILON = 2.0**-23
+#: The probe is below the loss's resolution when at least this share of its 15 consecutive differences is exactly
+#: zero (a loss rounding at its own ulps changes at nearly every step of a few ulps of the parameters).
+FLAT_SHARE = 0.25
+
+
 def measure_noise(
     value: Callable[[], float], leaves: Leaves, f0: float, seed: int, output_epsilon: float = 0.0
-) -> float:
-    """Measured rounding noise of the loss: ECnoise along a random direction moving every coordinate a few ulps.
+) -> tuple[float, float]:
+    """Measured rounding noise of the loss, and the machine epsilon it rounds at.
 
-    The ulps are those of the coarser of each tensor's dtype and the loss's own (``output_epsilon``): a float32
-    loss of float64 parameters does not see a move of a few float64 ulps, and would look noiseless.
+    ECnoise along a random direction moving every coordinate a few ulps: those of the coarser of each tensor's dtype
+    and the loss's own (``output_epsilon``). A loss that computes in float32 behind a float64 value does not see a
+    move of a few float64 ulps: its values come back equal in steps, and the probe is repeated at float32's ulps;
+    if the loss moves there, float32 is the epsilon returned, and the step follows it too. (A loss that stays flat
+    there too, a staircase, keeps the parameters' epsilon: its verdict comes from the differences themselves.)
     """
     rng = np.random.default_rng(seed + 7919)
+    signs = {n: rng.choice([-1.0, 1.0], size=a.shape) for n, a in leaves.items()}
+
+    def probe(eps: float) -> list[float]:
+        directions = {
+            n: signs[n] * 16 * max(numdiff.machine_epsilon(a.dtype), eps) * np.maximum(1.0, np.abs(a))
+            for n, a in leaves.items()
+        }
+        values = []
+        with moved_all(leaves) as move:
+            for k in range(16):
+                move({n: k * d for n, d in directions.items()})
+                values.append(value())
+        return values
+
+    def flat(values: list[float]) -> bool:
+        return bool(np.mean(np.diff(values) == 0) >= FLAT_SHARE)
+
     eps = max(max(numdiff.machine_epsilon(a.dtype) for a in leaves.values()), output_epsilon)
-    directions = {
-        n: rng.choice([-1.0, 1.0], size=a.shape)
-        * 16
-        * max(numdiff.machine_epsilon(a.dtype), output_epsilon)
-        * np.maximum(1.0, np.abs(a))
-        for n, a in leaves.items()
-    }
-    values = []
-    with moved_all(leaves) as move:
-        for k in range(16):
-            move({n: k * d for n, d in directions.items()})
-            values.append(value())
-    return max(numdiff.estimate_noise(values), eps * abs(f0))
+    values = probe(eps)
+    if flat(values) and HIDDEN_EPSILON > eps:
+        coarser = probe(HIDDEN_EPSILON)
+        if not flat(coarser):
+            values, eps = coarser, HIDDEN_EPSILON
+    return max(numdiff.estimate_noise(values), eps * abs(f0)), eps
 
 
 def screen_directions(screen: Any) -> int:

@@ -19,6 +19,7 @@ import numpy as np
 
 from preflight._util import jsonsafe as strict_json
 from preflight.check.engine import GradcheckReport, gradcheck
+from preflight.cli._common import parse_sizes, plain_text
 from preflight.nn.activations import ACTIVATIONS
 from preflight.nn.bugs import BUGS, BuggyNetwork
 from preflight.nn.heads import HEADS
@@ -32,14 +33,17 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "gradcheck",
         help="gradient check of the reference network or of module:function",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        description=plain_text(__doc__.split("\n\n")[1] if __doc__ else None),
     )
     parser.add_argument(
         "target", nargs="?", help="module:function returning (loss, params, grads); default: the reference network"
     )
     net = parser.add_argument_group("reference network")
     net.add_argument(
-        "--sizes", type=int, nargs="+", default=NETWORK_DEFAULTS["sizes"], help="layer widths (default 8 16 16 3)"
+        "--sizes",
+        nargs="+",
+        default=NETWORK_DEFAULTS["sizes"],
+        help="layer widths, input first, separated by commas or spaces (default 8,16,16,3)",
     )
     net.add_argument(
         "--hidden",
@@ -118,10 +122,11 @@ def run(args: argparse.Namespace) -> GradcheckReport:
         kwargs["l2"] = 1.0
     if args.bug and args.bug == "dropout-backward" and args.keep_prob == 1:
         kwargs["keep_prob"] = 0.8
+    sizes = parse_sizes(args.sizes)
     net = (
-        BuggyNetwork(args.sizes, args.hidden, args.output, bug=args.bug, **kwargs)
+        BuggyNetwork(sizes, args.hidden, args.output, bug=args.bug, **kwargs)
         if args.bug
-        else Network(args.sizes, args.hidden, args.output, **kwargs)
+        else Network(sizes, args.hidden, args.output, **kwargs)
     )
     rng = np.random.default_rng(args.seed)
     params = net.init(rng, "he" if args.hidden in ("relu", "leaky_relu") else "glorot", dtype=args.dtype)

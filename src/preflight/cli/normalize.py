@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from preflight._util.text import format_table
 from preflight.cli._common import add_output_options, emit
 from preflight.normalize.sources import load_state, save_state
@@ -23,11 +25,12 @@ class FitReport:
     standardizer: Standardizer
     output: Path
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         s = self.standardizer
         return {
             "output": str(self.output),
-            "n_samples_seen": s.n_samples_seen_ if isinstance(s.n_samples_seen_, int) else s.n_samples_seen_.tolist(),
+            "n_samples_seen": np.asarray(s.n_samples_seen_).tolist(),
+            "weighted": bool(getattr(s, "_weighted", False)),
             "features": [str(n) for n in s.get_feature_names_out()],
             "mean": s.mean_.tolist(),
             "std": (s.var_**0.5).tolist(),
@@ -35,13 +38,15 @@ class FitReport:
         }
 
     def __str__(self) -> str:
-        report = self.to_json()
+        report = self.to_dict()
         scale = report["scale"] or [1.0] * len(report["mean"])
         rows = [
             [name, mean, std, factor, "constant: scale 1" if std != factor else ""]
             for name, mean, std, factor in zip(report["features"], report["mean"], report["std"], scale, strict=True)
         ]
-        title = f"Standardizer fitted on {report['n_samples_seen']} samples, saved to {self.output}"
+        n = report["n_samples_seen"]
+        seen = f"samples of total weight {n}" if report["weighted"] else f"{n} samples"
+        title = f"Standardizer fitted on {seen}, saved to {self.output}"
         return format_table(["feature", "mean", "std", "scale", "note"], rows, title=title)
 
 
@@ -53,7 +58,7 @@ class ApplyReport:
     output: Path
     features: list[str]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {"rows": self.rows, "output": str(self.output), "features": self.features}
 
     def __str__(self) -> str:
@@ -67,6 +72,7 @@ def register(subparsers: Any) -> None:
     fit = actions.add_parser("fit", help="learn mean and std of a .csv/.npy table (read in chunks), save as JSON")
     fit.add_argument("path", type=Path, help="training table: .csv with a header row, or .npy")
     fit.add_argument("--label", help="column to leave out: a name, or a position")
+    fit.add_argument("--weight", help="column of sample weights (finite, >= 0): a name, or a position")
     fit.add_argument("-o", "--output", type=Path, required=True, help="statistics file to write (JSON)")
     fit.add_argument("--ignore-nan", action="store_true", help="leave missing values out instead of failing")
     fit.add_argument("--chunk-rows", type=int, default=65536, help="rows read at a time (default 65536)")
@@ -87,10 +93,10 @@ def register(subparsers: Any) -> None:
 
 def _fit(args: argparse.Namespace) -> int:
     # Standardizer.fit_file, keeping the table's layout: a .npy label's position goes into the statistics file.
-    table = open_table(args.path, label=args.label, chunk_rows=args.chunk_rows)
+    table = open_table(args.path, label=args.label, weight=args.weight, chunk_rows=args.chunk_rows)
     standardizer = Standardizer(ignore_nan=args.ignore_nan)
     standardizer.fit_chunks(table.chunks, total_rows=table.rows, progress=args.progress)
-    save_state(standardizer, args.output, label_column=table.label_column)
+    save_state(standardizer, args.output, label_column=table.label_column, weight_column=table.weight_column)
     return emit(FitReport(standardizer, args.output), args)
 
 
@@ -98,9 +104,15 @@ def _apply(args: argparse.Namespace) -> int:
     if args.path.suffix.lower() != args.output.suffix.lower():
         raise ValueError(f"output: expected a {args.path.suffix} file like the input, got {args.output.name!r}")
     standardizer = Standardizer.load(args.stats)
-    label_column = load_state(args.stats).label_column
+    state = load_state(args.stats)
     rows = transform_table(
-        standardizer, args.path, args.output, label=args.label, label_column=label_column, chunk_rows=args.chunk_rows
+        standardizer,
+        args.path,
+        args.output,
+        label=args.label,
+        label_column=state.label_column,
+        weight_column=state.weight_column,
+        chunk_rows=args.chunk_rows,
     )
     features = [str(n) for n in standardizer.get_feature_names_out()]
     return emit(ApplyReport(rows, args.output, features), args)

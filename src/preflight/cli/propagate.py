@@ -10,7 +10,7 @@ import numpy as np
 
 from preflight import data, init, propagation
 from preflight._util.validation import check_choice
-from preflight.cli._common import add_output_options, emit
+from preflight.cli._common import add_output_options, emit, parse_sizes
 from preflight.init import lsuv
 from preflight.nn.network import Network
 
@@ -28,7 +28,12 @@ def register(subparsers: Any) -> None:
         "activation std, saturated/dead fractions, gradient norms, update ratio, measured vs mean-field gain "
         "chi, and a verdict (healthy, vanishing, exploding, saturated, dead).",
     )
-    parser.add_argument("--sizes", default="64,100,50,10", help="layer widths, input first (default 64,100,50,10)")
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        default=[64, 100, 50, 10],
+        help="layer widths, input first, separated by commas or spaces (default 64,100,50,10)",
+    )
     parser.add_argument("--hidden", default="tanh", help="hidden activation, or one per hidden layer, comma-separated")
     parser.add_argument("--output", default="softmax", help="head: sigmoid, softmax or linear (default softmax)")
     parser.add_argument(
@@ -41,13 +46,6 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and random data (default 0)")
     add_output_options(parser)
     parser.set_defaults(handler=_handle)
-
-
-def _sizes(text: str) -> list[int]:
-    try:
-        return [int(part) for part in text.split(",")]
-    except ValueError:
-        raise ValueError(f"--sizes: expected comma-separated integers such as 64,100,10, got {text!r}") from None
 
 
 def _batch(name: str, network: Network, samples: int, rng: np.random.Generator) -> tuple[Any, Any]:
@@ -68,9 +66,8 @@ def _batch(name: str, network: Network, samples: int, rng: np.random.Generator) 
 
 
 def _handle(args: argparse.Namespace) -> int:
-    sizes = _sizes(args.sizes)
     hidden = args.hidden.split(",") if "," in args.hidden else args.hidden
-    network = Network(sizes, hidden=hidden, output=args.output)
+    network = Network(parse_sizes(args.sizes), hidden=hidden, output=args.output)
     if args.data not in DATA:
         raise ValueError(f"--data: got {args.data!r}; expected one of {list(DATA)}")
     if args.samples < 2:

@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from preflight._util import jsonsafe as strict_json
 from preflight.tour import run_tour
 
 __all__ = ["register"]
@@ -25,5 +24,5 @@ def register(subparsers: Any) -> None:
 
 def _handle(args: argparse.Namespace) -> int:
     tour = run_tour(args.output, quick=args.quick)
-    print(strict_json.dumps(tour.to_json(), indent=2) if args.json else str(tour))
+    print(tour.to_json(indent=2) if args.json else str(tour))
     return 0

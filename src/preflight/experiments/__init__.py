@@ -1,8 +1,10 @@
 """Reproductions of the course's exercises and the papers' experiments, one module each.
 
 Every experiment module offers ``SUMMARY`` (one line), ``add_arguments(parser)`` for its command-line options, and
-``run(**options)`` returning a result with ``to_json()`` (JSON-ready), ``str()`` (a table) and
-``plot(directory)`` (PNG files written, needs the ``plot`` extra). ``preflight experiment NAME`` runs one.
+``run(**options)`` returning a result (a :class:`preflight.experiments.result.ResultView`) with ``str()`` (its
+tables), ``repr()`` (one line), ``_repr_html_()`` (the tables and a figure in a notebook), ``to_dict()`` (a dict),
+``to_json()`` (its JSON text) and ``plot(directory)`` (PNG files written, needs the ``plot`` extra).
+``preflight experiment NAME`` runs one.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ EXPERIMENTS: dict[str, str] = {
 class ExperimentResult(Protocol):
     """What an experiment's ``run`` returns."""
 
-    def to_json(self) -> Any: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+    def to_json(self, *, indent: int | None = None) -> str: ...
 
     def plot(self, directory: Path) -> list[Path]: ...
 

@@ -18,8 +18,10 @@ import numpy as np
 
 from preflight import data, init
 from preflight._util.aliases import Params
-from preflight._util.text import format_table
+from preflight._util.figures import new_figure, save_figure
+from preflight._util.text import Table
 from preflight._util.validation import check_in_range, check_positive_int
+from preflight.experiments.result import ResultView
 from preflight.nn.network import Network
 
 __all__ = ["SCHEMES", "SUMMARY", "InitSchemesResult", "SchemeRun", "add_arguments", "run"]
@@ -51,8 +53,8 @@ class SchemeRun:
     params: Params = field(repr=False)
 
 
-@dataclass(frozen=True)
-class InitSchemesResult:
+@dataclass(frozen=True, repr=False)
+class InitSchemesResult(ResultView):
     """The table and what drew it."""
 
     runs: list[SchemeRun]
@@ -60,39 +62,48 @@ class InitSchemesResult:
     train: tuple[Any, Any] = field(repr=False)
     test: tuple[Any, Any] = field(repr=False)
 
-    def to_json(self) -> list[dict[str, Any]]:
-        """A list of objects with keys scheme, costs (every 1000 iterations from 0), accuracies."""
-        return [
-            {
-                "scheme": r.scheme,
-                "costs": r.costs,
-                "train_accuracy": r.train_accuracy,
-                "test_accuracy": r.test_accuracy,
-            }
-            for r in self.runs
-        ]
+    def to_dict(self) -> dict[str, Any]:
+        """``runs``: per scheme its costs (at every recorded iteration, from 0) and accuracies."""
+        return {
+            "network": repr(self.network),
+            "runs": [
+                {
+                    "scheme": r.scheme,
+                    "iterations": r.iterations,
+                    "costs": r.costs,
+                    "train_accuracy": r.train_accuracy,
+                    "test_accuracy": r.test_accuracy,
+                }
+                for r in self.runs
+            ],
+        }
 
-    def __str__(self) -> str:
+    def headline(self) -> str:
+        last = self.runs[0].iterations[-1] if self.runs and self.runs[0].iterations else 0
+        scores = ", ".join(f"{r.scheme} {r.train_accuracy:.2f} / {r.test_accuracy:.2f}" for r in self.runs)
+        return f"train / test accuracy after {last} iterations: {scores}"
+
+    def tables(self) -> list[Table]:
         last = self.runs[0].iterations[-1] if self.runs and self.runs[0].iterations else 0
         costs = [0, last] if last else [0]
         rows = [
             [r.scheme, *(repr(r.costs[0 if i == 0 else -1]) for i in costs), r.train_accuracy, r.test_accuracy]
             for r in self.runs
         ]
-        table = format_table(
-            ["init", *(f"cost at {i}" for i in costs), "train", "test"],
-            rows,
-            title=f"Initialization on the course's circles data ({self.network})",
-        )
-        notes = [SATURATION_NOTE] if any(r.scheme == "randn x 10" for r in self.runs) else []
-        return "\n".join([table, "", *notes])
+        notes = ["", SATURATION_NOTE] if any(r.scheme == "randn x 10" for r in self.runs) else []
+        return [
+            Table(
+                ["init", *(f"cost at {i}" for i in costs), "train", "test"],
+                rows,
+                title=f"Initialization on the course's circles data ({self.network})",
+                notes=notes,
+            )
+        ]
 
-    def plot(self, directory: Path) -> list[Path]:
+    def figure(self) -> Any:
         """Cost curves and the decision boundary of each scheme."""
-        from preflight._util.figures import pyplot, save_figure
-
-        plt = pyplot()
-        fig, axes = plt.subplots(1, 1 + len(self.runs), figsize=(4.2 * (1 + len(self.runs)), 3.6))
+        fig = new_figure(figsize=(4.2 * (1 + len(self.runs)), 3.6), layout="constrained")
+        axes = fig.subplots(1, 1 + len(self.runs))
         for r in self.runs:
             axes[0].plot(r.iterations, r.costs, marker="o", label=r.scheme)
         axes[0].set(xlabel="iteration", ylabel="cost", yscale="log", title="training cost")
@@ -106,8 +117,11 @@ class InitSchemesResult:
             ax.contourf(gx, gy, labels, levels=[-0.5, 0.5, 1.5], cmap="coolwarm", alpha=0.3)
             ax.scatter(X[:, 0], X[:, 1], c=y, cmap="coolwarm", s=8)
             ax.set(title=f"{r.scheme}: train {r.train_accuracy:.2f}", xticks=[], yticks=[])
-        path = Path(directory) / "init_schemes.png"
-        return [save_figure(fig, path)]
+        return fig
+
+    def plot(self, directory: Path) -> list[Path]:
+        """``init_schemes.png``: the figure of :meth:`figure`."""
+        return [save_figure(self.figure(), Path(directory) / "init_schemes.png")]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -122,7 +136,7 @@ def run(*, iterations: int = 15000, learning_rate: float = 0.01, record_every: i
     Examples
     --------
     >>> result = run(iterations=1000)  # doctest: +SKIP
-    >>> result.to_json()[2]["costs"][0]  # doctest: +SKIP
+    >>> result.to_dict()["runs"][2]["costs"][0]  # doctest: +SKIP
     0.883053746341976
     """
     iterations = check_positive_int(iterations, name="iterations")

@@ -18,8 +18,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from preflight._util.text import format_table
+from preflight._util.figures import new_figure, save_figure
+from preflight._util.text import Table
 from preflight._util.validation import check_in_range, check_positive_int
+from preflight.experiments.result import ResultView
 from preflight.normalize.standardizer import Standardizer
 
 __all__ = ["SUMMARY", "NormalizationResult", "Quadratic", "Run", "add_arguments", "run"]
@@ -87,21 +89,29 @@ class Run:
     problem: Quadratic = field(repr=False)
 
 
-@dataclass(frozen=True)
-class NormalizationResult:
+@dataclass(frozen=True, repr=False)
+class NormalizationResult(ResultView):
     """Both runs and the settings that produced them."""
 
     runs: list[Run]
     target: float
     max_iterations: int
 
-    def to_json(self) -> list[dict[str, Any]]:
-        """One object per run (no cost history)."""
+    def to_dict(self) -> dict[str, Any]:
+        """The settings and one object per run (no cost history)."""
         keys = ("inputs", "feature_std", "condition_number", "theory_learning_rate", "stable_learning_rate")
         more = ("learning_rate", "iterations_to_target", "excess_cost_at_end")
-        return [{k: getattr(r, k) for k in keys + more} for r in self.runs]
+        runs = [{k: getattr(r, k) for k in keys + more} for r in self.runs]
+        return {"target": self.target, "max_iterations": self.max_iterations, "runs": runs}
 
-    def __str__(self) -> str:
+    def headline(self) -> str:
+        def took(r: Run) -> str:
+            reached = r.iterations_to_target
+            return f"{r.inputs} in {reached}" if reached is not None else f"{r.inputs} not in {self.max_iterations}"
+
+        return f"excess cost down to {self.target:g} of its start: " + ", ".join(took(r) for r in self.runs)
+
+    def tables(self) -> list[Table]:
         rows = [
             [
                 r.inputs,
@@ -119,14 +129,12 @@ class NormalizationResult:
             f"Gradient descent on linear regression, learning rate 0.9 x the largest stable one, until the excess "
             f"cost J - J* falls below {self.target:g} of its start"
         )
-        return format_table(headers, rows, title=title)
+        return [Table(headers, rows, title=title)]
 
-    def plot(self, directory: Path) -> list[Path]:
-        """Contours of the cost over (w1, w2) at the best bias, raw (elongated) and standardized (round)."""
-        from preflight._util.figures import pyplot, save_figure
-
-        plt = pyplot()
-        fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    def figure(self) -> Any:
+        """Contours of the cost over (w1, w2) with the first descent steps, raw and standardized, and the descent."""
+        fig = new_figure(figsize=(15, 4.6), layout="constrained")
+        axes = fig.subplots(1, 3)
         for ax, r in zip(axes[:2], self.runs, strict=True):
             _contours(ax, r)
         for r in self.runs:
@@ -134,26 +142,48 @@ class NormalizationResult:
         axes[2].set(xlabel="iteration + 1", ylabel="excess cost J - J*", yscale="log", xscale="log")
         axes[2].set_title("gradient descent")
         axes[2].legend()
-        return [save_figure(fig, Path(directory) / "normalization.png")]
+        return fig
+
+    def plot(self, directory: Path) -> list[Path]:
+        """``normalization.png``: the figure of :meth:`figure`."""
+        return [save_figure(self.figure(), Path(directory) / "normalization.png")]
+
+
+#: Descent steps drawn on the contours: enough to see the zig-zag across the valley die out.
+CONTOUR_STEPS = 40
 
 
 def _contours(ax: Any, r: Run) -> None:
+    """Contours of J over (w1, w2) at the bias the descent has reached, with its first steps.
+
+    Each axis spans the descent path and the minimizer, padded: with equal axes a 1000x valley is a line and the
+    path a dot. The slice is taken at the path's last bias, so the path lies on the surface drawn.
+    """
+    _, path = r.problem.descend(r.learning_rate, CONTOUR_STEPS, record=True)
+    points = np.array(path)
     best = r.problem.minimizer
-    half = 1.5 * max(abs(best[0]), abs(best[1]), 1.0)
-    w1 = np.linspace(best[0] - half, best[0] + half, 161)
-    w2 = np.linspace(best[1] - half, best[1] + half, 161)
-    g1, g2 = np.meshgrid(w1, w2)
-    thetas = np.stack([g1.ravel(), g2.ravel(), np.full(g1.size, best[2])], axis=1)
+    spans = []
+    for k in (0, 1):
+        low = min(points[:, k].min(), best[k])
+        high = max(points[:, k].max(), best[k])
+        pad = 0.15 * (high - low) if high > low else max(abs(high), 1.0)
+        spans.append(np.linspace(low - pad, high + pad, 201))
+    g1, g2 = np.meshgrid(*spans)
+    thetas = np.stack([g1.ravel(), g2.ravel(), np.full(g1.size, points[-1, 2])], axis=1)
     h = r.problem.hessian
     costs = 0.5 * np.einsum("ij,jk,ik->i", thetas, h, thetas) - thetas @ r.problem.linear + r.problem.constant
-    excess = (costs - r.problem.cost(best)).reshape(g1.shape)
-    levels = np.geomspace(max(excess.min(), 1e-6) * 1.01 + 1e-6, excess.max(), 12)
-    ax.contour(g1, g2, excess, levels=levels, cmap="viridis")
-    _, path = r.problem.descend(r.learning_rate, 40, record=True)
-    points = np.array(path)
-    ax.plot(points[:, 0], points[:, 1], ".-", color="crimson", lw=0.8, ms=3, label="gradient descent")
-    ax.set(xlabel="w1", ylabel="w2", aspect="equal", title=f"{r.inputs}: kappa = {r.condition_number:.3g}")
-    ax.legend(loc="upper right", fontsize=8)
+    excess = (costs - costs.min()).reshape(g1.shape)
+    levels = np.geomspace(max(excess.max(), 1e-12) * 1e-4, excess.max(), 12)
+    ax.contour(g1, g2, excess, levels=levels, cmap="viridis", linewidths=0.9)
+    ax.plot(points[:, 0], points[:, 1], ".-", color="crimson", lw=0.9, ms=4, label=f"{CONTOUR_STEPS} descent steps")
+    ax.plot(points[:1, 0], points[:1, 1], "o", color="black", ms=5, label="start (0, 0)")
+    ratio = (spans[1][-1] - spans[1][0]) / (spans[0][-1] - spans[0][0])
+    stretched = ratio < 0.2 or ratio > 5
+    ax.set(xlabel="w1", ylabel="w2" + (f" (axis stretched {1 / ratio:.3g}x)" if stretched else ""))
+    ax.set_title(f"{r.inputs}: kappa = {r.condition_number:.3g}")
+    if not stretched:
+        ax.set_aspect("equal")
+    ax.legend(loc="best", fontsize=8)
 
 
 def largest_stable_learning_rate(problem: Quadratic, *, iterations: int = 2000, steps: int = 40) -> float:

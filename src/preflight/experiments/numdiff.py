@@ -20,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from preflight._util.text import format_table
+from preflight._util.figures import new_figure, save_figure
+from preflight._util.text import Table
 from preflight._util.validation import check_positive_int
+from preflight.experiments.result import ResultView
 from preflight.nn.network import Network
 
 __all__ = ["SUMMARY", "NumdiffResult", "add_arguments", "run"]
@@ -44,8 +46,8 @@ class Curve:
     slope_central: float
 
 
-@dataclass(frozen=True)
-class NumdiffResult:
+@dataclass(frozen=True, repr=False)
+class NumdiffResult(ResultView):
     """Both dtypes' curves and what they were measured on."""
 
     curves: list[Curve]
@@ -53,8 +55,8 @@ class NumdiffResult:
     weight: str
     network: str = field(default="")
 
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready."""
+    def to_dict(self) -> dict[str, Any]:
+        """The curves and what they were measured on."""
         return {
             "weight": self.weight,
             "derivative": self.derivative,
@@ -62,7 +64,11 @@ class NumdiffResult:
             "curves": [c.__dict__ for c in self.curves],
         }
 
-    def __str__(self) -> str:
+    def headline(self) -> str:
+        best = ", ".join(f"{c.dtype} {c.best_central:.0e}" for c in self.curves)
+        return f"best two-sided step: {best}"
+
+    def tables(self) -> list[Table]:
         steps = self.curves[0].steps
         rows = []
         for i, h in enumerate(steps):
@@ -71,31 +77,23 @@ class NumdiffResult:
                 row += [c.forward[i], c.central[i]]
             rows.append(row)
         headers = ["step"] + [f"{c.dtype} {kind}" for c in self.curves for kind in ("one-sided", "two-sided")]
-        lines = [
-            format_table(
-                headers,
-                rows,
-                title=f"RMS |finite difference - backprop| over {self.weight}, RMS gradient {self.derivative:.3g} "
-                f"({self.network})",
-            ),
-            "",
-        ]
+        notes = [""]
         for c in self.curves:
             eps = float(np.finfo(c.dtype).eps)
-            lines.append(
+            notes.append(
                 f"{c.dtype}: slope one-sided {c.slope_forward:.2f} (O(h)), two-sided {c.slope_central:.2f} (O(h^2)); "
                 f"best step one-sided {c.best_forward:.0e} (sqrt(eps) = {eps**0.5:.1e}), "
                 f"two-sided {c.best_central:.0e} (cbrt(eps) = {eps ** (1 / 3):.1e})"
             )
-        return "\n".join(lines)
+        title = f"RMS |finite difference - backprop| over {self.weight}, RMS gradient {self.derivative:.3g}"
+        title += f" ({self.network})"
+        return [Table(headers, rows, title=title, notes=notes)]
 
-    def plot(self, directory: Path) -> list[Path]:
+    def figure(self) -> Any:
         """Log-log error curves, one panel per dtype."""
-        from preflight._util.figures import pyplot, save_figure
-
-        plt = pyplot()
-        fig, axes = plt.subplots(1, len(self.curves), figsize=(5.5 * len(self.curves), 4), sharey=True)
-        for ax, c in zip(np.atleast_1d(axes), self.curves, strict=True):
+        fig = new_figure(figsize=(5.5 * len(self.curves), 4), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(1, len(self.curves), sharey=True))
+        for ax, c in zip(axes, self.curves, strict=True):
             ax.loglog(c.steps, c.forward, "o-", label="one-sided (forward)")
             ax.loglog(c.steps, c.central, "s-", label="two-sided (central)")
             eps = float(np.finfo(c.dtype).eps)
@@ -103,8 +101,12 @@ class NumdiffResult:
                 ax.axvline(value, color="gray", linestyle=style)
             ax.set(xlabel="step h", title=f"{c.dtype}: dotted sqrt(eps), dashed cbrt(eps)")
             ax.legend()
-        np.atleast_1d(axes)[0].set_ylabel("|error| of the derivative")
-        return [save_figure(fig, Path(directory) / "numdiff.png")]
+        axes[0].set_ylabel("|error| of the derivative")
+        return fig
+
+    def plot(self, directory: Path) -> list[Path]:
+        """``numdiff.png``: the figure of :meth:`figure`."""
+        return [save_figure(self.figure(), Path(directory) / "numdiff.png")]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

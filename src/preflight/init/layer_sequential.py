@@ -15,9 +15,11 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
+from preflight._util import jsonsafe as strict_json
 from preflight._util.aliases import Params, RngLike
+from preflight._util.blas import limit_blas_threads
 from preflight._util.validation import check_array, check_in_range, check_positive_int
-from preflight._util.warn import warn
+from preflight._util.warn import PreflightWarning, warn
 from preflight.init import schemes as initializers
 
 __all__ = ["LSUVLayer", "LSUVResult", "LSUVWarning", "LayeredNetwork", "lsuv"]
@@ -61,7 +63,7 @@ def _stuck(z: NDArray[Any]) -> str | None:
     return None
 
 
-class LSUVWarning(UserWarning):
+class LSUVWarning(PreflightWarning):
     """A layer did not reach unit variance (dead output or too few iterations)."""
 
 
@@ -88,11 +90,16 @@ class LSUVResult:
         """Whether every layer ended within the tolerance."""
         return all(record.converged for record in self.layers)
 
-    def to_json(self) -> list[dict[str, Any]]:
-        """One object per layer."""
-        return [record.__dict__.copy() for record in self.layers]
+    def to_dict(self) -> dict[str, Any]:
+        """Whether every layer converged, and one object per layer."""
+        return {"converged": self.converged, "layers": [record.__dict__.copy() for record in self.layers]}
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        """:meth:`to_dict` as strict JSON text."""
+        return strict_json.dumps(self.to_dict(), indent=indent)
 
 
+@limit_blas_threads
 def lsuv(
     network: LayeredNetwork,
     X: Any,

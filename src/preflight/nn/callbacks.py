@@ -13,16 +13,20 @@ import numpy as np
 
 from preflight._util.aliases import Params
 from preflight._util.validation import check_array, check_positive_int, describe
-from preflight._util.warn import warn
+from preflight._util.warn import PreflightWarning, warn
 from preflight.check.engine import GradcheckReport
 from preflight.nn.fast_check import check_network
 from preflight.nn.network import Network
 
-__all__ = ["GradcheckCallback", "GradientCheckError"]
+__all__ = ["GradcheckCallback", "GradcheckWarning", "GradientCheckError"]
 
 
 #: Keyword options a callback may pass on to the check (the rest of gradcheck's arguments it sets itself).
 _GRADCHECK_OPTIONS = {"eps", "sample", "method", "screen", "progress"}
+
+
+class GradcheckWarning(PreflightWarning, RuntimeWarning):
+    """A check during training failed and ``raise_on_failure`` is off (a RuntimeWarning, as it always was)."""
 
 
 class GradientCheckError(AssertionError):
@@ -114,4 +118,4 @@ class GradcheckCallback:
                 message += f"; {report.hints[0]}"
             if self.raise_on_failure:
                 raise GradientCheckError(message + "\n" + str(report))
-            warn(message, RuntimeWarning)
+            warn(message, GradcheckWarning)

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from preflight._util.aliases import Params
-from preflight._util.blas import one_blas_thread
+from preflight._util.blas import limit_blas_threads, one_blas_thread
 from preflight._util.validation import describe
 from preflight.check.engine import GradcheckReport, NondeterministicLossError
 from preflight.check.engine import gradcheck as run_check
@@ -331,6 +331,7 @@ def perturbed_costs(
     return NetworkPerturbedLoss(net, params, X, y, masks=masks)(offsets)
 
 
+@limit_blas_threads
 def check_network(
     net: Network,
     params: Params,

@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
 from preflight._util.aliases import Params, RngLike
+from preflight._util.blas import limit_blas_threads
 from preflight._util.validation import check_array, check_choice, check_in_range, check_positive_int, describe
 from preflight.init import schemes as initializers
 from preflight.nn.activations import ACTIVATIONS, Activation
@@ -390,6 +391,7 @@ class Network:
         return float(np.mean(predicted == truth))
 
     # ------------------------------------------------------------------ training
+    @limit_blas_threads
     def fit(
         self,
         params: Params,

@@ -20,12 +20,15 @@ from numpy.typing import NDArray
 
 __all__ = [
     "BLOCK_BYTES",
+    "CONSTANT_ROWS_CAP",
     "Moments",
     "block_rows",
     "chunk_moments",
+    "first_block_shift",
     "near_constant",
     "nonfinite_columns",
     "parallel_rows",
+    "sum_is_finite",
 ]
 
 F64 = NDArray[np.float64]
@@ -103,7 +106,9 @@ class Moments:
         return Moments(count, shift, offset, m2)
 
 
-def chunk_moments(x: NDArray[Any], *, shift: F64 | None = None, skip_nan: bool = False) -> Moments:
+def chunk_moments(
+    x: NDArray[Any], *, shift: F64 | None = None, skip_nan: bool = False, weights: F64 | None = None
+) -> Moments:
     """The moments of the rows of a 2-D chunk about ``shift``, read in cache-sized blocks, float64 accumulation.
 
     Parameters
@@ -111,9 +116,13 @@ def chunk_moments(x: NDArray[Any], *, shift: F64 | None = None, skip_nan: bool =
     x : ndarray of shape (n_samples, n_features)
         Any real dtype (float32 is summed in float64); a memory map is read block by block.
     shift : ndarray of shape (n_features,), optional
-        A value near the mean (the statistics seen so far); by default the mean of the first block.
+        A value near the mean (the statistics seen so far); by default the mean of the first block, or its value
+        where a feature is constant over the first block (so a constant feature sums exact zeros: variance 0).
     skip_nan : bool
         Leave NaN out of the counts and sums of their feature (infinities still make the sums non-finite).
+    weights : ndarray of shape (n_samples,), optional
+        Row weights, finite and >= 0 (:func:`preflight.normalize.weights.check_sample_weight`): the count is their
+        sum, each row's values count ``w`` times.
 
     Returns
     -------
@@ -125,24 +134,19 @@ def chunk_moments(x: NDArray[Any], *, shift: F64 | None = None, skip_nan: bool =
     >>> m = chunk_moments(np.array([[1e9 + 1.0], [1e9 - 1.0]]))
     >>> m.mean - 1e9, m.variance
     (array([0.]), array([1.]))
+    >>> chunk_moments(np.array([[1.0], [4.0]]), weights=np.array([2.0, 1.0])).mean
+    array([2.])
     """
     n, p = x.shape
     if n == 0:
         return Moments.empty(p)
-    rows = block_rows(p)
     if shift is None:
-        head = np.asarray(x[:rows], dtype=np.float64)
-        if skip_nan and np.isnan(head).any():
-            with warnings.catch_warnings():  # a column of NaN only has no mean yet: shift 0 below, no warning
-                warnings.simplefilter("ignore", RuntimeWarning)
-                shift = np.nanmean(head, axis=0)
-        else:
-            shift = head.mean(axis=0)
-        shift = np.where(np.isfinite(shift), shift, 0.0)
+        shift = first_block_shift(x, skip_nan=skip_nan, weights=weights)
     parts: dict[int, tuple[F64, F64, F64]] = {}
 
     def work(start: int, stop: int) -> None:
-        parts[start] = _shifted_sums(x[start:stop], shift, skip_nan)
+        w = None if weights is None else weights[start:stop]
+        parts[start] = _shifted_sums(x[start:stop], shift, skip_nan, w)
 
     parallel_rows(n, p, work)
     # Added in row order, so the result does not depend on which thread finished first.
@@ -153,28 +157,72 @@ def chunk_moments(x: NDArray[Any], *, shift: F64 | None = None, skip_nan: bool =
     return Moments(count, shift, offset, np.maximum(m2, 0.0) if np.isfinite(m2).all() else m2)
 
 
-def _shifted_sums(x: NDArray[Any], shift: F64, skip_nan: bool) -> tuple[F64, F64, F64]:
-    """Count, sum and sum of squares of ``x - shift`` per column, in cache-sized blocks."""
+def first_block_shift(x: NDArray[Any], *, skip_nan: bool, weights: F64 | None = None) -> F64:
+    """A value near each feature's mean: the mean of the first block, or its value where the block is constant.
+
+    With weights, only the rows that weigh something count (a row of weight 0 may lie far from the weighted mean,
+    and a feature equal on every weighted row must sum exact zeros).
+
+    Examples
+    --------
+    >>> first_block_shift(np.array([[0.1, 1.0], [0.1, 2.0], [0.1, 6.0]]), skip_nan=False)
+    array([0.1, 3. ])
+    >>> first_block_shift(np.array([[3.0], [0.0]]), skip_nan=False, weights=np.array([2.0, 0.0]))
+    array([3.])
+    """
+    rows = block_rows(x.shape[1])
+    head = np.asarray(x[:rows], dtype=np.float64)
+    if weights is not None and (weights[:rows] > 0).any():
+        head = head[weights[:rows] > 0]
+    with warnings.catch_warnings():  # a column of NaN only has no mean yet: shift 0 below, no warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if skip_nan and np.isnan(head).any():
+            shift, low, high = np.nanmean(head, axis=0), np.nanmin(head, axis=0), np.nanmax(head, axis=0)
+        else:
+            shift, low, high = head.mean(axis=0), head.min(axis=0), head.max(axis=0)
+    # The mean of equal values can round off their value; the value itself makes every shifted term exactly 0.
+    shift = np.where(low == high, low, shift)
+    return np.where(np.isfinite(shift), shift, 0.0)
+
+
+def _shifted_sums(x: NDArray[Any], shift: F64, skip_nan: bool, weights: F64 | None) -> tuple[F64, F64, F64]:
+    """Weight sum, weighted sum and sum of squares of ``x - shift`` per column, in cache-sized blocks."""
     n, p = x.shape
     rows = block_rows(p)
     buffer = np.empty((min(rows, n), p))
     ones = np.ones(buffer.shape[0])
     s1, s2 = np.zeros(p), np.zeros(p)
-    count = np.full(p, float(n))
+    count = np.full(p, float(n) if weights is None else float(np.sum(weights)))
     for start in range(0, n, rows):
         block = x[start : start + rows]
         d = buffer[: block.shape[0]]
+        w = ones[: d.shape[0]] if weights is None else weights[start : start + rows]
         np.subtract(block, shift, out=d)
         if skip_nan:
             missing = np.isnan(d)
             if missing.any():
-                count -= missing.sum(axis=0)
+                count -= w @ missing
                 d[missing] = 0.0
-        # A matrix-vector product with ones is BLAS's fastest column sum; its error is that of float64 summation.
-        s1 += ones[: d.shape[0]] @ d
+        # A matrix-vector product is BLAS's fastest (weighted) column sum; its error is that of float64 summation.
+        s1 += w @ d
         np.multiply(d, d, out=d)
-        s2 += ones[: d.shape[0]] @ d
+        s2 += w @ d
     return count, s1, s2
+
+
+def sum_is_finite(block: NDArray[Any]) -> bool:
+    """Whether one NumPy sum of ``block`` is finite: the quick test for NaN and inf, silent when the sum overflows.
+
+    A finite block whose sum overflows is no error (the caller then looks at the block itself), so NumPy's overflow
+    warning would only alarm the user about preflight's own probe.
+
+    Examples
+    --------
+    >>> sum_is_finite(np.array([1.0, 2.0])), sum_is_finite(np.full(3, 6e4, dtype=np.float16))
+    (True, False)
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(np.add.reduce(block.reshape(-1))))
 
 
 def nonfinite_columns(x: NDArray[Any], *, skip_nan: bool = False) -> list[int]:
@@ -195,24 +243,33 @@ def nonfinite_columns(x: NDArray[Any], *, skip_nan: bool = False) -> list[int]:
     return [int(i) for i in np.flatnonzero(bad)]
 
 
-def near_constant(moments: Moments, n_features: int) -> NDArray[np.bool_]:
-    """Features whose variance is within rounding error of zero, given the magnitude of their mean.
+#: Rows beyond which the constant-feature bound stops growing (see :func:`near_constant`).
+CONSTANT_ROWS_CAP = 1 << 16
 
-    The shifted float64 sums of one block of ``b`` rows err by at most about ``b`` units in the last place of the
-    values summed, so a spread ``std <= b * eps * |mean|`` cannot be told from values that are equal but were
-    rounded differently (``0.1 * 3`` and ``0.3``). Chan's merges add no more than that (they are stable). A feature
-    with no samples counts as constant. This is scikit-learn's test with the block size in place of ``n``: their
-    bound grows with the number of samples, ours stops at one block, so 1e9 + N(0, 1) is never flagged.
+
+def near_constant(moments: Moments) -> NDArray[np.bool_]:
+    """Features whose variance is within rounding error of zero: scikit-learn's bound, its row count capped.
+
+    A feature is constant when ``var <= n eps var + (n eps mean)^2`` (scikit-learn's test, from the error bound of
+    the two-pass variance; ``n`` is the sum of the weights when weighted), with ``n`` capped at
+    ``CONSTANT_ROWS_CAP`` rows. It depends on the feature's statistics and its row count only: never on the number
+    of other features, the block height or the chunking. Up to 65,536 rows it is scikit-learn's decision. Beyond,
+    scikit-learn's bound keeps growing because its error does; ours does not (each value is summed about a shift
+    near the mean, so the mean's magnitude never enters the rounding), so 1e9 + N(0, 1) keeps its scale at any
+    row count, where scikit-learn calls it constant from 4.5e6 rows on. A feature with no samples counts as
+    constant.
 
     Examples
     --------
     >>> x = np.array([[0.1, 1.0], [0.1 * 3 / 3, 2.0], [np.nextafter(0.1, 1), 3.0]])
-    >>> near_constant(chunk_moments(x), 2)
+    >>> near_constant(chunk_moments(x))
     array([ True, False])
     """
-    b = np.minimum(moments.count, float(block_rows(n_features)))
-    bound = (b * np.finfo(np.float64).eps * moments.mean) ** 2
-    constant: NDArray[np.bool_] = (moments.count == 0) | (moments.variance <= bound)
+    eps = np.finfo(np.float64).eps
+    n = np.minimum(moments.count, float(CONSTANT_ROWS_CAP))
+    var = moments.variance
+    bound = n * eps * var + (n * eps * moments.mean) ** 2
+    constant: NDArray[np.bool_] = (moments.count == 0) | (var <= bound)
     return constant
 
 

@@ -6,7 +6,6 @@ Everything optional (pandas, dask, tqdm, torch) is imported on use; the core nee
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from preflight._util.files import atomic_write_text
 from preflight._util.optional import require
 from preflight._util.validation import check_array, check_positive_int, describe
 from preflight._util.warn import warn
-from preflight.normalize.moments import Moments, block_rows
+from preflight.normalize.moments import Moments, block_rows, first_block_shift
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -42,10 +41,15 @@ PARAMS = ("copy", "ignore_nan", "with_mean", "with_std")
 
 @dataclass(frozen=True)
 class NamedRows:
-    """A block of rows with column names (what a chunked CSV reader yields; a DataFrame without pandas)."""
+    """A block of rows with column names (what a chunked CSV reader yields; a DataFrame without pandas).
+
+    ``names`` is None for a table without names (.npy); ``weights`` are the rows' sample weights, when the table
+    has a weight column.
+    """
 
     values: NDArray[np.float64]
-    names: list[str]
+    names: list[str] | None
+    weights: NDArray[np.float64] | None = None
 
 
 # ---------------------------------------------------------------------- in-memory input
@@ -60,7 +64,7 @@ def as_2d(X: Any) -> tuple[NDArray[Any], list[str] | None]:
     names: list[str] | None = None
     if isinstance(X, NamedRows):
         values, _ = as_2d(X.values)
-        if len(X.names) != values.shape[1]:
+        if X.names is not None and len(X.names) != values.shape[1]:
             raise ValueError(f"X: expected {values.shape[1]} column names, got {len(X.names)}")
         return values, X.names
     if type(X).__module__.startswith("scipy.sparse"):
@@ -71,7 +75,7 @@ def as_2d(X: Any) -> tuple[NDArray[Any], list[str] | None]:
     if hasattr(X, "columns") and hasattr(X, "to_numpy"):
         columns = list(X.columns)
         names = [str(c) for c in columns] if columns and all(isinstance(c, str) for c in columns) else None
-        X = X.to_numpy()
+        X = _frame_values(X)
     if isinstance(X, np.ndarray) and X.dtype == object:
         try:
             X = X.astype(np.float64)
@@ -80,8 +84,8 @@ def as_2d(X: Any) -> tuple[NDArray[Any], list[str] | None]:
     x = check_array(X, name="X", finite=False)
     if x.ndim != 2:
         raise ValueError(
-            f"X: expected 2 dimensions (rows are samples), got shape {x.shape}; Reshape your data with "
-            "X.reshape(-1, 1) if it has one feature or X.reshape(1, -1) if it is one sample"
+            f"X: Expected 2D array, got {x.ndim}D array instead (shape {x.shape}; rows are samples). Reshape your "
+            "data with X.reshape(-1, 1) if it has one feature or X.reshape(1, -1) if it is one sample"
         )
     if np.iscomplexobj(x):
         raise ValueError("X: Complex data not supported; expected real numbers")
@@ -89,6 +93,23 @@ def as_2d(X: Any) -> tuple[NDArray[Any], list[str] | None]:
         what = "0 sample(s)" if x.shape[0] == 0 else "0 feature(s)"
         raise ValueError(f"X: Found array with {what} (shape={x.shape}) while a minimum of 1 is required.")
     return x, names
+
+
+def _frame_values(frame: Any) -> NDArray[Any]:
+    """A DataFrame's values; pandas' nullable and pyarrow dtypes as float, their missing values (NA) as NaN.
+
+    float32 when every column is float32 (of any flavour), else float64. Text stays text (object), for the error.
+    """
+    dtypes = list(getattr(frame, "dtypes", []))
+    if all(isinstance(d, np.dtype) and d.kind != "O" for d in dtypes) or not hasattr(frame, "isna"):
+        return np.asarray(frame.to_numpy())
+    target = np.float32 if all(getattr(d, "numpy_dtype", d) == np.float32 for d in dtypes) else np.float64
+    try:
+        return np.asarray(frame.to_numpy(dtype=target, na_value=np.nan))
+    except (TypeError, ValueError):  # text, or NA in an object column: NA becomes NaN, text stays for the error
+        values = np.array(frame.to_numpy(dtype=object), dtype=object)
+        values[np.asarray(frame.isna().to_numpy(), dtype=bool)] = np.nan
+        return values
 
 
 def _first_text(X: NDArray[Any], names: list[str] | None) -> str:
@@ -109,13 +130,21 @@ def check_feature_names(fitted: NDArray[Any] | None, names: list[str] | None) ->
     elif fitted is not None and names is None:
         warn("X does not have valid feature names, but Standardizer was fitted with feature names")
     elif fitted is not None and names is not None and list(fitted) != names:
-        unseen = [n for n in names if n not in set(fitted)]
-        missing = [str(n) for n in fitted if n not in set(names)]
-        raise ValueError(
-            "The feature names should match those that were passed during fit.\n"
-            f"Feature names unseen at fit time: {unseen}\nFeature names seen at fit time, yet now missing: {missing}"
-            + ("\nFeature names must be in the same order as they were in fit." if not unseen and not missing else "")
-        )
+        unseen = sorted(set(names) - {str(n) for n in fitted})
+        missing = sorted({str(n) for n in fitted} - set(names))
+        message = "The feature names should match those that were passed during fit.\n"
+        if unseen:
+            message += "Feature names unseen at fit time:\n" + _listed(unseen)
+        if missing:
+            message += "Feature names seen at fit time, yet now missing:\n" + _listed(missing)
+        if not unseen and not missing:
+            message += "Feature names must be in the same order as they were in fit.\n"
+        raise ValueError(message)
+
+
+def _listed(names: list[str]) -> str:
+    """scikit-learn's list of names in an error: one per line, five at most."""
+    return "".join(f"- {name}\n" for name in names[:5]) + ("- ...\n" if len(names) > 5 else "")
 
 
 def nonfinite_error(features: list[str], *, ignore_nan: bool) -> ValueError:
@@ -133,11 +162,14 @@ def is_dask(X: Any) -> bool:
     return type(X).__module__.split(".")[0] == "dask"
 
 
-def dask_sums(X: Any, *, skip_nan: bool, shift: NDArray[np.float64] | None) -> tuple[Moments, list[str] | None]:
+def dask_sums(
+    X: Any, *, skip_nan: bool, shift: NDArray[np.float64] | None, weights: Any = None
+) -> tuple[Moments, list[str] | None]:
     """Shifted sums of a dask array or DataFrame by dask's own reductions (on a cluster when a Client is active).
 
     The shift (the statistics seen so far, or the mean of the first rows) keeps the float64 sums exact, as in
-    :func:`preflight._moments.chunk_moments`; one ``dask.compute`` runs the three reductions together.
+    :func:`preflight.normalize.moments.chunk_moments`; one ``dask.compute`` runs the reductions together.
+    ``weights`` (a dask array or Series, or an in-memory vector, one weight per row) weigh the rows.
     """
     dask = require("dask", extra="dask", purpose="Fitting on a dask collection")
     da = require("dask.array", extra="dask", purpose="Fitting on a dask collection")
@@ -145,7 +177,8 @@ def dask_sums(X: Any, *, skip_nan: bool, shift: NDArray[np.float64] | None) -> t
     if hasattr(X, "columns"):
         columns = list(X.columns)
         names = [str(c) for c in columns] if columns and all(isinstance(c, str) for c in columns) else None
-        arr = X.to_dask_array()
+        # With weights the row chunks must be known, to line the weights up with them.
+        arr = X.to_dask_array() if weights is None else X.to_dask_array(lengths=True)
     else:
         arr = X
     if arr.ndim != 2:
@@ -159,18 +192,21 @@ def dask_sums(X: Any, *, skip_nan: bool, shift: NDArray[np.float64] | None) -> t
         )
         if first.shape[0] == 0:
             raise ValueError(f"X: Found array with 0 sample(s) (shape={arr.shape}) while a minimum of 1 is required.")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            shift = np.nanmean(first, axis=0) if skip_nan else first.mean(axis=0)
-        shift = np.where(np.isfinite(shift), shift, 0.0)
+        shift = first_block_shift(first, skip_nan=skip_nan)
     d = arr - shift
+    # Row weights as a column (1 without weights), so that each sum below is a weighted sum.
+    column = None if weights is None else _dask_weights(weights, arr, da)
+    w = 1.0 if column is None else column[:, None]
     if skip_nan:
         missing = da.isnan(d)
-        count = (~missing).sum(axis=0)
+        count = (~missing * w).sum(axis=0)
         d = da.where(missing, 0.0, d)
     else:
-        count = da.ones_like(d).sum(axis=0)
-    s1, s2, n = dask.compute(d.sum(axis=0), (d * d).sum(axis=0), count)
+        count = (da.ones_like(d) * w).sum(axis=0)
+    checks = [] if column is None else [da.isfinite(column).all(), column.min(), column.sum()]
+    s1, s2, n, *weight_checks = dask.compute((d * w).sum(axis=0), (d * d * w).sum(axis=0), count, *checks)
+    if weight_checks and not (weight_checks[0] and weight_checks[1] >= 0 and weight_checks[2] > 0):
+        raise ValueError("sample_weight: expected finite weights >= 0, not all zero")
     s1, s2, n = (np.asarray(v, dtype=np.float64) for v in (s1, s2, n))
     if not (np.isfinite(s1).all() and np.isfinite(s2).all()):
         test = da.isinf(arr) if skip_nan else ~da.isfinite(arr)
@@ -182,26 +218,46 @@ def dask_sums(X: Any, *, skip_nan: bool, shift: NDArray[np.float64] | None) -> t
     return Moments(n, shift, offset, np.maximum(s2 - s1 * offset, 0.0)), names
 
 
+def _dask_weights(weights: Any, arr: Any, da: Any) -> Any:
+    """The weights as a float64 dask vector chunked like the rows of ``arr``."""
+    if hasattr(weights, "to_dask_array"):
+        weights = weights.to_dask_array(lengths=True)
+    w = weights if is_dask(weights) else da.from_array(np.asarray(weights, dtype=np.float64), chunks=-1)
+    if w.ndim != 1 or w.shape[0] != arr.shape[0]:
+        raise ValueError(f"sample_weight: expected one weight per row of X ({arr.shape[0]}), got shape {w.shape}")
+    return w.astype(np.float64).rechunk((arr.chunks[0],))
+
+
 # ---------------------------------------------------------------------- persistence
 @dataclass(frozen=True)
 class SavedState:
-    """What a saved file holds: constructor arguments, feature names, the exact moments, the label's position."""
+    """What a saved file holds: constructor arguments, feature names, the exact moments, the label's position.
+
+    ``weighted``: the counts are sums of sample weights; ``weight_column``: the weights' position in the table.
+    """
 
     params: dict[str, bool]
     names: list[str] | None
     moments: Moments
     label_column: int | None = None
+    weighted: bool = False
+    weight_column: int | None = None
 
 
-def save_state(standardizer: Any, path: str | Path, *, label_column: int | None = None) -> Path:
+def save_state(
+    standardizer: Any, path: str | Path, *, label_column: int | None = None, weight_column: int | None = None
+) -> Path:
     """Write a fitted Standardizer as JSON (floats written with repr, so they read back bit for bit).
 
     ``count``, ``shift``, ``offset`` and ``m2`` are the exact running moments (so ``partial_fit`` can go on after
     ``load``); ``mean``, ``var`` and ``scale`` are there for people and other tools, and ignored on reading.
     ``label_column`` (written only when given) is the label's position in a table without column names
     (:attr:`TableSource.label_column`), for :func:`transform_table`; readers that do not know it ignore it.
+    Fitted with sample weights, the counts are sums of weights (any number >= 0) and ``weighted`` is true;
+    ``weight_column`` is written like ``label_column``.
     """
     moments: Moments = standardizer._moments
+    weighted = bool(getattr(standardizer, "_weighted", False))
     names = getattr(standardizer, "feature_names_in_", None)
     document = {
         "format": FORMAT,
@@ -209,7 +265,7 @@ def save_state(standardizer: Any, path: str | Path, *, label_column: int | None 
         "params": {k: bool(getattr(standardizer, k)) for k in PARAMS},
         "n_features_in": int(standardizer.n_features_in_),
         "feature_names_in": None if names is None else [str(n) for n in names],
-        "count": [int(c) for c in moments.count],
+        "count": moments.count.tolist() if weighted else [int(c) for c in moments.count],
         "shift": moments.shift.tolist(),
         "offset": moments.offset.tolist(),
         "m2": moments.m2.tolist(),
@@ -219,6 +275,10 @@ def save_state(standardizer: Any, path: str | Path, *, label_column: int | None 
     }
     if label_column is not None:
         document["label_column"] = check_positive_int(label_column, name="label_column", minimum=0)
+    if weighted:
+        document["weighted"] = True
+    if weight_column is not None:
+        document["weight_column"] = check_positive_int(weight_column, name="weight_column", minimum=0)
     return atomic_write_text(path, json.dumps(document, indent=1, allow_nan=False) + "\n")
 
 
@@ -256,12 +316,20 @@ def load_state(path: str | Path) -> SavedState:
     ):
         raise ValueError(f"{where}: 'feature_names_in' must be null or {p} strings, got {describe(names)}")
     count, shift, offset, m2 = (_vector(document, key, p, where) for key in ("count", "shift", "offset", "m2"))
-    if (count < 0).any() or (m2 < 0).any() or (count != np.round(count)).any():
-        raise ValueError(f"{where}: 'count' must be whole numbers >= 0 and 'm2' >= 0")
-    label = document.get("label_column")
-    if label is not None and (not isinstance(label, int) or isinstance(label, bool) or label < 0):
-        raise ValueError(f"{where}: 'label_column' must be null or a column position >= 0, got {describe(label)}")
-    return SavedState(dict(params), names, Moments(count, shift, offset, m2), label)
+    weighted = document.get("weighted", False)
+    if not isinstance(weighted, bool):
+        raise ValueError(f"{where}: 'weighted' must be true or false, got {describe(weighted)}")
+    if (count < 0).any() or (m2 < 0).any() or (not weighted and (count != np.round(count)).any()):
+        raise ValueError(f"{where}: 'count' must be whole numbers >= 0 (sums of weights if weighted) and 'm2' >= 0")
+    label, weight = (_position(document, key, where) for key in ("label_column", "weight_column"))
+    return SavedState(dict(params), names, Moments(count, shift, offset, m2), label, weighted, weight)
+
+
+def _position(document: dict[str, Any], key: str, where: str) -> int | None:
+    value = document.get(key)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+        raise ValueError(f"{where}: {key!r} must be null or a column position >= 0, got {describe(value)}")
+    return value
 
 
 def _vector(document: dict[str, Any], key: str, length: int, where: str) -> NDArray[np.float64]:

@@ -1,10 +1,12 @@
 """Normalizing inputs: ``x <- (x - mu) / sigma`` with the training set's mean and standard deviation.
 
-:class:`Standardizer` follows scikit-learn's estimator conventions (it works in a Pipeline and passes
-``check_estimator``) without depending on scikit-learn: statistics are float64 whatever the input dtype, chunks are
-merged exactly (:mod:`preflight._moments`), the output keeps the input dtype, and the work runs in cache-sized
-blocks so the extra memory stays small. Files, chunked sources, dask and PyTorch live in
-:mod:`preflight.normalize_io`.
+:class:`Standardizer` follows scikit-learn's estimator conventions (a drop-in for StandardScaler: it passes
+scikit-learn's own StandardScaler tests, ``tests/test_sklearn_parity.py``) without depending on scikit-learn:
+statistics are float64 whatever the input dtype, chunks are merged exactly (:mod:`preflight.normalize.moments`),
+the output keeps the input dtype, and the work runs in cache-sized blocks (:mod:`preflight.normalize.kernel`).
+Sample weights (:mod:`~preflight.normalize.weights`), sparse input (:mod:`~preflight.normalize.sparse`), output
+containers (:mod:`~preflight.normalize.output`), files, chunked sources and dask (:mod:`~preflight.normalize.sources`,
+:mod:`~preflight.normalize.tables`) live beside it.
 """
 
 from __future__ import annotations
@@ -19,25 +21,22 @@ from numpy.typing import NDArray
 from preflight._util.warn import warn
 from preflight.normalize import sources as io
 from preflight.normalize import tables
+from preflight.normalize.errors import ConstantFeatureWarning, NotFittedError, not_fitted
 from preflight.normalize.estimator import EstimatorProtocol
-from preflight.normalize.moments import (
-    Moments,
-    block_rows,
-    chunk_moments,
-    near_constant,
-    nonfinite_columns,
-    parallel_rows,
+from preflight.normalize.kernel import affine_transform
+from preflight.normalize.moments import Moments, chunk_moments, near_constant, nonfinite_columns
+from preflight.normalize.output import configured_output, wrap_output
+from preflight.normalize.sparse import (
+    CENTERING_ERROR,
+    check_sparse,
+    is_sparse,
+    nonfinite_sparse_columns,
+    scale_sparse,
+    sparse_moments,
 )
+from preflight.normalize.weights import check_sample_weight
 
 __all__ = ["ConstantFeatureWarning", "NotFittedError", "Standardizer"]
-
-
-class NotFittedError(ValueError, AttributeError):
-    """The Standardizer was used before ``fit`` (a ValueError and an AttributeError, as scikit-learn's)."""
-
-
-class ConstantFeatureWarning(UserWarning):
-    """A feature is constant or nearly so: it gets scale 1, so transform only centers it."""
 
 
 class Standardizer(EstimatorProtocol):
@@ -46,23 +45,25 @@ class Standardizer(EstimatorProtocol):
     Parameters
     ----------
     with_mean : bool
-        Subtract the mean in ``transform``.
+        Subtract the mean in ``transform`` (must be False for sparse input: centering would make it dense).
     with_std : bool
         Divide by the standard deviation in ``transform``.
     copy : bool
-        False lets ``transform`` and ``inverse_transform`` work in place when the input is a writeable float array.
+        False lets ``transform`` and ``inverse_transform`` work in place when the input is a writeable float array
+        (or CSR matrix).
     ignore_nan : bool
-        Leave NaN out of the statistics in ``fit`` and pass them through ``transform``; by default NaN (and always
-        infinity) is an error naming the features.
+        Leave NaN (and pandas' ``NA``) out of the statistics in ``fit`` and pass them through ``transform``; by
+        default NaN (and always infinity) is an error naming the features.
 
     Attributes
     ----------
     mean_, var_ : ndarray of shape (n_features,), float64
-        Mean and population variance of the training samples.
+        Mean and population variance of the training samples (weighted, with ``sample_weight``).
     scale_ : ndarray of shape (n_features,) or None
         ``sqrt(var_)``, with 1 for constant and near-constant features; None when ``with_std=False``.
-    n_samples_seen_ : int or ndarray of int
-        Samples seen (per feature when NaNs were ignored and the counts differ).
+    n_samples_seen_ : int, float or ndarray
+        Samples seen (per feature when NaNs were ignored and the counts differ); with ``sample_weight``, the sum of
+        the weights (a float), as in scikit-learn.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Column names, when fitted on a DataFrame with string column names.
@@ -74,6 +75,8 @@ class Standardizer(EstimatorProtocol):
     (array([ 2., 20.]), array([ 1., 10.]))
     >>> s.transform(np.array([[3.0, 10.0]], dtype=np.float32))
     array([[ 1., -1.]], dtype=float32)
+    >>> Standardizer().fit([[1.0], [4.0]], sample_weight=[2, 1]).mean_
+    array([2.])
     """
 
     PARAMETERS: ClassVar[dict[str, Any]] = {"with_mean": True, "with_std": True, "copy": True, "ignore_nan": False}
@@ -93,28 +96,43 @@ class Standardizer(EstimatorProtocol):
             estimator_type=None,
             target_tags=TargetTags(required=False),
             transformer_tags=TransformerTags(preserves_dtype=["float64", "float32"]),
-            input_tags=InputTags(allow_nan=bool(self.ignore_nan)),
+            input_tags=InputTags(allow_nan=bool(self.ignore_nan), sparse=not self.with_mean),
         )
 
+    def _repr_html_(self) -> str:  # the notebook view: parameters, fitted statistics (normalize/display.py)
+        from preflight.normalize.display import standardizer_html
+
+        return standardizer_html(self)
+
     # ------------------------------------------------------------------ fitting
-    def fit(self, X: Any, y: Any = None) -> Standardizer:
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> Standardizer:
         """Learn the mean and standard deviation of ``X`` (rows are samples) from scratch.
 
-        ``X`` may be an array, a pandas DataFrame (its column names are kept), a memory-mapped array (read in
-        blocks), a dask array or dask DataFrame (reduced by dask, so on a cluster when one is active).
+        ``X`` may be an array, a pandas DataFrame (its column names are kept; nullable and pyarrow dtypes, ``NA``
+        as NaN), a scipy.sparse matrix or array (with ``with_mean=False``), a memory-mapped array (read in blocks),
+        or a dask array or DataFrame (reduced by dask, so on a cluster when one is active).
+
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, n_features)
+        y : ignored
+        sample_weight : array_like of shape (n_samples,) or a number, optional
+            Row weights, finite and >= 0, not all zero (a dask array or Series for dask ``X``): a row of weight
+            ``w`` counts as ``w`` rows.
 
         Raises
         ------
         ValueError
-            Non-numeric, empty or non-2-D input; NaN or infinity (named by feature) unless ``ignore_nan``.
+            Non-numeric, empty or non-2-D input; NaN or infinity (named by feature) unless ``ignore_nan``; sparse
+            input with ``with_mean=True``; bad weights.
         """
         self._reset()
-        self._update(X)
+        self._update(X, sample_weight)
         self._require_values()
         self._warn_constant()
         return self
 
-    def partial_fit(self, X: Any, y: Any = None) -> Standardizer:
+    def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> Standardizer:
         """Update the statistics with the rows of ``X``; any chunking gives the statistics of ``fit`` on all rows.
 
         Each call checks the statistics so far and warns (:class:`ConstantFeatureWarning`) about features that are
@@ -128,30 +146,46 @@ class Standardizer(EstimatorProtocol):
         >>> bool(np.allclose(s.var_, Standardizer().fit(x).var_, rtol=1e-12))
         True
         """
-        self._update(X)
+        self._update(X, sample_weight)
         self._warn_constant()
         return self
 
-    def _update(self, X: Any) -> None:
-        """``partial_fit`` without the constant-feature warning."""
+    def _update(self, X: Any, sample_weight: Any, *, chunk: bool = False) -> None:
+        """``partial_fit`` without the constant-feature warning (a chunk of a larger fit may weigh 0 throughout)."""
         self._check_params()
         first = not hasattr(self, "n_features_in_")
+        if isinstance(X, io.NamedRows) and X.weights is not None:
+            X, sample_weight = io.NamedRows(X.values, X.names), X.weights
         if io.is_dask(X):
-            sums, names = io.dask_sums(X, skip_nan=self.ignore_nan, shift=self._shift())
+            sums, names = io.dask_sums(X, skip_nan=self.ignore_nan, shift=self._shift(), weights=sample_weight)
             self._check_features(sums.count.shape[0], names, reset=first)
+        elif is_sparse(X):
+            x = self._sparse(X)
+            weights = check_sample_weight(sample_weight, x.shape[0], allow_all_zero=chunk)
+            self._check_features(x.shape[1], None, reset=first)
+            sums = sparse_moments(x, skip_nan=self.ignore_nan, weights=weights)
+            if not sums.finite:
+                self._raise_nonfinite(nonfinite_sparse_columns(x, skip_nan=self.ignore_nan))
         else:
             x, names = io.as_2d(X)
+            weights = check_sample_weight(sample_weight, x.shape[0], allow_all_zero=chunk)
             self._check_features(x.shape[1], names, reset=first)
-            sums = chunk_moments(x, shift=self._shift(), skip_nan=self.ignore_nan)
+            sums = chunk_moments(x, shift=self._shift(), skip_nan=self.ignore_nan, weights=weights)
             if not sums.finite:
-                self._raise_nonfinite(x, nonfinite_columns(x, skip_nan=self.ignore_nan))
+                self._raise_nonfinite(nonfinite_columns(x, skip_nan=self.ignore_nan))
+        self._weighted = getattr(self, "_weighted", False) or sample_weight is not None
         previous = self._moments if hasattr(self, "_moments") else Moments.empty(sums.count.shape[0])
         self._set_statistics(previous.merge(sums))
 
     def fit_chunks(
-        self, chunks: Iterable[Any], *, total_rows: int | None = None, progress: bool | None = None
+        self,
+        chunks: Iterable[Any],
+        *,
+        weights: Iterable[Any] | None = None,
+        total_rows: int | None = None,
+        progress: bool | None = None,
     ) -> Standardizer:
-        """Fit from an iterable of 2-D chunks (arrays or DataFrames) that need not fit in memory together.
+        """Fit from an iterable of 2-D chunks (arrays, DataFrames, sparse) that need not fit in memory together.
 
         Constant features are looked for once, in the statistics of all chunks (a chunk of equal values in a
         feature that varies is no warning).
@@ -160,6 +194,8 @@ class Standardizer(EstimatorProtocol):
         ----------
         chunks : iterable of array_like
             Row blocks with the same columns.
+        weights : iterable of array_like, optional
+            One weight vector per chunk (a chunk may weigh 0 throughout; all of them may not).
         total_rows : int, optional
             For the progress bar.
         progress : bool, optional
@@ -173,8 +209,9 @@ class Standardizer(EstimatorProtocol):
         array([ 9., 10.])
         """
         self._reset()
-        for chunk in tables.with_progress(chunks, total=total_rows, enabled=progress):
-            self._update(chunk)
+        pairs = tables.paired(tables.with_progress(chunks, total=total_rows, enabled=progress), weights)
+        for chunk, chunk_weights in pairs:
+            self._update(chunk, chunk_weights, chunk=True)
         if not hasattr(self, "mean_"):
             raise ValueError("chunks: expected at least one chunk of rows, got none")
         self._require_values()
@@ -182,27 +219,37 @@ class Standardizer(EstimatorProtocol):
         return self
 
     def fit_file(
-        self, path: str | Path, *, label: str | int | None = None, chunk_rows: int = 65536, progress: bool | None = None
+        self,
+        path: str | Path,
+        *,
+        label: str | int | None = None,
+        weight: str | int | None = None,
+        chunk_rows: int = 65536,
+        progress: bool | None = None,
     ) -> Standardizer:
         """Fit from a ``.npy`` file (memory-mapped) or a ``.csv`` file (read in chunks), out of core.
 
-        ``label`` names a column to leave out (by name, or by position); CSV column names become
-        ``feature_names_in_``.
+        ``label`` names a column to leave out and ``weight`` a column of sample weights (each by name, or by
+        position); CSV column names become ``feature_names_in_``.
 
         Examples
         --------
         >>> import tempfile, pathlib
         >>> path = pathlib.Path(tempfile.mkdtemp()) / "train.csv"
-        >>> _ = path.write_text("a,b,y\\n1,10,0\\n3,30,1\\n")
-        >>> Standardizer().fit_file(path, label="y").feature_names_in_.tolist()
-        ['a', 'b']
+        >>> _ = path.write_text("a,b,w,y\\n1,10,3,0\\n5,30,1,1\\n")
+        >>> s = Standardizer().fit_file(path, label="y", weight="w")
+        >>> s.feature_names_in_.tolist(), s.mean_, s.n_samples_seen_
+        (['a', 'b'], array([ 2., 15.]), 4.0)
         """
-        source = tables.open_table(path, label=label, chunk_rows=chunk_rows)
+        source = tables.open_table(path, label=label, weight=weight, chunk_rows=chunk_rows)
         return self.fit_chunks(source.chunks, total_rows=source.rows, progress=progress)
 
     # ------------------------------------------------------------------ transforming
-    def transform(self, X: Any, copy: bool | None = None) -> NDArray[Any]:
+    def transform(self, X: Any, copy: bool | None = None) -> Any:
         """``(X - mean_) / scale_`` in the dtype of ``X`` (float64 for integer input).
+
+        Sparse ``X`` (with ``with_mean=False``) comes back sparse (CSR); a DataFrame when ``set_output`` (or
+        scikit-learn's global ``transform_output``) asks for one.
 
         Raises
         ------
@@ -212,10 +259,11 @@ class Standardizer(EstimatorProtocol):
             A different number of features than in ``fit`` (expected vs got), or NaN/inf (unless ``ignore_nan``,
             which passes NaN through).
         """
-        return self._apply(X, copy, inverse=False)
+        out, output = self._apply(X, copy, inverse=False), configured_output(self)
+        return out if output == "default" else wrap_output(out, X, self.get_feature_names_out(), output)
 
-    def inverse_transform(self, X: Any, copy: bool | None = None) -> NDArray[Any]:
-        """``X * scale_ + mean_``: back to the original units.
+    def inverse_transform(self, X: Any, copy: bool | None = None) -> Any:
+        """``X * scale_ + mean_``: back to the original units (an ndarray, or CSR for sparse ``X``).
 
         Examples
         --------
@@ -226,9 +274,9 @@ class Standardizer(EstimatorProtocol):
         """
         return self._apply(X, copy, inverse=True)
 
-    def fit_transform(self, X: Any, y: Any = None) -> NDArray[Any]:
-        """``fit(X).transform(X)``."""
-        return self.fit(X, y).transform(X)
+    def fit_transform(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
+        """``fit(X, y, sample_weight).transform(X)``."""
+        return self.fit(X, y, sample_weight=sample_weight).transform(X)
 
     def get_feature_names_out(self, input_features: Any = None) -> NDArray[np.object_]:
         """Output feature names: the input names (``feature_names_in_``, or ``x0, x1, ...``)."""
@@ -238,7 +286,10 @@ class Standardizer(EstimatorProtocol):
             return np.asarray(names, dtype=object)
         names = [str(v) for v in input_features]
         if len(names) != self.n_features_in_:
-            raise ValueError(f"input_features: expected {self.n_features_in_} names, got {len(names)}")
+            raise ValueError(
+                f"input_features should have length equal to number of features ({self.n_features_in_}), "
+                f"got {len(names)}"
+            )
         if hasattr(self, "feature_names_in_") and names != list(self.feature_names_in_):
             raise ValueError("input_features is not equal to feature_names_in_")
         return np.asarray(names, dtype=object)
@@ -269,6 +320,7 @@ class Standardizer(EstimatorProtocol):
         standardizer = cls(**state.params)
         if state.names is not None:
             standardizer.feature_names_in_ = np.asarray(state.names, dtype=object)
+        standardizer._weighted = state.weighted
         standardizer._set_statistics(state.moments)
         return standardizer
 
@@ -285,18 +337,20 @@ class Standardizer(EstimatorProtocol):
 
     # ------------------------------------------------------------------ internals
     def _reset(self) -> None:
-        for name in ("_moments", "mean_", "var_", "scale_", "n_samples_seen_", "n_features_in_", "feature_names_in_"):
+        for name in ("_moments", "_weighted", "mean_", "var_", "scale_", "n_samples_seen_", "n_features_in_"):
             self.__dict__.pop(name, None)
-
-    def _check_params(self) -> None:
-        for name in self.PARAMETERS:
-            value = getattr(self, name)
-            if not isinstance(value, (bool, np.bool_)):
-                raise ValueError(f"Standardizer: {name} expected True or False, got {value!r}")
+        self.__dict__.pop("feature_names_in_", None)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "mean_"):
-            raise NotFittedError("This Standardizer is not fitted yet: call fit (or partial_fit) before using it")
+            raise not_fitted(
+                f"This {type(self).__name__} instance is not fitted yet: call fit (or partial_fit) before using it"
+            )
+
+    def _sparse(self, X: Any, *, inverse: bool = False) -> Any:
+        if self.with_mean:
+            raise ValueError(CENTERING_ERROR.replace("center", "uncenter") if inverse else CENTERING_ERROR)
+        return check_sparse(X)
 
     def _shift(self) -> NDArray[np.float64] | None:
         return self._moments.shift if hasattr(self, "_moments") else None
@@ -318,12 +372,8 @@ class Standardizer(EstimatorProtocol):
         names = getattr(self, "feature_names_in_", None)
         return [str(names[i]) if names is not None else f"x{i}" for i in columns]
 
-    def _raise_nonfinite(self, x: NDArray[Any], columns: list[int]) -> None:
-        if not columns:
-            raise ValueError("X: values too large: their squares overflow float64; rescale the data first")
-        what = "infinity" if self.ignore_nan else "NaN or infinity"
-        fix = "" if self.ignore_nan else " (pass ignore_nan=True to leave NaN out of fit and pass it through)"
-        raise ValueError(f"Input X contains {what} in feature(s) {self._feature_names(columns)}{fix}")
+    def _raise_nonfinite(self, columns: list[int]) -> None:
+        raise io.nonfinite_error(self._feature_names(columns), ignore_nan=self.ignore_nan)
 
     def _set_statistics(self, moments: Moments) -> None:
         self._moments = moments
@@ -331,23 +381,27 @@ class Standardizer(EstimatorProtocol):
         self.n_features_in_ = p
         self.mean_ = moments.mean.copy()
         self.var_ = moments.variance
-        counts = moments.count.astype(np.int64)
-        self.n_samples_seen_ = int(counts[0]) if p and (counts == counts[0]).all() else counts
-        scale = np.where(near_constant(moments, p), 1.0, np.sqrt(self.var_))
+        # scikit-learn's convention: a count of rows (int), or with sample weights their sum (float); one number
+        # when every feature saw the same, else one per feature.
+        counts = moments.count if self._weighted else moments.count.astype(np.int64)
+        same = p and (counts == counts[0]).all()
+        self.n_samples_seen_ = counts if not same else float(counts[0]) if self._weighted else int(counts[0])
+        scale = np.where(near_constant(moments), 1.0, np.sqrt(self.var_))
         self.scale_ = scale if self.with_std else None
 
     def _require_values(self) -> None:
-        """After a whole fit: a feature that was NaN in every row (``ignore_nan``) has no statistics to invent."""
+        """After a whole fit: a feature without values (all NaN, or weight 0) has no statistics to invent."""
         empty = np.flatnonzero(self._moments.count == 0)
         if empty.size:
             raise ValueError(
-                f"X: feature(s) {self._feature_names(empty)} have no values: every entry is NaN; drop them before "
-                "fitting"
+                f"X: feature(s) {self._feature_names(empty)} have no values: every entry is NaN"
+                + (" or has weight 0" if self._weighted else "")
+                + "; drop them before fitting"
             )
 
     def _warn_constant(self) -> None:
         # Features without samples yet (NaN so far, partial_fit) are not "constant": fit refuses them instead.
-        constant = near_constant(self._moments, self.n_features_in_) & (self._moments.count > 0)
+        constant = near_constant(self._moments) & (self._moments.count > 0)
         if constant.any() and self.with_std:
             warn(
                 f"Standardizer: feature(s) {self._feature_names(np.flatnonzero(constant))} are constant or their "
@@ -355,88 +409,23 @@ class Standardizer(EstimatorProtocol):
                 ConstantFeatureWarning,
             )
 
-    def _apply(self, X: Any, copy: bool | None, *, inverse: bool) -> NDArray[Any]:
+    def _apply(self, X: Any, copy: bool | None, *, inverse: bool) -> Any:
         self._check_fitted()
-        x, names = io.as_2d(X)
-        self._check_features(x.shape[1], names, reset=False)
         copy = self.copy if copy is None else copy
-        dtype = x.dtype if x.dtype in (np.float16, np.float32, np.float64) else np.dtype(np.float64)
-        in_place = not copy and x.dtype == dtype and x.flags.writeable and x.flags.c_contiguous
-        out = x if in_place else np.empty(x.shape, dtype=dtype)
-        # Statistics in the output dtype: rounding the mean to float32 errs by half an ulp of the mean, no more than
-        # the rounding already in float32 data of that magnitude, and keeps the loop in float32 (twice as fast).
-        mean = self.mean_.astype(dtype) if self.with_mean else None
         factor = None
         if self.with_std and self.scale_ is not None:
-            factor = (self.scale_ if inverse else 1.0 / self.scale_).astype(dtype)
-        # NumPy broadcasts a row of statistics over a block one row at a time, so with 20 features its inner loop is
-        # 20 elements long and the loop overhead costs more than the copy. The statistics repeated ``reps`` times
-        # line up with ``reps`` rows of a C-contiguous block viewed as one long row: inner loops of >= 4096
-        # elements (1.5x faster in all, measured at 5e6 x 20).
-        p = x.shape[1]
-        reps = -(-_LONG_ROW // p)
-        rows = max(reps, block_rows(p, dtype.itemsize) // reps * reps)
-        long_mean = None if mean is None else np.tile(mean, reps)
-        long_factor = None if factor is None else np.tile(factor, reps)
+            factor = self.scale_ if inverse else 1.0 / self.scale_
+        if is_sparse(X):
+            x = self._sparse(X, inverse=inverse)
+            self._check_features(x.shape[1], None, reset=False)
+            return scale_sparse(x, factor, copy=copy, skip_nan=self.ignore_nan, refuse=self._raise_nonfinite)
+        x, names = io.as_2d(X)
+        self._check_features(x.shape[1], names, reset=False)
 
-        def affine(target: NDArray[Any]) -> None:
-            # ``target`` is C-contiguous (fresh output, or an input that had to be for in-place work), so the reshape
-            # is a view and the arithmetic lands in ``target``.
-            whole = target.shape[0] // reps * reps
-            if whole:
-                _affine_in_place(target[:whole].reshape(-1, reps * p), long_mean, long_factor, inverse=inverse)
-            if whole < target.shape[0]:
-                _affine_in_place(target[whole:], mean, factor, inverse=inverse)
+        def refuse(block: NDArray[Any]) -> None:
+            bad = nonfinite_columns(block, skip_nan=self.ignore_nan)
+            if bad:
+                self._raise_nonfinite(bad)
 
-        def check_finite(cached: NDArray[Any], source: NDArray[Any]) -> None:
-            # NaN and inf in the source survive the affine map and a sum, so one sum of the cached block finds them.
-            # NumPy's own reduction, not BLAS: a BLAS call here starts BLAS threads beside ours (10% slower on 2
-            # cores). A non-finite sum only means "look closer" and the source decides: a finite block whose result
-            # or sum overflows is no error.
-            if not np.isfinite(np.add.reduce(cached.reshape(-1))):
-                bad = nonfinite_columns(source, skip_nan=self.ignore_nan)
-                if bad:
-                    self._raise_nonfinite(source, bad)
-
-        def scan(start: int, stop: int) -> None:
-            for first in range(start, stop, rows):
-                block = x[first : min(first + rows, stop)]
-                check_finite(block, block)
-
-        def work(start: int, stop: int) -> None:
-            for first in range(start, stop, rows):
-                block, target = x[first : min(first + rows, stop)], out[first : min(first + rows, stop)]
-                if not in_place:
-                    # A block copy first: memcpy writes whole cache lines without reading them (ERMS), which is
-                    # faster than a ufunc writing to fresh memory; the arithmetic then runs in cache.
-                    np.copyto(target, block)
-                affine(target)
-                if not in_place:
-                    check_finite(target, block)
-
-        if in_place:
-            # The caller's array is only changed once all of it is known to be valid: a bad value in the last
-            # block must not leave the first blocks transformed.
-            parallel_rows(x.shape[0], x.shape[1], scan)
-        parallel_rows(x.shape[0], x.shape[1], work)
-        return out
-
-
-#: Shortest inner loop worth running: below a few thousand elements NumPy's per-loop overhead shows.
-_LONG_ROW = 4096
-
-
-def _affine_in_place(
-    out: NDArray[Any], mean: NDArray[Any] | None, factor: NDArray[Any] | None, *, inverse: bool
-) -> None:
-    """``out = (out - mean) * factor`` or, inverse, ``out = out * factor + mean`` (None: skip that step)."""
-    if inverse:
-        if factor is not None:
-            np.multiply(out, factor, out=out)
-        if mean is not None:
-            np.add(out, mean, out=out)
-        return
-    if mean is not None:
-        np.subtract(out, mean, out=out)
-    if factor is not None:
-        np.multiply(out, factor, out=out)
+        mean = self.mean_ if self.with_mean else None
+        return affine_transform(x, mean, factor, copy=copy, inverse=inverse, on_nonfinite=refuse)

@@ -29,7 +29,27 @@ __all__ = ["TableSource", "open_table", "transform_table", "with_progress"]
 
 
 def _rows(chunk: Any) -> int:
-    return int(chunk.values.shape[0]) if isinstance(chunk, NamedRows) else len(chunk)
+    if isinstance(chunk, NamedRows):
+        return int(chunk.values.shape[0])
+    return int(chunk.shape[0]) if hasattr(chunk, "shape") else len(chunk)
+
+
+def paired(chunks: Iterable[Any], weights: Iterable[Any] | None) -> Iterator[tuple[Any, Any]]:
+    """``(chunk, its weights)`` for each chunk (weights None when there are none); one weight vector per chunk.
+
+    Examples
+    --------
+    >>> list(paired([1, 2], [3, 4])), list(paired([1], None))
+    ([(1, 3), (2, 4)], [(1, None)])
+    """
+    if weights is None:
+        yield from ((chunk, None) for chunk in chunks)
+        return
+    missing = object()
+    for chunk, chunk_weights in itertools.zip_longest(chunks, weights, fillvalue=missing):
+        if chunk is missing or chunk_weights is missing:
+            raise ValueError("weights: expected one weight vector per chunk; got a different number of each")
+        yield chunk, chunk_weights
 
 
 def with_progress(chunks: Iterable[Any], *, total: int | None, enabled: bool | None) -> Iterator[Any]:
@@ -52,21 +72,25 @@ class TableSource:
 
     ``label_column`` is the position of the label in a table without column names (.npy): ``normalize fit`` records
     it in the statistics file, so that ``apply`` finds the same feature columns. It is None for CSV (the names say
-    which columns are features) and when there is no label.
+    which columns are features) and when there is no label. ``weight_column``, the same for a weight column.
     """
 
     names: list[str] | None
     rows: int | None
     chunks: Iterator[Any]
     label_column: int | None = None
+    weight_column: int | None = None
 
 
-def open_table(path: str | Path, *, label: str | int | None = None, chunk_rows: int = 65536) -> TableSource:
+def open_table(
+    path: str | Path, *, label: str | int | None = None, weight: str | int | None = None, chunk_rows: int = 65536
+) -> TableSource:
     """Read a ``.npy`` file as a memory map, or a ``.csv`` file (header row) lazily, ``chunk_rows`` at a time.
 
     A CSV file is UTF-8 text (a byte-order mark is allowed) whose column names are unique; blank lines are skipped
     and an empty field is a missing value (NaN). A table without data rows, or without a column besides ``label``,
-    is a ValueError naming the file.
+    is a ValueError naming the file. With ``weight`` (a column of sample weights, finite and >= 0) the chunks are
+    :class:`NamedRows` carrying their rows' weights.
 
     Examples
     --------
@@ -80,13 +104,18 @@ def open_table(path: str | Path, *, label: str | int | None = None, chunk_rows: 
     chunk_rows = check_positive_int(chunk_rows, name="chunk_rows")
     header, array = _open(path)
     at = _label_position(header, label)
-    keep = [i for i in range(len(header)) if i != at]
+    weight_at = _label_position(header, weight, name="weight")
+    if weight_at is not None and weight_at == at:
+        raise ValueError(f"weight: {describe(weight)} is the label column; expected another column")
+    keep = [i for i in range(len(header)) if i not in (at, weight_at)]
     if not keep:
-        what = "no columns" if at is None else f"no column besides the label {header[at]!r}"
+        besides = [f"the {role} {header[i]!r}" for role, i in (("label", at), ("weights", weight_at)) if i is not None]
+        what = f"no column besides {' and '.join(besides)}" if besides else "no columns"
         raise ValueError(f"path: {path.name} has {what}; expected at least one feature column")
     if array is not None:
-        return TableSource(None, int(array.shape[0]), _npy_chunks(array, keep, chunk_rows), at)
-    return TableSource([header[i] for i in keep], None, _csv_chunks(path, header, keep, chunk_rows))
+        chunks = _npy_chunks(array, keep, chunk_rows, weight_at)
+        return TableSource(None, int(array.shape[0]), chunks, at, weight_at)
+    return TableSource([header[i] for i in keep], None, _csv_chunks(path, header, keep, chunk_rows, weight_at))
 
 
 def _open(path: Path) -> tuple[list[str], NDArray[Any] | None]:
@@ -102,7 +131,7 @@ def _open(path: Path) -> tuple[list[str], NDArray[Any] | None]:
     raise ValueError(f"path: expected a .csv or .npy file, got {path.name!r}")
 
 
-def _label_position(names: list[str], label: str | int | None) -> int | None:
+def _label_position(names: list[str], label: str | int | None, *, name: str = "label") -> int | None:
     if label is None:
         return None
     if isinstance(label, str) and label not in names and label.lstrip("-").isdigit():
@@ -111,7 +140,7 @@ def _label_position(names: list[str], label: str | int | None) -> int | None:
         return names.index(label)
     if isinstance(label, int) and not isinstance(label, bool) and -len(names) <= label < len(names):
         return label % len(names)
-    raise ValueError(f"label: expected one of the columns {names} (or a position), got {describe(label)}")
+    raise ValueError(f"{name}: expected one of the columns {names} (or a position), got {describe(label)}")
 
 
 def _load_npy(path: Path) -> NDArray[Any]:
@@ -126,11 +155,28 @@ def _load_npy(path: Path) -> NDArray[Any]:
     return array
 
 
-def _npy_chunks(array: NDArray[Any], keep: list[int], chunk_rows: int) -> Iterator[NDArray[Any]]:
+def _npy_chunks(array: NDArray[Any], keep: list[int], chunk_rows: int, weight_at: int | None) -> Iterator[Any]:
     whole = len(keep) == array.shape[1]
     for start in range(0, array.shape[0], chunk_rows):
         block = array[start : start + chunk_rows]
-        yield block if whole else block[:, keep]
+        values = block if whole else block[:, keep]
+        if weight_at is None:
+            yield values
+        else:
+            lines = range(start, start + block.shape[0])
+            yield NamedRows(values, None, _weights(block[:, weight_at], lines, f"column {weight_at}", "row"))
+
+
+def _weights(values: NDArray[Any], lines: Iterable[int], column: str, unit: str) -> NDArray[np.float64]:
+    """A chunk's weights: finite and >= 0, else a ValueError naming the column and the line (or row)."""
+    weights = np.asarray(values, dtype=np.float64)
+    bad = ~np.isfinite(weights) | (weights < 0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(
+            f"weight: expected finite weights >= 0 in {column}, got {weights[i]} on {unit} {list(lines)[i]}"
+        )
+    return weights
 
 
 # A CSV record and the line of the file it starts on (1 for the header when no blank line comes before it).
@@ -193,12 +239,18 @@ def _csv_blocks(records: Iterator[Record], chunk_rows: int, path: Path) -> Itera
         raise ValueError(f"path: {path.name} has no data rows (only a header)")
 
 
-def _csv_chunks(path: Path, header: list[str], keep: list[int], chunk_rows: int) -> Iterator[NamedRows]:
+def _csv_chunks(
+    path: Path, header: list[str], keep: list[int], chunk_rows: int, weight_at: int | None
+) -> Iterator[NamedRows]:
     names = [header[i] for i in keep]
     records = _csv_records(path)
     next(records, None)  # the header
     for block in _csv_blocks(records, chunk_rows, path):
-        yield NamedRows(_parse_numbers(block, header, keep, path), names)
+        weights = None
+        if weight_at is not None:
+            raw = _parse_numbers(block, header, [weight_at], path)[:, 0]
+            weights = _weights(raw, (line for line, _ in block), f"column {header[weight_at]!r} of {path.name}", "line")
+        yield NamedRows(_parse_numbers(block, header, keep, path), names, weights)
 
 
 def _parse_numbers(block: list[Record], header: list[str], columns: list[int], path: Path) -> NDArray[np.float64]:
@@ -233,21 +285,23 @@ def transform_table(
     *,
     label: str | int | None = None,
     label_column: int | None = None,
+    weight_column: int | None = None,
     chunk_rows: int = 65536,
 ) -> int:
     """Standardize the feature columns of a ``.csv`` or ``.npy`` file into ``target``, chunk by chunk.
 
-    CSV feature columns are found by the names seen in fit; otherwise they are all columns but the label: ``label``,
-    or ``label_column``, the position recorded with statistics fitted on a table without names (a ``label`` naming
-    another column is then a ValueError). Only feature columns are parsed as numbers: every other field passes
-    through as the text it was (quoted only where CSV needs it). Blank lines are skipped, in fit as here, and not
+    CSV feature columns are found by the names seen in fit; otherwise they are all columns but the label (``label``,
+    or ``label_column``, the position recorded with statistics fitted on a table without names: a ``label`` naming
+    another column is then a ValueError) and the sample weights (``weight_column``, their recorded position). Only
+    feature columns are parsed as numbers: every other field passes through as the text it was (quoted only where
+    CSV needs it). Blank lines are skipped, in fit as here, and not
     written. The output goes to a temporary file beside ``target``, renamed over it at the end (atomic). Returns
     the number of rows written.
     """
     source, target = Path(source), Path(target)
     chunk_rows = check_positive_int(chunk_rows, name="chunk_rows")
     header, array = _open(source)
-    positions = _apply_columns(standardizer, source, header, array is None, label, label_column)
+    positions = _apply_columns(standardizer, source, header, array is None, label, label_column, weight_column)
     fitted = getattr(standardizer, "feature_names_in_", None)
     names = [str(n) for n in fitted] if fitted is not None else None
     with atomic_open(target, binary=target.suffix.lower() == ".npy") as handle:
@@ -257,7 +311,13 @@ def transform_table(
 
 
 def _apply_columns(
-    standardizer: Any, path: Path, header: list[str], named: bool, label: str | int | None, label_column: int | None
+    standardizer: Any,
+    path: Path,
+    header: list[str],
+    named: bool,
+    label: str | int | None,
+    label_column: int | None,
+    weight_column: int | None = None,
 ) -> list[int]:
     """Positions of the feature columns in a table to transform, checked against the statistics."""
     at = _label_position(header, label)
@@ -282,14 +342,18 @@ def _apply_columns(
         if at is not None and at in positions:
             raise ValueError(f"label: {describe(label)} is the fitted feature {header[at]!r}; expected another column")
         return positions
-    positions = [i for i in range(len(header)) if i != at]
+    weight_at = None if named else weight_column  # CSV: a weight column is no fitted feature, so it passes through
+    positions = [i for i in range(len(header)) if i not in (at, weight_at)]
     expected = int(standardizer.n_features_in_)
     if len(positions) != expected:
         besides, fix = "", ""
         if at is not None:
             besides = f" besides the label {header[at]!r}" if named else f" besides the label (column {at})"
+        if weight_at is not None:
+            besides += f" and the sample weights (column {weight_at})"
         elif len(positions) == expected + 1:
             fix = " (pass label, --label on the command line, to leave one out)"
+
         raise ValueError(
             f"path: {path.name} has {len(positions)} column(s){besides}; the statistics are for {expected} "
             f"feature(s){fix}"
@@ -314,7 +378,8 @@ def _transform_csv(
     writer, records = csv.writer(handle), _csv_records(source)
     writer.writerow(next(records, (1, header))[1])  # the header as it was written
     for block in _csv_blocks(records, chunk_rows, source):
-        z = standardizer.transform(_named(_parse_numbers(block, header, positions, source), names))
+        # np.asarray: a DataFrame where set_output or scikit-learn's global config asks for one; its values are written.
+        z = np.asarray(standardizer.transform(_named(_parse_numbers(block, header, positions, source), names)))
         for (_, row), values in zip(block, z.tolist(), strict=True):
             for position, value in zip(positions, values, strict=True):
                 row[position] = repr(value)
@@ -336,6 +401,6 @@ def _transform_npy(
     np.lib.format.write_array_header_1_0(handle, header)
     for start in range(0, array.shape[0], chunk_rows):
         block = np.array(array[start : start + chunk_rows], dtype=dtype)
-        block[:, positions] = standardizer.transform(_named(block[:, positions], names))
+        block[:, positions] = np.asarray(standardizer.transform(_named(block[:, positions], names)))
         handle.write(block.tobytes())
     return int(array.shape[0])

@@ -39,6 +39,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from preflight._util.aliases import Params
+from preflight._util.blas import limit_blas_threads
 from preflight._util.validation import check_in_range
 from preflight.nn.network import Network
 from preflight.propagation.mean_field import mean_field, saturated_fraction
@@ -67,6 +68,7 @@ _RECOMMENDED: dict[str, tuple[str, str]] = {
 }
 
 
+@limit_blas_threads
 def analyze(
     network: Network,
     params: Params,

@@ -12,9 +12,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from preflight._util.text import format_table
+from preflight._util import html
+from preflight._util import jsonsafe as strict_json
+from preflight._util.text import Table
 from preflight._util.validation import check_in_range
-from preflight._util.warn import warn
+from preflight._util.warn import PreflightWarning, warn
 
 __all__ = [
     "VERDICTS",
@@ -34,7 +36,7 @@ Verdict = Literal["healthy", "vanishing", "exploding", "saturated", "dead"]
 VERDICTS: tuple[str, ...] = ("dead", "saturated", "exploding", "vanishing", "healthy")
 
 
-class PropagationWarning(UserWarning):
+class PropagationWarning(PreflightWarning):
     """A layer looks vanishing, exploding, saturated or dead."""
 
 
@@ -113,7 +115,7 @@ class PropagationReport:
                     PropagationWarning,
                 )
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """Plain dicts and numbers (None where a figure does not apply)."""
         return {
             "verdict": self.verdict,
@@ -123,7 +125,13 @@ class PropagationReport:
             "layers": [asdict(s) for s in self.layers],
         }
 
-    def __str__(self) -> str:
+    def to_json(self, *, indent: int | None = None) -> str:
+        """:meth:`to_dict` as strict JSON text (a figure that is not finite is ``null``)."""
+        return strict_json.dumps(self.to_dict(), indent=indent)
+
+    def table(self) -> Table:
+        """The per-layer table that ``str()`` and the notebook view both show."""
+
         def pct(value: float | None) -> Any:
             return "" if value is None else f"{100 * value:.0f}%"
 
@@ -146,45 +154,42 @@ class PropagationReport:
             ]
             for s in self.layers
         ]
-        table = format_table(headers, rows, title="Signal propagation, layer by layer (MF: mean-field prediction)")
-        lines = [table, "", f"verdict: {self.verdict}"]
-        for verdict in VERDICTS[:-1]:
-            if self.layers_with(verdict):
-                lines.append(f"  {verdict}: layers {layer_ranges(self.layers_with(verdict))}")
-        lines.append(f"recommended init: {self.recommendation.scheme} ({self.recommendation.reason})")
-        return "\n".join(lines)
+        return Table(headers, rows, title="Signal propagation, layer by layer (MF: mean-field prediction)")
+
+    def _findings(self) -> list[str]:
+        lines = [f"  {v}: layers {layer_ranges(self.layers_with(v))}" for v in VERDICTS[:-1] if self.layers_with(v)]
+        return [*lines, f"recommended init: {self.recommendation.scheme} ({self.recommendation.reason})"]
+
+    def __str__(self) -> str:
+        return "\n".join([str(self.table()), "", f"verdict: {self.verdict}", *self._findings()])
+
+    def __repr__(self) -> str:
+        doubtful = [f"{v} in layers {layer_ranges(self.layers_with(v))}" for v in VERDICTS[:-1] if self.layers_with(v)]
+        where = f" ({'; '.join(doubtful)})" if doubtful else ""
+        return (
+            f"<PropagationReport {self.verdict}{where}, {len(self.layers)} layers, "
+            f"recommended init {self.recommendation.scheme!r}>"
+        )
+
+    def _repr_html_(self) -> str:
+        """The notebook view: the verdict as a coloured badge, the per-layer table, the findings, a small plot."""
+        from preflight.propagation.figure import draw
+
+        findings = "".join(f"<div>{html.escape(line.strip())}</div>" for line in self._findings())
+        plot = html.figure_img(lambda: draw(self, figsize=(13, 2.9), fontsize=8), alt="propagation per layer")
+        return html.panel(
+            "PropagationReport",
+            html.badge(self.verdict),
+            [html.html_table(self.table()), f'<div style="margin-top:.5em">{findings}</div>', plot],
+            subtitle=f"{len(self.layers)} layers",
+        )
 
     def plot(self, directory: str | Path) -> list[Path]:
         """``propagation.png``: forward scale, backward scale, chi and saturation per layer (needs the plot extra)."""
-        from preflight._util.figures import pyplot, save_figure
+        from preflight._util.figures import save_figure
+        from preflight.propagation.figure import draw
 
-        plt = pyplot()
-        depth = [s.layer for s in self.layers]
-        fig, axes = plt.subplots(1, 4, figsize=(18, 3.8))
-        axes[0].plot(depth, [s.pre_rms for s in self.layers], "o-", ms=3, label="measured rms(Z)")
-        axes[0].plot(depth, [s.predicted_rms for s in self.layers], "--", label="mean field")
-        axes[0].plot(depth, [s.std for s in self.layers], "s:", ms=3, label="std(A)")
-        axes[0].set(yscale="log", xlabel="layer", title="forward")
-        axes[1].plot(depth, [s.delta_norm for s in self.layers], "o-", ms=3, label="|dL/dZ|")
-        axes[1].plot(depth, [s.weight_grad_norm for s in self.layers], "s:", ms=3, label="|dL/dW|")
-        axes[1].set(yscale="log", xlabel="layer", title="backward")
-        hidden = [s for s in self.layers if s.chi_measured is not None]
-        axes[2].plot([s.layer for s in hidden], [s.chi_measured for s in hidden], "o-", ms=3, label="measured")
-        axes[2].plot([s.layer for s in hidden], [s.chi_predicted for s in hidden], "--", label="mean field")
-        axes[2].axhline(1.0, color="grey", lw=0.8)
-        axes[2].set(yscale="log", xlabel="layer", title="per-layer gain chi")
-        for name, values in (
-            ("saturated", [s.saturated_fraction for s in self.layers]),
-            ("dead", [s.dead_fraction for s in self.layers]),
-        ):
-            points = [(d, v) for d, v in zip(depth, values, strict=True) if v is not None]
-            if points:
-                axes[3].plot(*zip(*points, strict=True), "o-", ms=3, label=name)
-        axes[3].set(ylim=(-0.02, 1.02), xlabel="layer", title="saturated / dead fraction")
-        for ax in axes:
-            ax.legend(fontsize=8) if ax.get_legend_handles_labels()[0] else None
-        fig.suptitle(f"verdict: {self.verdict}; recommended init: {self.recommendation.scheme}")
-        return [save_figure(fig, Path(directory) / "propagation.png")]
+        return [save_figure(draw(self), Path(directory) / "propagation.png")]
 
 
 def layer_ranges(layers: list[int]) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from preflight._util import jsonsafe as strict_json
 from preflight._util.aliases import RngLike
 from preflight._util.text import format_table
 from preflight._util.validation import check_in_range, check_positive_int, describe
@@ -79,12 +80,17 @@ class InitializationReport:
     skipped: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain dicts and numbers: the scheme, how activations were found, one object per layer, what was skipped."""
         return {
             "scheme": self.scheme,
             "traced": self.traced,
             "layers": [layer.__dict__ for layer in self.layers],
             "skipped": list(self.skipped),
         }
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        """:meth:`to_dict` as strict JSON text."""
+        return strict_json.dumps(self.to_dict(), indent=indent)
 
     def __str__(self) -> str:
         lsuv = self.scheme == "lsuv"

@@ -1,0 +1,195 @@
+"""Issue #12's rules on the suite of realistic hand-written layers (tests/layers), through preflight's checkers.
+
+- no false alarm on a correct case, in float64 or float32 (and a pass must have judged most coordinates);
+- every bug of relative size >= 1e-3 caught AND localized (every tensor named as failing holds the bug) in both
+  dtypes;
+- in float64, every bug of relative size >= 1e-6 caught;
+- a check with nothing (or next to nothing) to judge does not read as a pass.
+
+The bug's size is measured per seed in float64 (tests/layers/truth.py), never stated. What fails today is listed in
+``XFAIL`` with the reason (strict: a fix shows up as an unexpected pass, to be removed from the list).
+benchmarks/verdict_suite.py prints the same runs as tables, beside torch.autograd.gradcheck's verdicts.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from .layers import CASES, Case  # noqa: E402
+from .layers.harness import Verdict, run_ours  # noqa: E402
+from .layers.numpy_cases import mlp_data, mlp_grads, mlp_loss  # noqa: E402
+from .layers.truth import Truth, measure  # noqa: E402
+
+SEEDS = (0, 1, 2)
+BOTH_DTYPES, FLOAT64_ONLY = 1e-3, 1e-6
+
+ITEM1 = "issue #12 item 1: float32 tolerance too wide"
+ITEM2 = "issue #12 item 2: the kink test ignores curvature"
+ITEM3 = "issue #12 item 3: the refine cap leaves suspects failing"
+ITEM4 = "issue #12 item 4: loss/output narrower than the parameters"
+ITEM5 = "issue #12 item 5: PASSED with nothing judged"
+#: (case, dtype) or (case, dtype, seed) -> why it fails today (measured on the code before the rewrite of the core).
+XFAIL: dict[tuple[Any, ...], str] = {
+    # false alarms on correct cases
+    ("tanh-cast", "float64"): f"{ITEM4}: check_function sizes the noise for the float64 input, the float32 output's "
+    "rounding fails ~63 of 128 diagonal entries",
+    ("mixed-precision", "float64", 0): f"{ITEM4}: hollow pass, 18 of 20 coordinates set aside as kinks",
+    ("mixed-precision", "float64", 1): f"{ITEM4}: hollow pass, most coordinates set aside as kinks",
+    ("mixed-precision", "float64", 2): f"{ITEM4}: 19 of 20 set aside as kinks, w[8] fails with numeric 0 (the "
+    "float32 loss does not see the float64 step)",
+    ("leaky-mlp-gain3/parked-at-kink", "float64", 0): f"{ITEM2}: 0.weight[3, 3] fails next to a parked kink",
+    ("leaky-mlp-gain3/parked-at-kink", "float64", 1): f"{ITEM2}: 0.weight fails next to a parked kink",
+    ("maxout-mlp/parked-at-tie", "float64"): f"{ITEM2}: ~30 coordinates of 0.weight fail next to the parked ties",
+    ("mlp-relu-b256-bottleneck", "float32", 1): f"{ITEM3}: 6 coordinates of 0.weight never get the second look "
+    "(passes with MAX_REFINE lifted)",
+    # bugs of relative size >= 1e-3 missed
+    ("softmax-t1.002/missing-scale", "float32"): f"{ITEM1}: check_function passes a 2e-3 missing scale",
+    ("layernorm-wide/unbiased-variance", "float32"): f"{ITEM1}: check_function passes the 1.5e-3 unbiased-variance "
+    "bug at width 256",
+    ("bn-mlp/backward-unbiased", "float32"): f"{ITEM1}: check_module passes the 4e-3 BatchNorm unbiased-variance bug",
+    ("mlp-relu-b256/last-element-skipped", "float32", 0): f"{ITEM2}: the one wrong element 2.weight[31, 31] is set "
+    "aside as a kink",
+    ("mlp-relu-b256/last-element-skipped", "float32", 1): f"{ITEM1}: the wrong element's error 2.0e-4 stays inside "
+    "the float32 tolerance 5.6e-4 (borderline: ~3.7 sigma/h of the loss noise)",
+    ("mlp-relu-b256/last-element-skipped", "float32", 2): f"{ITEM2}: the one wrong element 2.weight[31, 31] is set "
+    "aside as a kink",
+    ("mixed-precision/2%", "float64", 1): f"{ITEM4}: hollow pass, 19 of 20 coordinates set aside as kinks",
+    # nothing to judge, read as a pass
+    ("empty-params", "float64"): f"{ITEM5}: no coordinate, PASSED",
+    ("empty-params", "float32"): f"{ITEM5}: no coordinate, PASSED",
+    ("tiny-params", "float64"): f"{ITEM5}: all 20 coordinates set aside as kinks, PASSED",
+    ("integer-loss", "float64"): f"{ITEM5}: all 20 coordinates set aside as kinks, PASSED",
+}
+
+
+@functools.cache
+def truth(name: str, seed: int) -> Truth:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return measure(by_name(name), seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def by_name(name: str) -> Case:
+    return next(c for c in CASES if c.name == name)
+
+
+def runs(keep: Any, dtypes: tuple[str, ...] = ("float64", "float32")) -> list[Any]:
+    """pytest params (case name, dtype, seed) for which ``keep(case, dtype, seed)``, with their xfail marks."""
+    out = []
+    for case in CASES:
+        for dtype in (d for d in dtypes if d in case.dtypes):
+            for seed in SEEDS:
+                if not keep(case, dtype, seed):
+                    continue
+                reason = XFAIL.get((case.name, dtype, seed)) or XFAIL.get((case.name, dtype))
+                marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+                out.append(pytest.param(case.name, dtype, seed, id=f"{case.name}-{dtype}-{seed}", marks=marks))
+    return out
+
+
+def explain(verdict: Verdict, t: Truth | None = None) -> str:
+    parts = [verdict.text(t)]
+    if verdict.failing:
+        parts.append(f"named failing: {sorted(verdict.failing)}")
+    if t is not None and t.affected:
+        parts.append(f"bug in: {sorted(t.affected)}, size {t.size:.2e}")
+    if verdict.judged is not None:
+        parts.append(f"judged {verdict.judged} of {verdict.total}")
+    if verdict.error:
+        parts.append(verdict.error)
+    return "; ".join(parts)
+
+
+def is_correct(case: Case, dtype: str, seed: int) -> bool:
+    return case.expect == "pass"
+
+
+def bug_at_least(threshold: float, below: float = np.inf) -> Any:
+    def keep(case: Case, dtype: str, seed: int) -> bool:
+        return case.expect == "fail" and threshold <= truth(case.name, seed).size < below
+
+    return keep
+
+
+# -- the registry is what it claims ------------------------------------------------------------------------------
+
+
+def test_the_registry_covers_the_issues_layers_and_bug_sizes() -> None:
+    layers = {c.layer for c in CASES if c.kind in ("function", "module")}
+    with_both = {layer for layer in layers if {c.expect for c in CASES if c.layer == layer} >= {"pass", "fail"}}
+    assert len(with_both) >= 12, sorted(with_both)
+    assert {c.kind for c in CASES} == {"function", "module", "numpy"}
+    sizes = [truth(c.name, 0).size for c in CASES if c.expect == "fail"]
+    assert min(sizes) < 2e-7 and max(sizes) > 1.0
+    for low in (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1):  # every decade from 1e-7 to 1 holds a bug
+        assert any(low <= s < 10 * low for s in sizes), low
+    assert any(c.tags and "kink" in c.tags and c.kind == "module" for c in CASES)
+
+
+@pytest.mark.parametrize("name", [c.name for c in CASES if c.expect == "pass"])
+def test_a_correct_case_matches_autograd_of_its_own_forward(name: str) -> None:
+    t = truth(name, 0)
+    assert t.size < 1e-12, t
+
+
+@pytest.mark.parametrize("name", [c.name for c in CASES if c.expect == "fail"])
+def test_a_buggy_case_has_a_bug_on_every_seed(name: str) -> None:
+    for seed in SEEDS:
+        t = truth(name, seed)
+        assert t.size > 1e-8 and t.affected, (seed, t)
+
+
+def test_the_numpy_mlp_backward_is_torch_autograd_of_its_loss() -> None:
+    params, X, Y = mlp_data("float64", 0)
+    leaves = {k: torch.from_numpy(v).requires_grad_(True) for k, v in params.items()}
+    x, y = torch.from_numpy(X), torch.from_numpy(Y)
+    a1 = torch.tanh(leaves["W1"] @ x + leaves["b1"])
+    log_p = torch.log_softmax(leaves["W2"] @ a1 + leaves["b2"], dim=0)
+    lam = 1e-3
+    loss = -(y * log_p).sum() / x.shape[1] + lam / 2 * ((leaves["W1"] ** 2).sum() + (leaves["W2"] ** 2).sum())
+    assert float(loss.detach()) == pytest.approx(mlp_loss(params, X, Y, lam), rel=1e-13)
+    loss.backward()
+    ours = mlp_grads(params, X, Y, lam)
+    for k, leaf in leaves.items():
+        np.testing.assert_allclose(ours[k], leaf.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+# -- issue #12's rules ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "dtype", "seed"), runs(is_correct))
+def test_no_false_alarm_on_a_correct_case(name: str, dtype: str, seed: int) -> None:
+    verdict = run_ours(by_name(name).build(dtype, seed))
+    assert verdict.passed and not verdict.hollow, explain(verdict)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "dtype", "seed"), runs(bug_at_least(BOTH_DTYPES)))
+def test_a_bug_of_1e3_is_caught_and_localized_in_both_dtypes(name: str, dtype: str, seed: int) -> None:
+    t = truth(name, seed)
+    verdict = run_ours(by_name(name).build(dtype, seed))
+    assert verdict.caught() and verdict.localized(t), explain(verdict, t)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "dtype", "seed"), runs(bug_at_least(FLOAT64_ONLY, BOTH_DTYPES), ("float64",)))
+def test_a_float64_bug_of_1e6_is_caught(name: str, dtype: str, seed: int) -> None:
+    t = truth(name, seed)
+    verdict = run_ours(by_name(name).build(dtype, seed))
+    assert verdict.caught(), explain(verdict, t)
+
+
+@pytest.mark.parametrize(("name", "dtype", "seed"), runs(lambda c, d, s: c.expect == "no-hollow-pass"))
+def test_a_check_with_nothing_to_judge_does_not_read_as_a_pass(name: str, dtype: str, seed: int) -> None:
+    verdict = run_ours(by_name(name).build(dtype, seed))
+    assert not verdict.hollow, explain(verdict)
