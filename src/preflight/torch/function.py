@@ -84,6 +84,7 @@ def check_function(
     names: Sequence[str] | None = None,
     seed: int = 0,
     worst: int = 5,
+    order: int = 1,
 ) -> GradcheckReport:
     """Check the backward (and forward-mode AD where defined) of ``fn`` against finite differences, per Jacobian entry.
 
@@ -107,6 +108,10 @@ def check_function(
         Up to this many output elements the whole Jacobian is checked; beyond, 16 random output projections.
     names : sequence of str, optional
         Names for the checked inputs (default "input0", "input1", ... by position).
+    order : {1, 2}
+        2: after the first-order check passes, the backward's own derivatives (double backward), with respect to
+        the inputs and to ``grad_output``, in the report's ``second_order`` section
+        (:mod:`preflight.torch.second_order`).
 
     Returns
     -------
@@ -131,6 +136,13 @@ def check_function(
     >>> check_function(torch.fft.rfft, x).passed   # a complex output, through its real and imaginary parts
     True
     """
+    if order == 2:
+        from preflight.torch.second_order import check_function_twice
+
+        return check_function_twice(fn, *inputs, eps=eps, forward_ad=forward_ad, richardson=richardson,
+                                    max_outputs=max_outputs, names=names, seed=seed, worst=worst)  # fmt: skip
+    if order != 1 or isinstance(order, bool):
+        raise ValueError(f"order: expected 1 or 2, got {order!r}")
     check_positive_int(max_outputs, name="max_outputs")
     if eps is not None:
         eps = check_in_range(eps, name="eps", low=0.0, high=1.0, low_open=True)
