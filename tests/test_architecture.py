@@ -19,6 +19,7 @@ FOLDERS = {
     "experiments",
     "init",
     "lightning",
+    "jax",
     "nn",
     "normalize",
     "propagation",

@@ -6,7 +6,19 @@ import subprocess
 import sys
 import textwrap
 
-OPTIONAL = ["sklearn", "matplotlib", "scipy", "torch", "dask", "distributed", "pandas", "tqdm"]
+OPTIONAL = [
+    "sklearn",
+    "matplotlib",
+    "scipy",
+    "torch",
+    "jax",
+    "flax",
+    "equinox",
+    "dask",
+    "distributed",
+    "pandas",
+    "tqdm",
+]
 
 
 def run_without_optional(code: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -48,6 +60,12 @@ def test_the_cli_reports_a_missing_extra_in_one_line(tmp_path) -> None:
     assert result.stderr.strip().count("\n") == 0 and "nn-preflight[data]" in result.stderr
 
 
+def test_preflight_jax_without_jax_names_the_extra() -> None:
+    result = run_without_optional("import preflight.jax")
+    assert result.returncode != 0
+    assert "pip install 'nn-preflight[jax]'" in result.stderr
+
+
 def test_dir_lists_the_public_names_and_no_leftovers() -> None:
     import preflight
 
@@ -57,6 +75,7 @@ def test_dir_lists_the_public_names_and_no_leftovers() -> None:
         "experiments",
         "report",
         "torch",
+        "jax",
         "tour",
         "cli",
     }  # submodules once imported

@@ -185,3 +185,10 @@ def test_the_training_health_section_names_the_dead_layers_at_the_spike_and_the_
     dead = [v for v in spiked["verdicts"] if v["verdict"] == "dead"]
     assert dead and start < dead[0]["began"] <= end + 20 and "learning rate rose from 0.05 to 10" in dead[0]["message"]
     assert fixed["verdicts"] == [] and fixed["accuracy"] > spiked["accuracy"]
+
+
+def test_the_jax_section_checks_a_custom_vjp_rule_in_float32(report) -> None:
+    pytest.importorskip("jax")
+    checks = json.loads((report / "summary.json").read_text())["sections"]["jax"]
+    assert checks["correct_passed"] and not checks["buggy_passed"]
+    assert checks["buggy_hints"] == ["w: analytic = 2.00 x numeric"]

@@ -28,6 +28,7 @@ from preflight._util.optional import require
 from preflight.experiments import load
 from preflight.report.course_section import course_section
 from preflight.report.html import Finding, Section, TourSection, render_findings, render_html
+from preflight.report.jax_section import jax_installed, jax_section
 
 __all__ = ["SECTIONS", "Tour", "TourSection", "run_tour"]
 
@@ -378,7 +379,7 @@ def _training_health(quick: bool, figures: Path) -> TourSection:
     )
 
 
-#: The tour's sections, in order.
+#: The tour's sections, in order (the JAX one where jax is installed).
 SECTIONS: list[Callable[[bool, Path], TourSection]] = [
     _normalization,
     _initialization,
@@ -387,6 +388,7 @@ SECTIONS: list[Callable[[bool, Path], TourSection]] = [
     _training_health,
     _gradient_checking,
     course_section,
+    *([jax_section] if jax_installed() else []),
 ]
 
 

@@ -16,13 +16,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from preflight.check.kinks import ROUNDING_FACTOR, SCALES, judge
-from preflight.check.verdict import ANALYTIC_FACTOR
+from preflight.check.report import Coordinate, TensorResult
+from preflight.check.verdict import ANALYTIC_FACTOR, relative_difference
 
-__all__ = ["Columns", "EntryVerdict", "judge_entries"]
+__all__ = ["Columns", "EntryVerdict", "Locator", "block_result", "judge_entries"]
 
 F64 = NDArray[np.float64]
 #: Evaluates the rows at ``scale x h`` for the given element indices: ``(values (R, k), signed steps (k,))``.
 Evaluate = Callable[[float, NDArray[np.intp]], tuple[F64, F64]]
+#: A flat entry of a Jacobian block ``(R, n)`` -> (the input element's index, the output element's or None).
+Locator = Callable[[int], tuple[tuple[int, ...], tuple[int, ...] | None]]
 
 
 @dataclass
@@ -106,3 +109,32 @@ def judge_entries(columns: Columns, analytic: Any) -> EntryVerdict:
         kink[:, touched] = second.kink & rows_suspect
     bad = (np.abs(a - numeric) > tolerance) & ~kink
     return EntryVerdict(numeric, tolerance, bad, kink)
+
+
+def block_result(
+    name: str, shape: tuple[int, ...], analytic: Any, numeric: Any, tolerance: Any, bad: Any, kink: Any, worst: int,
+    outputs: Locator | None = None,
+) -> TensorResult:  # fmt: skip
+    """The report's :class:`TensorResult` for one input's Jacobian block, all arrays flat ``(R * n,)``.
+
+    ``outputs`` names each flat entry's input and output elements (default: the input element alone, ``shape``).
+    """
+    analytic, numeric, tolerance = (np.asarray(v, dtype=np.float64) for v in (analytic, numeric, tolerance))
+    kink, bad = np.asarray(kink, dtype=bool), np.asarray(bad, dtype=bool)
+    excess = np.where(kink, 0.0, np.abs(analytic - numeric) / np.maximum(tolerance, 1e-300))
+
+    def coordinates(flats: list[int]) -> list[Coordinate]:
+        out = []
+        for flat in flats:
+            index, output = outputs(flat) if outputs else (tuple(int(i) for i in np.unravel_index(flat, shape)), None)
+            out.append(Coordinate(index, float(analytic[flat]), float(numeric[flat]), float(tolerance[flat]), output))
+        return out
+
+    keep = ~kink
+    return TensorResult(
+        name=name, shape=shape, size=int(analytic.size), checked=int(keep.sum()),
+        difference=relative_difference(analytic[keep], numeric[keep]), passed=not bool(bad.any()),
+        failed=int(bad.sum()), significance=float(excess.max()) if excess.size else 0.0,
+        worst=coordinates(np.argsort(-excess, kind="stable")[:worst].tolist()),
+        kinks=coordinates(np.flatnonzero(kink).tolist()),
+    )  # fmt: skip

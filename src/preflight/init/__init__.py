@@ -11,6 +11,7 @@ np.float64(0.13)
 from __future__ import annotations
 
 from preflight.init.layer_sequential import LSUVLayer, LSUVResult, LSUVWarning, lsuv
+from preflight.init.report import InitializationReport, LayerInit
 from preflight.init.schemes import (
     DEFAULT_LEAKY_SLOPE,
     DISTRIBUTIONS,
@@ -51,10 +52,12 @@ __all__ = [
     "NONLINEARITIES",
     "SCHEMES",
     "TRUNCATED_STD",
+    "InitializationReport",
     "Initializer",
     "LSUVLayer",
     "LSUVResult",
     "LSUVWarning",
+    "LayerInit",
     "as_generator",
     "constant",
     "fans",

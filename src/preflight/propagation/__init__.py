@@ -8,6 +8,7 @@ from preflight.propagation.analysis import analyze, recommend, recommend_for
 from preflight.propagation.health import HealthReport, LayerInfo
 from preflight.propagation.health_callback import HealthCallback
 from preflight.propagation.history import COLUMNS, STATISTICS, HealthHistory
+from preflight.propagation.layers import LayerRecord, dead_fraction, layer_stats
 from preflight.propagation.mean_field import mean_field, saturated_fraction
 from preflight.propagation.report import (
     VERDICTS,
@@ -44,6 +45,7 @@ __all__ = [
     "HealthVerdict",
     "HealthWarning",
     "LayerInfo",
+    "LayerRecord",
     "LayerStats",
     "PropagationReport",
     "PropagationWarning",
@@ -52,7 +54,9 @@ __all__ = [
     "Timeline",
     "analyze",
     "check_thresholds",
+    "dead_fraction",
     "layer_ranges",
+    "layer_stats",
     "layer_verdict",
     "mean_field",
     "overall_verdict",

@@ -12,19 +12,16 @@ pretrained (``include_frozen=True`` initializes them too); the report lists them
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from preflight._util import jsonsafe as strict_json
 from preflight._util.aliases import RngLike
-from preflight._util.text import format_table
 from preflight._util.validation import check_in_range, check_positive_int, describe
 from preflight._util.warn import warn
-from preflight.init import LSUVWarning
+from preflight.init import InitializationReport, LayerInit, LSUVWarning
 from preflight.init import schemes as initializers
 from preflight.torch._model import describe_value
 
@@ -51,63 +48,6 @@ TRANSPARENT_MODULES: tuple[type[nn.Module], ...] = (
     nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
 )  # fmt: skip
 TRANSPARENT_CALLS = {"flatten", "view", "reshape", "dropout", "contiguous", "max_pool2d", "avg_pool2d"}
-
-
-@dataclass(frozen=True)
-class LayerInit:
-    """What was done to one layer."""
-
-    name: str
-    shape: tuple[int, ...]
-    activation: str
-    scheme: str
-    std: float
-    variance_before: float | None = None
-    variance_after: float | None = None
-    iterations: int | None = None
-
-
-@dataclass(frozen=True)
-class InitializationReport:
-    """Per layer: the activation found after it, the scheme chosen, the weight's resulting standard deviation.
-
-    ``skipped`` names the parameters left as they were because they are frozen (``requires_grad=False``).
-    """
-
-    scheme: str
-    traced: str
-    layers: tuple[LayerInit, ...]
-    skipped: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dicts and numbers: the scheme, how activations were found, one object per layer, what was skipped."""
-        return {
-            "scheme": self.scheme,
-            "traced": self.traced,
-            "layers": [layer.__dict__ for layer in self.layers],
-            "skipped": list(self.skipped),
-        }
-
-    def to_json(self, *, indent: int | None = None) -> str:
-        """:meth:`to_dict` as strict JSON text."""
-        return strict_json.dumps(self.to_dict(), indent=indent)
-
-    def __str__(self) -> str:
-        lsuv = self.scheme == "lsuv"
-        headers = ["layer", "shape", "followed by", "scheme", "weight std"]
-        headers += ["output var before", "after", "rescalings"] if lsuv else []
-        rows = []
-        for r in self.layers:
-            row: list[Any] = [r.name, "x".join(map(str, r.shape)), r.activation, r.scheme, r.std]
-            row += [r.variance_before, r.variance_after, r.iterations] if lsuv else []
-            rows.append(row)
-        table = format_table(headers, rows, title=f"initialize(scheme={self.scheme!r}): activations {self.traced}")
-        if not self.skipped:
-            return table
-        return (
-            f"{table}\nnote: frozen (requires_grad=False), left as they were: {list(self.skipped)} "
-            "(include_frozen=True initializes them too)"
-        )
 
 
 def initialize(

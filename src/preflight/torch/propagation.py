@@ -19,7 +19,7 @@ from torch import nn
 from preflight import propagation as core
 from preflight._util.validation import check_in_range, describe
 from preflight.init.schemes import fans
-from preflight.propagation.stats import norm, ratio, rms
+from preflight.propagation.layers import LayerRecord, layer_stats
 from preflight.torch._model import FunctionalModel, scalar_loss
 from preflight.torch.initialize import LAYERS, following_activations
 
@@ -151,54 +151,26 @@ def _stats(
     thresholds: core.Thresholds,
 ) -> list[core.LayerStats]:
     input_rms = float(torch.sqrt(torch.mean(inputs[0].detach().double() ** 2)))
-    count = len(record)
-    norms = [float(torch.linalg.vector_norm(e.get("dz", torch.zeros(1)).double())) for e in record]
-    second_moment, predicted = input_rms**2, []
-    out = []
+    records = []
     for i, e in enumerate(record):
-        hidden = i < count - 1
+        hidden = i < len(record) - 1
         kind, slope = activations.get(e["name"], ("none", None))
-        name = _NAMES.get(kind, "relu") if hidden else "logits"
         z = _np(e["z"])
         a = z if not hidden or kind not in _TORCH else _np(_activate(e["z"], kind, slope))
         w = _np(e["w"])
-        sigma_w2 = float(np.mean(w**2)) * fans(tuple(w.shape))[0]
-        q = sigma_w2 * second_moment
-        predicted.append(math.sqrt(q))
-        chi_measured = chi_predicted = None
-        if hidden:
-            mf = name if name in ("relu", "leaky_relu", "tanh", "sigmoid", "linear") else "relu"
-            second_moment = core.mean_field(mf, q)[0]
-            chi_measured = ratio(norms[i] ** 2, norms[i + 1] ** 2)
-            w_next = _np(record[i + 1]["w"])
-            chi_predicted = float(np.mean(w_next**2)) * fans(tuple(w_next.shape))[0] * core.mean_field(mf, q)[1]
-        dx_next = record[i + 1].get("dx") if hidden else e.get("dz")
-        channel_axis = 1 if z.ndim > 2 else -1
-        stats = dict(
-            layer=i + 1, activation=name, sigma_w2=sigma_w2, mean=float(np.mean(a)), std=float(np.std(a)),
-            pre_rms=rms(z), predicted_rms=predicted[-1],
-            saturated_fraction=core.saturated_fraction(name, a, thresholds.saturation_level),
-            dead_fraction=_dead(z, channel_axis) if name == "relu" else None, delta_norm=norms[i],
-            activation_grad_norm=float(np.linalg.norm(_np(dx_next))) if dx_next is not None else math.nan,
-            weight_grad_norm=norm(_np(e["dw"])),
-            update_ratio=learning_rate * ratio(norm(_np(e["dw"])), norm(w)),
-            chi_measured=chi_measured, chi_predicted=chi_predicted, forward_ratio=ratio(rms(z), input_rms),
-            backward_ratio=ratio(norms[i], norms[-1]),
-        )  # fmt: skip
-        out.append(core.LayerStats(**stats, verdict=core.layer_verdict(stats, thresholds)))  # type: ignore[arg-type]
-    return out
+        dx = e.get("dx")
+        records.append(LayerRecord(
+            _NAMES.get(kind, "relu"), z, a, w, fans(tuple(w.shape))[0], _np(e["dw"]),
+            float(torch.linalg.vector_norm(e.get("dz", torch.zeros(1)).double())),
+            float(np.linalg.norm(_np(dx))) if dx is not None else math.nan, 1 if z.ndim > 2 else -1,
+        ))  # fmt: skip
+    return layer_stats(records, input_rms, learning_rate, thresholds)
 
 
 def _activate(z: torch.Tensor, kind: str, slope: float | None) -> torch.Tensor:
     if kind == "leaky_relu":
         return nn.functional.leaky_relu(z, slope if slope is not None else 0.01)
     return _TORCH[kind](z)
-
-
-def _dead(z: Any, channel_axis: int) -> float:
-    """Fraction of units (features, or channels of a conv) never active on the batch."""
-    moved = np.moveaxis(z, channel_axis, -1).reshape(-1, z.shape[channel_axis])
-    return float(np.mean(np.all(moved <= 0, axis=0)))
 
 
 def _hook(tensor: torch.Tensor, entry: dict[str, Any], key: str) -> None:
