@@ -165,18 +165,8 @@ def check_hessian(
     steps = np.concatenate([numdiff.step_size(a.reshape(-1), eps=base).astype(np.float64) for a in leaves.values()])
     rows = RowNames(leaves)
     weights = Evidence(leaves, rng)
-    groups: list[Group] = []
     notes: list[str] = []
-    for name, mask in [("H v, v random", None), *((f"H v, v along {n}", n) for n in leaves)]:
-        count = RANDOM_DIRECTIONS if mask is None else 1
-        raws = [_direction(leaves, steps, rng, mask) for _ in range(count)]
-        raws = [r for r in raws if np.any(_exact(leaves, r))]
-        if not raws:
-            notes.append(f"second order: {name}: no coordinate could be moved exactly along a direction; not checked")
-            continue
-        group = Group(name, (len(raws),) if mask is None else (), rows, mask)
-        _judge_directions(group, raws, leaves, gradient, product, g0, sigma, weights)
-        groups.append(group)
+    groups = _direction_groups(leaves, steps, rng, rows, gradient, product, g0, sigma, weights, notes)
     total = int(theta.size)
     index = sample_coordinates(leaves, None if total <= FULL_HESSIAN else SAMPLED_COLUMNS, rng)
     full = Symmetry(total) if total <= FULL_HESSIAN else None
@@ -209,6 +199,25 @@ def check_hessian(
         evaluations=gradient.evaluations,
         passed=conclusive and all(r.passed for r in results.values()),
     )
+
+
+def _direction_groups(
+    leaves: Leaves, steps: F64, rng: np.random.Generator, rows: RowNames, gradient: _Gradient, product: _Product,
+    g0: F64, sigma: F64, weights: Evidence, notes: list[str],
+) -> list[Group]:  # fmt: skip
+    """The random directions over every tensor, then each tensor's own: one group each."""
+    groups = []
+    for name, mask in [("H v, v random", None), *((f"H v, v along {n}", n) for n in leaves)]:
+        count = RANDOM_DIRECTIONS if mask is None else 1
+        raws = [_direction(leaves, steps, rng, mask) for _ in range(count)]
+        raws = [r for r in raws if np.any(_exact(leaves, r))]
+        if not raws:
+            notes.append(f"second order: {name}: no coordinate could be moved exactly along a direction; not checked")
+            continue
+        group = Group(name, (len(raws),) if mask is None else (), rows, mask)
+        _judge_directions(group, raws, leaves, gradient, product, g0, sigma, weights)
+        groups.append(group)
+    return groups
 
 
 class _Product:
