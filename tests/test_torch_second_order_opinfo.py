@@ -44,10 +44,11 @@ DISAGREEMENTS = {
         "cancels) while its derivative, the Gaussian density, is 3.8e-16; gradcheck's atol 1e-5 cannot see a "
         "derivative that small",
     ),
-    "torch.ops.aten._safe_softmax.default.": (
-        "stopped",
-        "the sample holds -inf (masked entries): a step from -inf is NaN, our check stops naming the element; "
-        "gradgradcheck's differences at -inf are 0 - 0",
+    "native_group_norm.": (
+        "first order fails",
+        "its backward returns None for the mean and rstd outputs when only they carry a gradient: the first-order "
+        "check of each output alone catches it (issue #12), so the second order is not reached; gradgradcheck checks "
+        "only the second order",
     ),
     "digamma.": (
         "second order fails",
