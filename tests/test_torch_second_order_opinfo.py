@@ -47,9 +47,9 @@ DISAGREEMENTS = {
     ),
     "native_group_norm.": (
         "first order fails",
-        "its saved mean and rstd (outputs 1 and 2) move with the input but their backward is zero (the group-norm "
-        "backward ignores their gradients); torch.autograd.gradcheck fails this sample too, gradgradcheck checks only "
-        "the second order",
+        "its backward returns None for the mean and rstd outputs (which move with the input) when only they carry a "
+        "gradient: the first-order check of each output alone catches it (issue #12), torch.autograd.gradcheck fails "
+        "this sample too; gradgradcheck checks only the second order",
     ),
     "digamma.": (
         "second order fails",
