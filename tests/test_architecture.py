@@ -18,6 +18,7 @@ FOLDERS = {
     "course",
     "experiments",
     "init",
+    "lightning",
     "jax",
     "nn",
     "normalize",

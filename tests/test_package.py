@@ -76,6 +76,7 @@ def test_dir_lists_the_public_names_and_no_leftovers() -> None:
         "report",
         "torch",
         "jax",
+        "lightning",
         "tour",
         "cli",
     }  # submodules once imported

@@ -178,6 +178,15 @@ def test_every_image_loads_and_no_text_runs_off_the_page_in_a_real_browser(repor
         assert " SCROLLING-0" in title.group(1), title.group(1)
 
 
+def test_the_training_health_section_names_the_dead_layers_at_the_spike_and_the_fix_stays_healthy(report) -> None:
+    section = json.loads((report / "summary.json").read_text())["sections"]["training_health"]["table"]
+    spiked, fixed = section["runs"]
+    start, end = section["spike_steps"]
+    dead = [v for v in spiked["verdicts"] if v["verdict"] == "dead"]
+    assert dead and start < dead[0]["began"] <= end + 20 and "learning rate rose from 0.05 to 10" in dead[0]["message"]
+    assert fixed["verdicts"] == [] and fixed["accuracy"] > spiked["accuracy"]
+
+
 def test_the_jax_section_checks_a_custom_vjp_rule_in_float32(report) -> None:
     pytest.importorskip("jax")
     checks = json.loads((report / "summary.json").read_text())["sections"]["jax"]

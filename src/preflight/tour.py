@@ -339,12 +339,53 @@ def _diagnostics(quick: bool, figures: Path) -> TourSection:
     )
 
 
+def _training_health(quick: bool, figures: Path) -> TourSection:
+    result = load("training-health").run(quick=quick)
+    spiked, fixed = result.runs
+    dead = [v for v in spiked.report.verdicts if v.verdict == "dead"]
+    named = dead[0] if dead else None
+    return TourSection(
+        key="training_health",
+        title="While it trains: a learning rate that kills ReLU units",
+        intro=f"A 6-layer ReLU network learns the digits; at step {result.spike[0]} its learning rate jumps from 0.05 "
+        "to 10 for 20 steps. The health monitor diagnoses every 20 steps with the thresholds of the one-point "
+        "diagnosis and names the layers that died, the step, and the fix. The same run with the jump 10x lower "
+        "stays healthy.",
+        text=str(result),
+        figures=result.plot(figures),
+        summary={"table": result.to_dict()},
+        findings=[
+            Finding(
+                "learning rate x200 for 20 steps",
+                named.message if named is not None else "no dead layer found",
+                named is not None and result.spike[0] <= named.began <= result.spike[1] + 20,
+                "dead layers named at the spike",
+                "bad" if named is not None else "neutral",
+            ),
+            Finding(
+                "the same jump 10x lower",
+                f"{'healthy' if fixed.report.healthy else 'verdicts found'}, accuracy {fixed.accuracy:.3f} "
+                f"(spiked: {spiked.accuracy:.3f})",
+                fixed.report.healthy and fixed.accuracy > spiked.accuracy,
+                "stays healthy",
+                "good" if fixed.report.healthy else "bad",
+            ),
+        ],
+        lessons={
+            "the monitor names the dead layers at the learning-rate spike": named is not None
+            and result.spike[0] <= named.began <= result.spike[1] + 20,
+            "a 10x lower jump stays healthy": fixed.report.healthy and fixed.accuracy > spiked.accuracy,
+        },
+    )
+
+
 #: The tour's sections, in order (the JAX one where jax is installed).
 SECTIONS: list[Callable[[bool, Path], TourSection]] = [
     _normalization,
     _initialization,
     _depth,
     _diagnostics,
+    _training_health,
     _gradient_checking,
     course_section,
     *([jax_section] if jax_installed() else []),

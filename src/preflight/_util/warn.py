@@ -25,8 +25,9 @@ class PreflightWarning(UserWarning):
 _PACKAGE = str(Path(__file__).resolve().parent.parent)  # the preflight package, not this folder
 
 
-def warn(message: str, category: type[Warning] = PreflightWarning) -> None:
-    """Issue ``warnings.warn(message, category)`` attributed to the first frame outside preflight.
+def warn(message: str, category: type[Warning] = PreflightWarning, *, skip: tuple[str, ...] = ()) -> None:
+    """Issue ``warnings.warn(message, category)`` attributed to the first frame outside preflight (and outside the
+    folders in ``skip``: a hook that torch calls is reached through torch's own frames).
 
     ``category`` should be :class:`PreflightWarning` or a subclass: that is how the test suite tells preflight's
     warnings from other libraries'.
@@ -42,7 +43,8 @@ def warn(message: str, category: type[Warning] = PreflightWarning) -> None:
     """
     frame = sys._getframe(1)
     level = 2  # 1 is this function, 2 the caller of warn()
-    while frame.f_back is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(_PACKAGE):
+    inside = (_PACKAGE, *skip)
+    while frame.f_back is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(inside):
         frame = frame.f_back
         level += 1
     warnings.warn(message, category, stacklevel=level)

@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 from preflight._util.blas import limit_blas_threads
 from preflight._util.progress import progress_bar, should_show_progress
 from preflight._util.validation import check_choice, check_in_range, check_positive_int, describe
-from preflight.check import numdiff
+from preflight.check import numdiff, second_order
 from preflight.check.diagnosis import batch_size, diagnose
 from preflight.check.inputs import (
     Leaves,
@@ -88,6 +88,7 @@ def gradcheck(
     evaluator: PerturbedLoss | None = None,
     progress: bool | None = None,
     batch: Any = None,
+    hvp: Callable[[Any, Any], Any] | None = None,
 ) -> GradcheckReport:
     """Check an analytic gradient against finite differences, coordinate by coordinate.
 
@@ -118,6 +119,10 @@ def gradcheck(
     batch : int, array or (X, Y), optional
         The batch the loss averages over (samples as rows or as columns), or its size m: a hint then names a
         factor m as a missing 1/m (see :func:`preflight.check.diagnosis.batch_size`).
+    hvp : callable, optional
+        ``hvp(params, v) -> H v`` (structured as params): after the first-order check passes, Hessian-vector
+        products are checked against central differences of ``grads`` (then a callable), entry by entry, in the
+        report's ``second_order`` section (:mod:`preflight.check.second_order`).
 
     Returns
     -------
@@ -142,6 +147,8 @@ def gradcheck(
     start = time.perf_counter()
     if not callable(loss):
         raise ValueError(f"loss: expected a callable loss(params) -> float, got {describe(loss)}")
+    if hvp is not None:
+        second_order.require_hvp(hvp, grads)
     check_choice(method, name="method", allowed=numdiff.METHODS)
     directions = screen_directions(screen)
     seed = check_positive_int(seed, name="seed", minimum=0)
@@ -202,7 +209,7 @@ def gradcheck(
             f"inconclusive: {attempted - judged:,} of {attempted:,} coordinates sit at kinks or steps of the loss "
             "(a loss that is piecewise constant? parameters far below the step?); too few were judged to call it a pass"
         )
-    return GradcheckReport(
+    report = GradcheckReport(
         passed=all(r.passed for r in results.values()) and conclusive,
         difference=difference,
         parameters=results,
@@ -216,6 +223,11 @@ def gradcheck(
         detection=detection_chance(leaves, index) if sample is not None else {},
         notes=notes,
     )
+    if hvp is not None:
+        report = second_order.attach(
+            report, lambda: second_order.check_hessian(params, leaves, grads, hvp, seed=seed, eps=eps)
+        )
+    return report
 
 
 def _screen(

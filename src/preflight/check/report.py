@@ -2,7 +2,8 @@
 ``check_function``): the verdict, one result per tensor, the worst coordinates, kinks, hints; text, JSON and HTML.
 
 A coordinate of a parameter gradient and an entry of a Jacobian are the same record (:class:`Coordinate`); a Jacobian
-entry also carries the output element it belongs to.
+entry also carries the output element it belongs to. A second-order check (``order=2``, ``hvp=``) adds its own
+section, :attr:`GradcheckReport.second_order`, whose entries name the gradient element they belong to.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ __all__ = ["COURSE_THRESHOLDS", "Coordinate", "GradcheckReport", "TensorResult",
 COURSE_THRESHOLDS = (1e-7, 1e-5)
 #: Failing coordinates shown per tensor in the text and HTML reports.
 SHOWN = 3
+#: The title of the second-order table in the text report.
+SECOND_ORDER_TITLE = "second order (derivatives of the gradient, against differences of the gradient)"
 
 
 def label(name: str, shape: tuple[int, ...], index: int | tuple[int, ...]) -> str:
@@ -44,7 +47,8 @@ class Coordinate:
     """One checked coordinate (or Jacobian entry): where, both derivatives, and the tolerance noise explains.
 
     ``output`` is the output element of a Jacobian entry (``(k, *index)``: the k-th output tensor, the index in it);
-    None for the gradient of a scalar loss.
+    None for the gradient of a scalar loss. ``output_name`` names what ``output`` indexes when it is not the
+    function's output: a second-order entry's gradient (``grad W``, then ``output`` is the index in it).
     """
 
     index: tuple[int, ...]
@@ -52,6 +56,7 @@ class Coordinate:
     numeric: float
     tolerance: float
     output: tuple[int, ...] | None = None
+    output_name: str | None = None
 
     @property
     def discrepancy(self) -> float:
@@ -59,9 +64,14 @@ class Coordinate:
         return abs(self.analytic - self.numeric)
 
     def where(self, name: str) -> str:
-        """``W[2, 3]``, or ``x[1, 0] -> output[0, 1, 2]`` for a Jacobian entry."""
+        """``W[2, 3]``, ``x[1, 0] -> output[0, 1, 2]`` for a Jacobian entry, ``x[1] -> grad W[0, 2]`` for a
+        second-order one (``output_name`` set)."""
         here = f"{name}[{', '.join(map(str, self.index))}]" if self.index else name
-        return here if self.output is None else f"{here} -> output{list(self.output)}"
+        if self.output is None:
+            return here
+        if self.output_name is None:
+            return f"{here} -> output{list(self.output)}"
+        return f"{here} -> {self.output_name}{list(self.output) if self.output else ''}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -73,6 +83,8 @@ class Coordinate:
         }
         if self.output is not None:
             out["output"] = list(self.output)
+        if self.output_name is not None:
+            out["output_name"] = self.output_name
         return out
 
 
@@ -115,8 +127,9 @@ class TensorResult:
         }
 
     def failing(self) -> list[Coordinate]:
-        """The worst coordinates beyond their tolerance (listing passing ones under a failure misleads)."""
-        return [c for c in self.worst if c.discrepancy > c.tolerance]
+        """The worst coordinates beyond their tolerance (listing passing ones under a failure misleads); a NaN on
+        either side is beyond any tolerance."""
+        return [c for c in self.worst if not c.discrepancy <= c.tolerance]
 
 
 @dataclass(frozen=True)
@@ -126,6 +139,9 @@ class GradcheckReport:
     ``difference`` is the course's ``||g_num - g|| / (||g_num|| + ||g||)`` over the checked coordinates; ``passed``
     comes from the noise-calibrated test, not from a fixed threshold on it. ``forward_ad`` holds the forward-mode
     check of a function where one ran; ``stopped`` says why a check could not run to the end (then it failed).
+    ``second_order`` holds the second-order check where one ran (``check_function(order=2)``: the Jacobian of the
+    backward, per input; ``gradcheck(hvp=...)``, ``check_module(order=2)``: Hessian-vector products and Hessian
+    columns, per direction or moved tensor); ``passed`` needs both orders.
     """
 
     passed: bool
@@ -143,6 +159,7 @@ class GradcheckReport:
     forward_ad: dict[str, TensorResult] | None = None
     stopped: str | None = None
     unit: str = "coordinates"
+    second_order: dict[str, TensorResult] | None = None
 
     @property
     def checked(self) -> int:
@@ -151,8 +168,10 @@ class GradcheckReport:
 
     @property
     def worst(self) -> str | None:
-        """The tensor with the largest difference (among failing tensors when some fail)."""
-        pool = [r for r in self.parameters.values() if not r.passed] or list(self.parameters.values())
+        """The tensor with the largest difference (among failing tensors when some fail; the second-order section's
+        failing entry when only the second order fails)."""
+        pool = [r for r in self.parameters.values() if not r.passed]
+        pool = pool or [r for r in (self.second_order or {}).values() if not r.passed] or list(self.parameters.values())
         pool = [r for r in pool if r.checked]
         return max(pool, key=lambda r: (r.difference, r.significance)).name if pool else None
 
@@ -172,6 +191,7 @@ class GradcheckReport:
     def to_dict(self) -> dict[str, Any]:
         """A dict of plain Python values (what ``to_json`` writes)."""
         forward = None if self.forward_ad is None else {k: v.to_dict() for k, v in self.forward_ad.items()}
+        second = None if self.second_order is None else {k: v.to_dict() for k, v in self.second_order.items()}
         return {
             "passed": self.passed,
             "difference": self.difference,
@@ -192,6 +212,7 @@ class GradcheckReport:
             "stopped": self.stopped,
             "parameters": {name: r.to_dict() for name, r in self.parameters.items()},
             "forward_ad": forward,
+            "second_order": second,
         }
 
     def to_json(self, **dumps_options: Any) -> str:
@@ -201,7 +222,7 @@ class GradcheckReport:
     @property
     def verdict(self) -> str:
         """PASSED, FAILED, or INCONCLUSIVE: no coordinate failed, but too few could be judged to call it a pass."""
-        results = [*self.parameters.values(), *(self.forward_ad or {}).values()]
+        results = [*self.parameters.values(), *(self.forward_ad or {}).values(), *(self.second_order or {}).values()]
         if self.passed:
             return "PASSED"
         return "INCONCLUSIVE" if not self.stopped and all(r.passed for r in results) else "FAILED"
@@ -210,6 +231,8 @@ class GradcheckReport:
         failing = sum(not r.passed for r in self.parameters.values())
         where = f"worst {self.worst}, " if self.worst is not None and not self.passed else ""
         why = f"stopped: {self.stopped}" if self.stopped else f"{failing} of {len(self.parameters)} tensors failing"
+        if self.second_order is not None and not self.stopped:
+            why += f", second order: {sum(not r.passed for r in self.second_order.values())} failing"
         return (
             f"<GradcheckReport {self.verdict} ({self.dtype}): {where}difference {format_number(self.difference, 3)}, "
             f"{self.checked:,} {self.unit} judged, {why}>"
@@ -238,7 +261,10 @@ class GradcheckReport:
             lines += ["", _table(self.parameters, title)]
         if self.forward_ad is not None:
             lines += ["", _table(self.forward_ad, "forward-mode AD")]
-        failing = [r for r in [*self.parameters.values(), *(self.forward_ad or {}).values()] if not r.passed]
+        if self.second_order is not None:
+            lines += ["", _table(self.second_order, SECOND_ORDER_TITLE)]
+        sections = [*self.parameters.values(), *(self.forward_ad or {}).values(), *(self.second_order or {}).values()]
+        failing = [r for r in sections if not r.passed]
         if failing:
             lines += ["", "worst failing coordinates:"]
             for r in failing:
@@ -263,7 +289,9 @@ class GradcheckReport:
     def _repr_html_(self) -> str:
         colour = "#1a7f37" if self.passed else "#cf222e"
         rows = []
-        for title, results in (("", self.parameters), ("forward-mode AD: ", self.forward_ad or {})):
+        sections = (("", self.parameters), ("forward-mode AD: ", self.forward_ad or {}),
+                    ("second order: ", self.second_order or {}))  # fmt: skip
+        for title, results in sections:
             for r in results.values():
                 shown = "".join(
                     f"<div><code>{html.escape(c.where(r.name))}</code>: analytic {c.analytic:.6g}, "

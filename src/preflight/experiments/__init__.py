@@ -25,6 +25,7 @@ EXPERIMENTS: dict[str, str] = {
     "depth": "preflight.experiments.depth",
     "numdiff": "preflight.experiments.numdiff",
     "normalization": "preflight.experiments.normalization",
+    "training-health": "preflight.experiments.training_health",
 }
 
 

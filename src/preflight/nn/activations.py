@@ -2,6 +2,8 @@
 
 ``derivative(z, a)`` receives both the pre-activation ``z`` and the activation ``a = phi(z)`` so each can use the
 cheaper one (tanh' = 1 - a^2, sigmoid' = a(1 - a)). At a ReLU kink (z = 0) the derivative is taken as 0.
+``second_derivative(z, a)`` is phi'' (what the R-operator of :mod:`preflight.nn.hessian` needs): 0 for the piecewise
+linear ones, as autograd's double backward takes it.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Activation:
     name: str
     forward: Callable[[A], A]
     derivative: Callable[[A, A], A]
+    second_derivative: Callable[[A, A], A]
 
 
 def _relu(z: A) -> A:
@@ -62,8 +65,18 @@ def _tanh_derivative(z: A, a: A) -> A:
     return 1 - a * a
 
 
+def _tanh_second(z: A, a: A) -> A:
+    out: A = -2 * a * (1 - a * a)
+    return out
+
+
 def _sigmoid_derivative(z: A, a: A) -> A:
     out: A = a * (1 - a)
+    return out
+
+
+def _sigmoid_second(z: A, a: A) -> A:
+    out: A = a * (1 - a) * (1 - 2 * a)
     return out
 
 
@@ -75,10 +88,14 @@ def _ones(z: A, a: A) -> A:
     return np.ones_like(z)
 
 
+def _zeros(z: A, a: A) -> A:
+    return np.zeros_like(z)
+
+
 ACTIVATIONS: dict[str, Activation] = {
-    "relu": Activation("relu", _relu, _relu_derivative),
-    "leaky_relu": Activation("leaky_relu", _leaky_relu, _leaky_relu_derivative),
-    "tanh": Activation("tanh", np.tanh, _tanh_derivative),
-    "sigmoid": Activation("sigmoid", sigmoid, _sigmoid_derivative),
-    "linear": Activation("linear", _identity, _ones),
+    "relu": Activation("relu", _relu, _relu_derivative, _zeros),
+    "leaky_relu": Activation("leaky_relu", _leaky_relu, _leaky_relu_derivative, _zeros),
+    "tanh": Activation("tanh", np.tanh, _tanh_derivative, _tanh_second),
+    "sigmoid": Activation("sigmoid", sigmoid, _sigmoid_derivative, _sigmoid_second),
+    "linear": Activation("linear", _identity, _ones, _zeros),
 }

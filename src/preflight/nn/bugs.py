@@ -2,6 +2,8 @@
 
 ``BuggyNetwork(sizes, ..., bug="factor-2")`` is a :class:`preflight.nn.Network` whose forward pass and cost are
 right and whose backward pass has one classic mistake; :data:`BUGS` lists them with the tensor each one breaks.
+:data:`HVP_BUGS` are mistakes in its Hessian-vector product (:meth:`Network.hvp`, the R-operator) instead: the
+gradient stays right, only a second-order check (``preflight.gradcheck(..., hvp=...)``) sees them.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from numpy.typing import NDArray
 
 from preflight._util.aliases import Params
 from preflight._util.validation import check_choice
+from preflight.nn.hessian import hvp
 from preflight.nn.layout import Layout
 from preflight.nn.network import DropoutMasks, Network, Trace
 
-__all__ = ["BUGS", "BuggyNetwork", "broken_tensors"]
+__all__ = ["BUGS", "HVP_BUGS", "BuggyNetwork", "broken_tensors"]
 
 A = NDArray[Any]
 #: Bug name -> what is wrong (as a student would write it).
@@ -33,6 +36,13 @@ BUGS: dict[str, str] = {
     "one-element": "one element of dW1 is wrong (an index off by one)",
     "course": "the course's N-dimensional exercise: dW2 doubled and db1 multiplied by 4",
 }
+#: Bug name -> what is wrong in the R-operator of :meth:`Network.hvp` (the gradient itself is right).
+HVP_BUGS: dict[str, str] = {
+    "hvp-product-rule": "R{dA} = R{dZ} W: the product rule's second term dZ V (the direction's own weights) is "
+    "missing, so H v of every layer below the last is wrong",
+    "hvp-activation-curvature": "the activations' second derivative is missing (phi''(Z) R{Z} dA): invisible with "
+    "relu, leaky_relu and linear (phi'' = 0 there), wrong below the last layer with tanh or sigmoid",
+}
 
 
 def _wrong_derivative(name: str, z: A, a: A) -> A:
@@ -47,9 +57,12 @@ def _wrong_derivative(name: str, z: A, a: A) -> A:
 
 
 def broken_tensors(net: Network, bug: str) -> set[str]:
-    """The tensors whose gradient the bug changes directly (a bug upstream reaches all tensors before it)."""
-    check_choice(bug, name="bug", allowed=BUGS)
+    """The tensors whose gradient the bug changes directly (a bug upstream reaches all tensors before it); for a bug
+    of :data:`HVP_BUGS`, the tensors whose block of ``H v`` it changes."""
+    check_choice(bug, name="bug", allowed={**BUGS, **HVP_BUGS})
     last = net.depth
+    if bug in HVP_BUGS:
+        return {name for name in net.shapes() if name[1:] != str(last)}
     direct = {
         "factor-2": {"W2"},
         "bias-no-1/m": {"b1"},
@@ -103,7 +116,7 @@ class BuggyNetwork(Network):
         layout: Layout = "rows",
     ) -> None:
         super().__init__(sizes, hidden, output, l2=l2, keep_prob=keep_prob, layout=layout)
-        self.bug = check_choice(bug, name="bug", allowed=BUGS)
+        self.bug = check_choice(bug, name="bug", allowed={**BUGS, **HVP_BUGS})
         if bug in ("factor-2", "course") and self.depth < 2:
             raise ValueError(f"bug: {bug!r} needs at least 2 layers, sizes are {self.sizes}")
         if bug == "transposed":
@@ -111,6 +124,39 @@ class BuggyNetwork(Network):
 
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f", bug={self.bug!r})"
+
+    def hvp(self, params: Params, X: Any, y: Any, v: Params, *, masks: DropoutMasks | None = None) -> Params:
+        """:meth:`Network.hvp`, with the planted bug when it is one of :data:`HVP_BUGS`."""
+        return hvp(self, params, X, y, v, masks=masks, backward=self._r_backward)
+
+    def _r_backward(
+        self, net: Network, params: Params, v: Params, trace: Trace, r_logits: list[A], r_inputs: list[A],
+        targets: A, masks: DropoutMasks | None,
+    ) -> Params:  # fmt: skip
+        """:func:`preflight.nn.hessian.r_backward`, line for line, with the bug."""
+        m = targets.shape[0]
+        dtype = targets.dtype.type
+        scale = dtype(1.0 / self.keep_prob)
+        dz = self.head.delta(trace.logits[-1], targets) / dtype(m)
+        r_dz = self.head.curvature(trace.logits[-1], r_logits[-1]) / dtype(m)
+        out: Params = {}
+        for layer in range(self.depth, 0, -1):
+            w, r_w = params[f"W{layer}"], v[f"W{layer}"]
+            out[f"W{layer}"] = r_dz.T @ trace.inputs[layer - 1] + dz.T @ r_inputs[layer - 1] + dtype(self.l2 / m) * r_w
+            out[f"b{layer}"] = r_dz.sum(axis=0)
+            if layer > 1:
+                da = dz @ w
+                r_da = r_dz @ w if self.bug == "hvp-product-rule" else r_dz @ w + dz @ r_w
+                if masks is not None:
+                    da, r_da = da * masks[layer - 2] * scale, r_da * masks[layer - 2] * scale
+                z, phi = trace.logits[layer - 2], trace.activations[layer - 2]
+                activation = self.activation(layer - 1)
+                first = activation.derivative(z, phi)
+                r_dz = r_da * first
+                if self.bug != "hvp-activation-curvature":
+                    r_dz = r_dz + da * activation.second_derivative(z, phi) * r_logits[layer - 2]
+                dz = da * first
+        return {name: out[name] for name in self.shapes()}
 
     def _backward(self, params: Params, cache: Trace, targets: A, masks: DropoutMasks | None) -> Params:
         m = targets.shape[0]

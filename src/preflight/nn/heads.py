@@ -66,6 +66,24 @@ class Head:
         """Gradient of each sample's loss with respect to its logits."""
         return self.output(z) - targets
 
+    def curvature(self, z: A, direction: A) -> A:
+        """The derivative of :meth:`delta` along ``direction`` of the logits: each sample's loss Hessian in z times
+        its row of ``direction`` (sigmoid: ``s (1 - s) d``; softmax: ``p d - p (p . d)``; linear: ``d``).
+
+        Examples
+        --------
+        >>> HEADS["softmax"].curvature(np.zeros((1, 2)), np.array([[1.0, 0.0]])).tolist()
+        [[0.25, -0.25]]
+        """
+        if self.name == "linear":
+            return direction
+        p = self.output(z)
+        if self.name == "sigmoid":
+            out: A = p * (1 - p) * direction
+            return out
+        out = p * direction - p * (p * direction).sum(axis=1, keepdims=True)
+        return out
+
     def predict(self, z: A) -> A:
         """Class labels (sigmoid: 0/1 per output; softmax: the argmax) or regression values."""
         if self.name == "sigmoid":

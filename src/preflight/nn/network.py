@@ -29,6 +29,7 @@ from preflight._util.validation import check_array, check_choice, check_in_range
 from preflight.init import schemes as initializers
 from preflight.nn.activations import ACTIVATIONS, Activation
 from preflight.nn.heads import HEADS, Head
+from preflight.nn.hessian import hvp as hessian_vector_product
 from preflight.nn.layout import (
     LAYOUTS,
     Layout,
@@ -373,6 +374,10 @@ class Network:
         cache = self._forward_pass(rows, X, masks)
         grads = params_in_layout(self._backward(rows, cache, targets, masks), self.layout)
         return self._cost(rows, cache, targets), grads
+
+    def hvp(self, params: Params, X: Any, y: Any, v: Params, *, masks: DropoutMasks | None = None) -> Params:
+        """The Hessian of :meth:`cost` times ``v`` by the R-operator, by hand (:func:`preflight.nn.hessian.hvp`)."""
+        return hessian_vector_product(self, params, X, y, v, masks=masks)
 
     # ------------------------------------------------------------------ inference
     def forward(self, params: Params, X: Any) -> A:

@@ -68,6 +68,7 @@ def check_module(
     strategy: Strategy = "auto",
     seed: int = 0,
     progress: bool | None = None,
+    order: int = 1,
 ) -> GradcheckReport:
     """Check every trainable parameter of ``model`` against autograd, with :func:`preflight.gradcheck.gradcheck`.
 
@@ -107,6 +108,11 @@ def check_module(
         updates of Linear layers (not with a parameter used in more than one place); "vmap": the whole model
         vmapped over a chunk of perturbations; "loop": one call each. "auto" takes the first that applies and falls
         back to the loop if vmap fails on the model; the note "strategy: ..." names the one used, and why.
+    order : {1, 2}
+        2: after the first-order check passes, autograd's Hessian-vector products (double backward) against
+        central differences of its gradient, for a few random directions, each tensor's own, and every Hessian
+        column up to 2,000 parameters (a sample above), in the report's ``second_order`` section
+        (:mod:`preflight.check.second_order`).
 
     Returns
     -------
@@ -130,6 +136,8 @@ def check_module(
     """
     check_choice(mode, name="mode", allowed=("as_is", "eval", "train"))
     check_choice(strategy, name="strategy", allowed=("auto", "chain", "vmap", "loop"))
+    if order not in (1, 2) or isinstance(order, bool):
+        raise ValueError(f"order: expected 1 or 2, got {order!r}")
     if not isinstance(model, nn.Module):
         raise ValueError(f"model: expected a torch.nn.Module, got {describe(model)}")
     if isinstance(parameters, str):
@@ -144,10 +152,16 @@ def check_module(
         job.require_deterministic()
         evaluator = job.evaluator(strategy)
         show = _show_progress(progress, evaluator, job, method, sample, screen)
+        grads: Any = job.analytic()
+        hvp = None
+        if order == 2:
+            from preflight.torch.second_order import module_derivatives
+
+            grads, hvp = module_derivatives(job)
         try:
             report = gradcheck(
-                job.loss, job.leaves, job.analytic(), eps=eps, sample=sample, seed=seed, method=method,
-                screen=screen, evaluator=evaluator, progress=show,
+                job.loss, job.leaves, grads, eps=eps, sample=sample, seed=seed, method=method,
+                screen=screen, evaluator=evaluator, progress=show, hvp=hvp,
             )  # fmt: skip
         except NondeterministicLossError:
             raise NondeterministicLossError(_random_loss_message(model, None)) from None
