@@ -1,5 +1,5 @@
 """preflight.jax.check_function beside jax.test_util.check_grads: planted bugs in hand-written rules, and a sweep of
-JAX's own rules; the tables in the README's JAX section.
+JAX's own rules; the tables in docs/guides/jax.md.
 
 Planted bugs (tests/jax_cases.py): every case in float32 (x64 off, JAX's default) and float64 (x64 on), over a few
 seeds of the inputs; check_grads at order 1 in the modes the rule defines, with its default step (1e-4 x a random

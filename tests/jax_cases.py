@@ -1,5 +1,5 @@
-"""Hand-written JAX derivative rules, correct and with planted bugs: the registry the JAX tests and the README's
-table (benchmarks/jax_versus_check_grads.py) both run.
+"""Hand-written JAX derivative rules, correct and with planted bugs: the registry the JAX tests and the JAX
+guide's table (docs/guides/jax.md, benchmarks/jax_versus_check_grads.py) both run.
 
 Each case builds ``(f, args)`` in a dtype; ``bug`` says what was planted (None: a correct rule), ``where`` which
 argument it is in, ``hint`` a phrase the report's hints must contain, ``element`` the one wrong element if any.

@@ -1,6 +1,6 @@
 """A sweep over jax.numpy, jax.lax and jax.nn functions with small float64 inputs: what check_function and
-jax.test_util.check_grads each say about JAX's own derivative rules (tests/test_jax_sweep.py and the README table
-from benchmarks/jax_versus_check_grads.py run it)."""
+jax.test_util.check_grads each say about JAX's own derivative rules (tests/test_jax_sweep.py and the table in
+docs/guides/jax.md from benchmarks/jax_versus_check_grads.py run it)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Custom autograd Functions with hand-written double backwards, correct and with planted second-order bugs.
 
-Shared by tests/test_torch_second_order.py and benchmarks/bench_second_order.py (the README's table beside
-``torch.autograd.gradgradcheck``). Every Function's first-order backward is right: only a second-order check can
-tell the planted bugs from the correct ones.
+Shared by tests/test_torch_second_order.py and benchmarks/bench_second_order.py (the table in
+docs/guides/second-order.md beside ``torch.autograd.gradgradcheck``). Every Function's first-order backward is right:
+only a second-order check can tell the planted bugs from the correct ones.
 """
 
 from __future__ import annotations

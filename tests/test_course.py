@@ -246,14 +246,14 @@ def test_the_tours_course_section_runs_the_exercise_in_columns_on_the_reference_
     assert re.search(r"^b1\s+\| 5x1 ", section.text, re.M)  # the biases as the course shapes them
 
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+COURSE_PAGE = Path(__file__).resolve().parents[1] / "docs" / "guides" / "course.md"
 
 
-def test_readme_coming_from_the_course_prints_what_it_shows(capsys: pytest.CaptureFixture[str]) -> None:
-    section = README.read_text(encoding="utf-8").split("## Coming from the course\n", 1)[1].split("\n## ", 1)[0]
+def test_the_course_page_prints_what_it_shows(capsys: pytest.CaptureFixture[str]) -> None:
+    section = COURSE_PAGE.read_text(encoding="utf-8")
     code = "".join(re.findall(r"```python\n(.*?)```", section, re.S))
     shown = re.search(r"\nprints .*?\n```\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
-    exec(compile(code, str(README), "exec"), {"__name__": "readme_course"})
+    exec(compile(code, str(COURSE_PAGE), "exec"), {"__name__": "course_page"})
 
     def untimed(text: str) -> str:  # the one figure that depends on the machine
         return re.sub(r"evaluations, \d+\.\d\d s\)", "evaluations, ... s)", text)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,3 +33,11 @@ def test_every_page_is_in_the_navigation() -> None:
     config = (ROOT / "mkdocs.yml").read_text()
     pages = {str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md")}
     assert {p for p in pages if p not in config} == set()
+
+
+def test_the_readmes_links_resolve_on_github() -> None:
+    """The README is not part of the site (MkDocs does not check it): its relative links must name files that exist."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = [t.split("#", 1)[0] for t in re.findall(r"\]\(([^)\s]+)\)", text) if "://" not in t]
+    assert any(t.startswith("docs/") for t in targets)  # the README points into the docs, where its sections went
+    assert [t for t in targets if not (ROOT / t).exists()] == []

@@ -2,8 +2,9 @@
 
 Two kinds of claims are checked:
 
-- Quickstart blocks: each ```python block is followed by "prints `...`" (", then `...`" for a second line); the test
-  runs the block and compares its standard output line by line.
+- Quickstart blocks (the README's "Quickstart" section and docs/quickstart.md, one example per reader): each
+  ```python block is followed by "prints `...`" (", then `...`" for each further line; a parenthesis after a line is
+  commentary); the test runs the block and compares its standard output line by line.
 - Figures: every output block (a fence without a language) is preceded by a marker naming the command that made
   it, ``<!-- figure: COMMAND | rerun [slow] | tolerance rel R -->``, beside a visible sentence naming the same
   command. Blocks marked ``rerun`` are re-run here and compared: each line of the block must appear, in order, in
@@ -33,9 +34,11 @@ from preflight.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+QUICKSTART = ROOT / "docs" / "quickstart.md"
 PAGES = [README, *sorted((ROOT / "docs").rglob("*.md"))]
 BLOCK = re.compile(r"```python\n(.*?)```\n(.*?)(?=\n\n|\Z)", re.S)
-PRINTS = re.compile(r"prints `([^`]+)`(?: \([^)]*\))?(?:, then `([^`]+)`)?")
+CLAIM = r"`([^`]+)`(?: \((?:[^()`]|`[^`]*`)*\))?"  # a printed line, then perhaps a parenthesis about it
+PRINTS = re.compile(rf"prints ({CLAIM}(?:, then {CLAIM})*)")
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.S | re.M)
 MARKER = re.compile(
     r"<!-- figure: (?P<command>.+?) \| (?P<mode>rerun(?: slow)?|not re-run: .+?)"
@@ -46,23 +49,28 @@ DURATION = re.compile(r"\d+(?:\.\d+)? s\b")
 
 
 # ---------------------------------------------------------------------------------------------------- quickstart
-def quickstart_examples() -> list[tuple[str, list[str]]]:
-    text = README.read_text(encoding="utf-8")
-    section = text.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
-    examples = []
-    for code, after in BLOCK.findall(section):
-        claim = PRINTS.search(after.replace("\n", " "))
-        assert claim, f"a quickstart block is not followed by what it prints: {after[:80]!r}"
-        examples.append((code, [line for line in claim.groups() if line is not None]))
-    return examples
+def printed_lines(after: str) -> list[str]:
+    """The lines a block's following sentence says it prints."""
+    claim = PRINTS.search(after.replace("\n", " "))
+    assert claim, f"a quickstart block is not followed by what it prints: {after[:80]!r}"
+    return re.findall(CLAIM, claim.group(1))
 
 
-EXAMPLES = quickstart_examples()
+def quickstart_examples(page: Path) -> list[tuple[str, list[str]]]:
+    text = page.read_text(encoding="utf-8")
+    section = text.split("## Quickstart", 1)[1].split("\n## ", 1)[0] if page == README else text
+    return [(code, printed_lines(after)) for code, after in BLOCK.findall(section)]
+
+
+READERS = ["numpy-gradcheck", "torch-check", "jax-check", "normalize", "propagate"]
+EXAMPLES = {page: quickstart_examples(page) for page in (README, QUICKSTART)}
 
 
 def run_python(code: str) -> str:
     if "import torch" in code:
         pytest.importorskip("torch")
+    if "import jax" in code:
+        pytest.importorskip("jax")
     if "data.digits" in code or "experiments" in code:
         pytest.importorskip("sklearn")
     out = io.StringIO()
@@ -72,12 +80,25 @@ def run_python(code: str) -> str:
     return out.getvalue()
 
 
-def test_the_quickstart_has_its_three_examples() -> None:
-    assert len(EXAMPLES) == 3
+def test_the_quickstart_has_one_example_per_reader() -> None:
+    for page, examples in EXAMPLES.items():
+        assert len(examples) == len(READERS), page.name
 
 
-@pytest.mark.parametrize(("code", "expected"), EXAMPLES, ids=["numpy-gradcheck", "torch-check", "propagate"])
-def test_quickstart_example_prints_what_the_readme_says(code: str, expected: list[str]) -> None:
+def test_a_claim_reads_every_line_and_skips_the_commentary() -> None:
+    after = "prints `a (b)` (with a `Warning`), then `c`, then `d`: and `e`"
+    assert printed_lines(after) == ["a (b)", "c", "d"]
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        pytest.param(code, expected, id=f"{page.name}-{reader}")
+        for page, examples in EXAMPLES.items()
+        for reader, (code, expected) in zip(READERS, examples, strict=False)
+    ],
+)
+def test_quickstart_example_prints_what_the_page_says(code: str, expected: list[str]) -> None:
     assert run_python(code).splitlines() == expected
 
 
@@ -94,7 +115,7 @@ class Figure:
 
     @property
     def id(self) -> str:
-        return f"{self.page.name}:{self.line}"
+        return f"{self.page.relative_to(ROOT)}:{self.line}"
 
 
 def figures() -> tuple[list[Figure], list[str]]:

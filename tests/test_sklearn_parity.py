@@ -16,7 +16,7 @@ since the list of known differences below is for that one) at collection time, w
 
 Every test that still fails is in :data:`KNOWN_DIFFERENCES` with its reason (strict xfail: one that starts passing
 fails the run, so the list stays exact). The array-API cases skip here (they need ``SCIPY_ARRAY_API=1`` and an
-array-API library); Standardizer's boundary is documented in the README.
+array-API library); Standardizer's boundary is documented in docs/guides/normalization.md.
 """
 
 from __future__ import annotations
@@ -318,9 +318,9 @@ test_check_all_zero_sample_weights_error = pytest.mark.parametrize("estimator", 
 )
 
 
-# ---------------------------------------------------------------------- the figures in the README
+# ------------------------------------------------ the figures in docs/guides/normalization.md
 class _Tally:
-    """Each test's outcome, for ``python <this file>``: the figures in the README."""
+    """Each test's outcome, for ``python <this file>``: the figures in docs/guides/normalization.md."""
 
     def __init__(self) -> None:
         self.outcomes: dict[str, str] = {}

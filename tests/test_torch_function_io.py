@@ -230,8 +230,9 @@ def test_a_float32_staircase_is_never_a_failure() -> None:
 
 
 def test_the_forward_mode_check_finds_the_jvp_bugs_gradcheck_defaults_miss() -> None:
-    # The README's reproducers: torch's JVPs of cholesky_inverse (a triangular input) and logcumsumexp are wrong
-    # while their backwards are right; torch.autograd.gradcheck with default settings checks only the backward.
+    # The PyTorch guide's reproducers (docs/guides/pytorch.md): torch's JVPs of cholesky_inverse (a triangular input)
+    # and logcumsumexp are wrong while their backwards are right; torch.autograd.gradcheck with default settings
+    # checks only the backward.
     g = torch.Generator().manual_seed(0)
     a = torch.randn(4, 4, dtype=F64, generator=g)
     lower = torch.linalg.cholesky(a @ a.T + torch.eye(4, dtype=F64))

@@ -477,18 +477,18 @@ def test_a_compiled_model_is_watched_at_the_parameter_level_and_says_so() -> Non
     assert "torch.compile" in str(monitor.report())
 
 
-def test_the_readme_section_prints_what_it_says() -> None:
+def test_the_monitor_guide_prints_what_it_says() -> None:
     import contextlib
     import io
     import re
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = text.split("## While it trains: the health monitor", 1)[1].split("\n## ", 1)[0]
+    page = Path(__file__).resolve().parents[1] / "docs" / "guides" / "monitor.md"
+    section = page.read_text(encoding="utf-8")
     code, after = re.search(r"```python\n(.*?)```\n(.*?)(?=\n\n|\Z)", section, re.S).groups()  # type: ignore[union-attr]
     expected = re.search(r"prints `([^`]+)`, then `([^`]+)`", after.replace("\n", " ")).groups()  # type: ignore[union-attr]
     out = io.StringIO()
     with contextlib.redirect_stdout(out), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+        exec(compile(code, str(page), "exec"), {"__name__": "monitor_guide"})
     assert out.getvalue().splitlines() == list(expected)

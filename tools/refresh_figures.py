@@ -1,14 +1,14 @@
 """Re-run the README's and docs' re-runnable figure blocks and write what they print now.
 
-Usage: ``python tools/refresh_figures.py [PAGE:LINE ...]`` (default: every failing ``rerun`` figure). The blocks are
-the ones tests/test_readme.py checks; a figure marked ``~x`` (float32 rounding noise) keeps its ``~`` with the new
-value at one significant digit, "..." lines stay where they were when the line count is unchanged, and durations
-print as measured. Review the diff before committing: the command's output is the new claim.
+Usage: ``python tools/refresh_figures.py [PAGE:LINE ...]`` (default: every failing ``rerun`` figure; PAGE is the
+path from the repository root, ``README.md`` or ``docs/guides/network.md``, as tests/test_readme.py names them). The
+blocks are the ones tests/test_readme.py checks; a figure marked ``~x`` (float32 rounding noise) keeps its ``~``
+with the new value at one significant digit, "..." lines stay where they were when the line count is unchanged, and
+durations print as measured. Review the diff before committing: the command's output is the new claim.
 """
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 

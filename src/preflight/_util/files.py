@@ -1,6 +1,6 @@
 """Atomic file writes: a crash leaves the old file or the new one, never half of one.
 
-What every write through :func:`atomic_open` promises (README, "Guarantees"):
+What every write through :func:`atomic_open` promises (docs/guarantees.md):
 
 - a regular file is replaced by a rename: a reader, or a crash at any point, sees the old content or the new;
 - a symbolic link is written through: its target is replaced (atomically, in the target's folder), the link stays;
