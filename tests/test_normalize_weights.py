@@ -292,3 +292,15 @@ def test_past_65536_rows_the_bound_stops_growing_so_real_spread_keeps_its_scale(
     assert s.scale_[0] == pytest.approx(np.std(x), rel=1e-9)
     # scikit-learn's uncapped bound, (n eps mean)^2 = 4.9 > var = 1, would call it constant.
     assert (1e7 * EPS * 1e9) ** 2 > s.var_[0]
+
+
+def test_a_first_chunk_of_weight_zero_does_not_set_the_shift_of_the_next() -> None:
+    # The zero-weight row lies 2e4 from the mean: summed about it, the variance would carry eps x 2e4^2 / var
+    # (6e-8 relative here); the chunk that brings the first weight chooses its own shift, exact as a single fit.
+    rng = np.random.default_rng(0)
+    x = np.vstack([[[1e9 - 2e4]], 1e9 + rng.uniform(0, 1, (50, 1))])
+    w = np.r_[0.0, np.ones(50)]
+    whole = Standardizer().fit(x[1:])
+    chunked = Standardizer().fit_chunks([x[:1], x[1:]], weights=[w[:1], w[1:]])
+    np.testing.assert_allclose(chunked.var_, whole.var_, rtol=1e-12)
+    np.testing.assert_allclose(chunked.mean_, whole.mean_, rtol=1e-15)

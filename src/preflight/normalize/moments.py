@@ -26,6 +26,7 @@ __all__ = [
     "chunk_moments",
     "first_block_shift",
     "near_constant",
+    "next_shift",
     "nonfinite_columns",
     "parallel_rows",
     "sum_is_finite",
@@ -183,6 +184,28 @@ def first_block_shift(x: NDArray[Any], *, skip_nan: bool, weights: F64 | None = 
     # The mean of equal values can round off their value; the value itself makes every shifted term exactly 0.
     shift = np.where(low == high, low, shift)
     return np.where(np.isfinite(shift), shift, 0.0)
+
+
+def next_shift(seen: Moments, x: NDArray[Any] | None, weights: F64 | None, *, skip_nan: bool) -> F64 | None:
+    """The shift the next chunk is summed about: that of the statistics ``seen`` so far, where a feature has weight.
+
+    A feature that has seen no weight yet (every row so far of weight 0, or NaN) takes the chunk's own
+    :func:`first_block_shift`: a zero-weight row may lie far from the mean, and summing about it would cost
+    eps x distance^2. Without the chunk's values (``x=None``: a dask array), None lets the chunk choose when no
+    feature has seen weight yet.
+
+    Examples
+    --------
+    >>> seen = chunk_moments(np.array([[1e9, 1.0]]), weights=np.array([0.0]))
+    >>> next_shift(seen, np.array([[5.0, 7.0]]), None, skip_nan=False)
+    array([5., 7.])
+    """
+    has = seen.count > 0
+    if has.all() or (x is None and has.any()):
+        return seen.shift
+    if x is None:
+        return None
+    return np.where(has, seen.shift, first_block_shift(x, skip_nan=skip_nan, weights=weights))
 
 
 def _shifted_sums(x: NDArray[Any], shift: F64, skip_nan: bool, weights: F64 | None) -> tuple[F64, F64, F64]:

@@ -25,7 +25,13 @@ from preflight.normalize import tables
 from preflight.normalize.errors import ConstantFeatureWarning, NotFittedError, not_fitted
 from preflight.normalize.estimator import EstimatorProtocol
 from preflight.normalize.kernel import affine_transform
-from preflight.normalize.moments import Moments, chunk_moments, near_constant, nonfinite_columns
+from preflight.normalize.moments import (
+    Moments,
+    chunk_moments,
+    near_constant,
+    next_shift,
+    nonfinite_columns,
+)
 from preflight.normalize.output import configured_output, wrap_output
 from preflight.normalize.sparse import (
     CENTERING_ERROR,
@@ -171,7 +177,7 @@ class Standardizer(EstimatorProtocol):
             x, names = io.as_2d(X)
             weights = check_sample_weight(sample_weight, x.shape[0], allow_all_zero=chunk)
             self._check_features(x.shape[1], names, reset=first)
-            sums = chunk_moments(x, shift=self._shift(), skip_nan=self.ignore_nan, weights=weights)
+            sums = chunk_moments(x, shift=self._shift(x, weights), skip_nan=self.ignore_nan, weights=weights)
             if not sums.finite:
                 self._raise_nonfinite(nonfinite_columns(x, skip_nan=self.ignore_nan))
         self._weighted = getattr(self, "_weighted", False) or sample_weight is not None
@@ -353,8 +359,8 @@ class Standardizer(EstimatorProtocol):
             raise ValueError(CENTERING_ERROR.replace("center", "uncenter") if inverse else CENTERING_ERROR)
         return check_sparse(X)
 
-    def _shift(self) -> NDArray[np.float64] | None:
-        return self._moments.shift if hasattr(self, "_moments") else None
+    def _shift(self, x: NDArray[Any] | None = None, weights: Any = None) -> NDArray[np.float64] | None:
+        return next_shift(self._moments, x, weights, skip_nan=self.ignore_nan) if hasattr(self, "_moments") else None
 
     def _check_features(self, n_features: int, names: list[str] | None, *, reset: bool) -> None:
         if reset:
