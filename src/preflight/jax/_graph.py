@@ -17,14 +17,18 @@ from typing import Any
 import jax
 from jax.extend import core as jex_core
 
-__all__ = ["Layer", "Traced", "trace"]
+__all__ = ["RELU_LIKE", "Layer", "Traced", "trace"]
 
 #: Operations that pass a weight (or a bias) on by layout only.
 LAYOUT = frozenset({"reshape", "transpose", "convert_element_type", "copy", "copy_p", "broadcast_in_dim"})
-#: Activations by the primitive (or the name of the custom_jvp / jit call) that computes them.
-ACTIVATIONS = {"tanh": "tanh", "logistic": "sigmoid", "relu": "relu", "relu6": "relu", "silu": "relu",
-               "gelu": "relu", "elu": "relu", "celu": "relu", "selu": "selu", "softplus": "relu",
-               "leaky_relu": "leaky_relu", "sigmoid": "sigmoid", "swish": "relu", "mish": "relu"}  # fmt: skip
+#: Activations by the primitive (or the name of the custom_jvp / jit call) that computes them, as preflight names
+#: (keys of preflight.propagation.mean_field.PHI; the rest read as ReLU). A hint only: the values decide
+#: (:mod:`preflight.jax._activation`).
+ACTIVATIONS = {"tanh": "tanh", "logistic": "sigmoid", "relu": "relu", "relu6": "relu", "silu": "silu",
+               "gelu": "gelu", "elu": "elu", "celu": "elu", "selu": "relu", "softplus": "softplus",
+               "leaky_relu": "leaky_relu", "sigmoid": "sigmoid", "swish": "silu", "mish": "relu"}  # fmt: skip
+#: Those that pass large inputs on and squash negative ones: He's initialization fits them.
+RELU_LIKE = frozenset({"relu", "leaky_relu", "gelu", "silu", "elu", "softplus"})
 
 
 @dataclass(frozen=True)
@@ -166,8 +170,21 @@ def _activation(z: Any, users: dict[Any, list[tuple[int, Any]]]) -> tuple[str, A
         if name == "max" and any(isinstance(v, jex_core.Literal) and float(v.val) == 0.0 for v in eqn.invars):
             return "relu", eqn.outvars[0]
         if name == "integer_pow" and eqn.params.get("y") == 3:
-            return "relu", None  # GELU's tanh approximation, inlined by Flax: ReLU-like, its output not tracked
+            return "gelu", None  # GELU's tanh form, inlined (jax.nn.gelu): its output is the next layer's input
+    if _reaches(z, users, {"erf", "erfc"}, steps=3):
+        return "gelu", None  # GELU's erf form (approximate=False), inlined
     return "none", z
+
+
+def _reaches(v: Any, users: dict[Any, list[tuple[int, Any]]], names: set[str], steps: int) -> bool:
+    """Whether a primitive in ``names`` consumes ``v`` within ``steps`` equations."""
+    frontier = [v]
+    for _ in range(steps):
+        eqns = [eqn for u in frontier for _, eqn in users.get(u, [])]
+        if any(eqn.primitive.name in names for eqn in eqns):
+            return True
+        frontier = [out for eqn in eqns for out in eqn.outvars]
+    return False
 
 
 def _called(eqn: Any) -> str:
