@@ -186,7 +186,10 @@ class LeafLosses:
         self.strategy = "structured" if strategy == "auto" else strategy
         self.fallback: str | None = None
         self.compiled: dict[tuple[str, int], Callable[..., Any]] = {}
-        self.f0 = float(self.loss(None))
+        # The unperturbed loss and the gradient under test from one call of the compiled program.
+        value, grads = self.value_and_grad(self.values(), *batch)
+        self.f0 = float(value)
+        self.grads: list[Any] | None = list(grads)
         self.widest: int | None = None
 
     def values(self) -> list[Any]:
@@ -201,7 +204,10 @@ class LeafLosses:
         return np.asarray(value).reshape(())
 
     def analytic(self) -> dict[str, A]:
-        _, grads = self.value_and_grad(self.values(), *self.batch)
+        """The gradient ``jax.grad`` gives at the unperturbed leaves, in float64 (its device copy released)."""
+        grads, self.grads = self.grads, None
+        if grads is None:
+            _, grads = self.value_and_grad(self.values(), *self.batch)
         return {n: np.asarray(g, dtype=np.float64) for n, g in zip(self.names, grads, strict=True)}
 
     def chunk(self, k: int) -> int:
