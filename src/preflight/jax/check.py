@@ -8,6 +8,7 @@ at suspects, hints, the one report. The perturbed losses of a leaf come from :cl
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -124,7 +125,9 @@ def quick_compile() -> dict[str, Any] | None:
     calls either way; only the fused elementwise loops lose), a saving for anything under ~250 calls. The values
     are the same (the options change code generation, not the order of operations).
     """
-    return {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None
+    if jax.default_backend() != "cpu" or "compiler_options" not in inspect.signature(jax.jit).parameters:
+        return None  # a GPU compiles its kernels otherwise; an older jax.jit takes no compiler_options
+    return {"xla_backend_optimization_level": 0}
 
 
 def _batch_size(batch: tuple[Any, ...]) -> int | None:
@@ -179,7 +182,9 @@ class LeafLosses:
         self.of_leaves = of_leaves
         # One compiled program for the loss and its gradient: the black-box evaluations (about 30 in a check: the
         # noise probe, the determinism test, the screen) cost a backward pass each, less than a second compile.
-        self.value_and_grad = jax.jit(jax.value_and_grad(self.of_leaves), compiler_options=quick_compile())
+        options = quick_compile()
+        grad = jax.value_and_grad(self.of_leaves)
+        self.value_and_grad = jax.jit(grad, compiler_options=options) if options else jax.jit(grad)
         self.jitted: Callable[..., Any] = lambda leaves, *batch: self.value_and_grad(leaves, *batch)[0]
         self.names = tree.names
         self.arrays = tree.arrays  # the engine perturbs these in place; self.values() reads them
