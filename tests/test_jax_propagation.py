@@ -189,3 +189,25 @@ def test_a_50_layer_flax_tanh_mlp_with_unit_normal_weights_is_saturated_as_numpy
         assert got.layers_with("saturated") == expected.layers_with("saturated") == list(range(1, depth + 1))
         assert [s.activation for s in got.layers] == ["tanh"] * depth + ["logits"]
         assert got.recommendation.scheme == "lecun"
+
+
+def test_a_model_jitted_as_a_whole_is_diagnosed_and_initialized_as_it_is_unjitted() -> None:
+    linen = pytest.importorskip("flax.linen")
+    from preflight.jax import initialize
+
+    class MLP(linen.Module):
+        @linen.compact
+        def __call__(self, x: Any) -> Any:
+            x = jax.nn.gelu(linen.Dense(32)(x))
+            return linen.Dense(4)(jnp.tanh(linen.Dense(32)(x)))
+
+    x = jax.random.normal(jax.random.key(0), (64, 16))
+    model = MLP()
+    variables = model.init(jax.random.key(1), x)
+    plain = propagation(model.apply, variables, x, warn=False)
+    jitted = propagation(jax.jit(model.apply), variables, x, warn=False)
+    assert [s.activation for s in jitted.layers] == [s.activation for s in plain.layers] == ["gelu", "tanh", "logits"]
+    for a, b in zip(jitted.layers, plain.layers, strict=True):
+        assert a.std == pytest.approx(b.std, rel=1e-5) and a.delta_norm == pytest.approx(b.delta_norm, rel=1e-5)
+    _, report = initialize(variables, apply_fn=jax.jit(model.apply), batch=x)
+    assert [layer.scheme for layer in report.layers] == ["he (gain sqrt 2)", "lecun", "lecun"]

@@ -55,6 +55,8 @@ class Traced:
     n_leaves: int
     layers: tuple[Layer, ...]
     treedef: Any
+    #: For each input of ``closed``: the position of its value among the flat arguments of ``run``, or a literal.
+    feeds: tuple[Any, ...] = ()
 
     def run(self, args: Sequence[Any], *, add: dict[Any, Any] | None = None, record: Sequence[Any] = ()) -> Any:
         """Evaluate with ``add[var]`` added to ``var`` as it is computed; returns (outputs, recorded values)."""
@@ -67,7 +69,8 @@ class Traced:
 
         for var, value in zip(jaxpr.constvars, self.closed.consts, strict=True):
             env[var] = value
-        for var, value in zip(jaxpr.invars, args, strict=True):
+        inner = [args[f] if isinstance(f, int) else f.val for f in self.feeds] if self.feeds else args
+        for var, value in zip(jaxpr.invars, inner, strict=True):
             env[var] = value
         for eqn in jaxpr.eqns:
             params = eqn.primitive.get_bind_params(eqn.params)  # custom_vjp/jvp rules kept for the gradient
@@ -89,7 +92,19 @@ def trace(fn: Callable[..., Any], leaves: Sequence[Any], batch: tuple[Any, ...])
         return fn(leaves_, *batch_)
 
     closed = jax.make_jaxpr(of_flat)(*flat)
-    return Traced(closed, len(leaves), tuple(_layers(closed.jaxpr, len(leaves))), treedef)
+    feeds: list[Any] = list(range(len(flat)))
+    while len(closed.jaxpr.eqns) == 1 and _called(closed.jaxpr.eqns[0]) not in ACTIVATIONS:
+        # A model jitted as a whole (jax.jit(model.apply)) is one call: its layers are inside, so is the run.
+        (eqn,) = closed.jaxpr.eqns
+        sub = eqn.params.get("jaxpr") if eqn.primitive.name in ("jit", "pjit") else None
+        if sub is None or list(eqn.outvars) != list(closed.jaxpr.outvars) or closed.jaxpr.constvars:
+            break
+        position = {v: feeds[i] for i, v in enumerate(closed.jaxpr.invars)}
+        feeds = [v if isinstance(v, jex_core.Literal) else position[v] for v in eqn.invars]
+        closed = sub
+    leaf_of = {v: f for v, f in zip(closed.jaxpr.invars, feeds, strict=True) if isinstance(f, int) and f < len(leaves)}
+    layers = tuple(_layers(closed.jaxpr, leaf_of))
+    return Traced(closed, len(leaves), layers, treedef, tuple(feeds))
 
 
 def _consumers(jaxpr: Any) -> dict[Any, list[tuple[int, Any]]]:
@@ -101,8 +116,8 @@ def _consumers(jaxpr: Any) -> dict[Any, list[tuple[int, Any]]]:
     return found
 
 
-def _layers(jaxpr: Any, n_leaves: int) -> list[Layer]:
-    origin: dict[Any, int] = {v: k for k, v in enumerate(jaxpr.invars[:n_leaves])}
+def _layers(jaxpr: Any, leaf_of: dict[Any, int]) -> list[Layer]:
+    origin: dict[Any, int] = dict(leaf_of)
     users = _consumers(jaxpr)
     for eqn in jaxpr.eqns:
         ins = [v for v in eqn.invars if not isinstance(v, jex_core.Literal)]
