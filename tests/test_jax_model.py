@@ -107,6 +107,37 @@ def test_the_params_are_never_modified() -> None:
         assert np.array_equal(a, b)
 
 
+def test_no_copy_of_the_params_outlives_the_check() -> None:
+    import gc
+
+    params, x, y = mlp([64, 256, 10], seed=3)  # 19,210 parameters: a copy of them is 77 kB
+    size = sum(a.nbytes for a in jax.tree_util.tree_leaves(params))
+
+    def live_bytes() -> int:
+        gc.collect()
+        return sum(a.nbytes for a in jax.live_arrays())
+
+    before = live_bytes()
+    report = check_model(mlp_loss, params, x, y)
+    after = live_bytes()
+    assert report.passed
+    # Every perturbed copy, device copy and gradient was dropped: less than one copy of the params is left
+    # (jit caches may keep a constant or two, a few bytes each).
+    assert after - before < size / 4
+
+
+def test_import_preflight_never_imports_jax() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, preflight, preflight.check, preflight.nn, preflight.init, preflight.propagation, preflight.tour\n"
+        "print(sorted(m for m in ('jax', 'jaxlib', 'flax', 'equinox') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "[]"
+
+
 @pytest.mark.slow
 def test_flax_linen_nnx_and_equinox_models() -> None:
     flax = pytest.importorskip("flax")

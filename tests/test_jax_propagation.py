@@ -96,3 +96,118 @@ def test_bad_arguments() -> None:
         propagation(lambda p, x: x * p["s"], {"s": jnp.ones(2)}, jnp.ones((3, 2)))
     with pytest.raises(ValueError, match="batch"):
         propagation(apply, [{"kernel": jnp.ones((2, 2)), "bias": jnp.zeros(2)}], "x")
+
+
+ACTIVATIONS = {
+    "gelu": (lambda x: jax.nn.gelu(x), "gelu", "he"),
+    "gelu_exact": (lambda x: jax.nn.gelu(x, approximate=False), "gelu", "he"),
+    "silu": (lambda x: jax.nn.silu(x), "silu", "he"),
+    "x_sigmoid_x": (lambda x: x * jax.nn.sigmoid(x), "silu", "he"),
+    "tanh": (jnp.tanh, "tanh", "lecun"),
+    "relu": (lambda x: jax.nn.relu(x), "relu", "he"),
+    "maximum": (lambda x: jnp.maximum(x, 0.0), "relu", "he"),
+    "leaky_relu": (lambda x: jax.nn.leaky_relu(x), "leaky_relu", "he"),
+    "sigmoid": (lambda x: jax.nn.sigmoid(x), "sigmoid", "glorot"),
+    "elu": (lambda x: jax.nn.elu(x), "elu", "he"),
+    "softplus": (lambda x: jax.nn.softplus(x), "softplus", "he"),
+    "none": (lambda x: x, "linear", "orthogonal"),
+}
+
+
+@pytest.mark.parametrize("key", sorted(ACTIVATIONS))
+def test_activations_called_inline_in_a_flax_module_are_told_apart(key: str) -> None:
+    linen = pytest.importorskip("flax.linen")
+    act, name, scheme = ACTIVATIONS[key]
+
+    class MLP(linen.Module):
+        @linen.compact
+        def __call__(self, x: Any) -> Any:
+            for _ in range(3):
+                x = act(linen.Dense(32)(x))  # no module boundary: jax.nn inlines GELU and SiLU into the jaxpr
+            return linen.Dense(4)(x)
+
+    x = jax.random.normal(jax.random.key(0), (64, 16))
+    model = MLP()
+    report = propagation(model.apply, model.init(jax.random.key(1), x), x, warn=False)
+    assert [s.activation for s in report.layers] == [name] * 3 + ["logits"]
+    assert report.recommendation.scheme == scheme
+    # The statistics are those of the activation's output, not of z: GELU's and SiLU's mean is above 0, tanh's
+    # output lies in (-1, 1).
+    z_model = MLP()
+    zs = z_model.apply(model.init(jax.random.key(1), x), x, capture_intermediates=True, mutable=["intermediates"])[1]
+    first_z = zs["intermediates"]["Dense_0"]["__call__"][0]
+    assert report.layers[0].std == pytest.approx(float(jnp.std(act(first_z))), rel=1e-4)
+    assert report.layers[0].pre_rms == pytest.approx(float(jnp.sqrt(jnp.mean(first_z**2))), rel=1e-4)
+
+
+def test_gelu_mean_field_figures_are_gelus_own() -> None:
+    # E[gelu'(h)^2] for h ~ N(0, 2) is 0.49, not ReLU's 0.5; E[gelu(h)^2] is 0.92, not 1 (Monte Carlo beside it).
+    from preflight.propagation import mean_field
+
+    h = np.sqrt(2.0) * np.random.default_rng(0).standard_normal(2_000_000)
+    t = np.tanh(np.sqrt(2 / np.pi) * (h + 0.044715 * h**3))
+    gelu = 0.5 * h * (1 + t)
+    slope = 0.5 * (1 + t) + 0.5 * h * (1 - t**2) * np.sqrt(2 / np.pi) * (1 + 3 * 0.044715 * h**2)
+    # 2e6 samples: Monte Carlo standard error below 0.2% of these means.
+    assert mean_field("gelu", 2.0) == pytest.approx((np.mean(gelu**2), np.mean(slope**2)), rel=1e-2)
+    silu = h / (1 + np.exp(-h))
+    assert mean_field("silu", 2.0)[0] == pytest.approx(np.mean(silu**2), rel=1e-2)
+
+
+@pytest.mark.slow
+def test_a_50_layer_flax_tanh_mlp_with_unit_normal_weights_is_saturated_as_numpy_and_torch_say() -> None:
+    linen = pytest.importorskip("flax.linen")
+    torch = pytest.importorskip("torch")
+    from preflight.torch import propagation as torch_propagation
+
+    width, depth = 64, 50
+    net = Network([width] * (depth + 2), hidden="tanh", output="softmax")
+    weights = net.init(0, "standard_normal")
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((128, width)), rng.integers(0, width, 128)
+    expected = analyze(net, weights, X, y, warn=False)
+
+    class MLP(linen.Module):
+        @linen.compact
+        def __call__(self, x: Any) -> Any:
+            for _ in range(depth):
+                x = jnp.tanh(linen.Dense(width, kernel_init=linen.initializers.normal(1.0))(x))
+            return linen.Dense(width)(x)
+
+    x = jnp.asarray(X, jnp.float32)
+    model = MLP()
+    report = propagation(model.apply, model.init(jax.random.key(0), x), x, warn=False)
+    layers = [torch.nn.Linear(width, width) for _ in range(depth + 1)]
+    with torch.no_grad():
+        for k, layer in enumerate(layers, start=1):
+            layer.weight.copy_(torch.as_tensor(weights[f"W{k}"]))
+            layer.bias.zero_()
+    modules = [m for layer in layers[:-1] for m in (layer, torch.nn.Tanh())] + [layers[-1]]
+    in_torch = torch_propagation(torch.nn.Sequential(*modules), torch.as_tensor(X, dtype=torch.float32), warn=False)
+    for got in (report, in_torch):
+        assert got.verdict == expected.verdict == "saturated"
+        assert got.layers_with("saturated") == expected.layers_with("saturated") == list(range(1, depth + 1))
+        assert [s.activation for s in got.layers] == ["tanh"] * depth + ["logits"]
+        assert got.recommendation.scheme == "lecun"
+
+
+def test_a_model_jitted_as_a_whole_is_diagnosed_and_initialized_as_it_is_unjitted() -> None:
+    linen = pytest.importorskip("flax.linen")
+    from preflight.jax import initialize
+
+    class MLP(linen.Module):
+        @linen.compact
+        def __call__(self, x: Any) -> Any:
+            x = jax.nn.gelu(linen.Dense(32)(x))
+            return linen.Dense(4)(jnp.tanh(linen.Dense(32)(x)))
+
+    x = jax.random.normal(jax.random.key(0), (64, 16))
+    model = MLP()
+    variables = model.init(jax.random.key(1), x)
+    plain = propagation(model.apply, variables, x, warn=False)
+    jitted = propagation(jax.jit(model.apply), variables, x, warn=False)
+    assert [s.activation for s in jitted.layers] == [s.activation for s in plain.layers] == ["gelu", "tanh", "logits"]
+    for a, b in zip(jitted.layers, plain.layers, strict=True):
+        assert a.std == pytest.approx(b.std, rel=1e-5) and a.delta_norm == pytest.approx(b.delta_norm, rel=1e-5)
+    _, report = initialize(variables, apply_fn=jax.jit(model.apply), batch=x)
+    assert [layer.scheme for layer in report.layers] == ["he (gain sqrt 2)", "lecun", "lecun"]

@@ -326,16 +326,21 @@ def test_overall_verdict_is_the_most_common_doubt_and_ties_go_to_the_more_severe
 
 
 def test_recommend_for_names_one_scheme_per_activation_and_refuses_unknown_ones() -> None:
-    assert [recommend_for([a]).scheme for a in ("relu", "leaky_relu", "tanh", "sigmoid", "linear")] == [
+    names = ("relu", "leaky_relu", "tanh", "sigmoid", "linear", "gelu", "silu", "elu", "softplus")
+    assert [recommend_for([a]).scheme for a in names] == [
         "he",
         "he",
         "lecun",
         "glorot",
         "orthogonal",
+        "he",
+        "he",
+        "he",
+        "he",
     ]
     assert recommend_for(["relu", "tanh", "relu"]).scheme == "lsuv"
-    with pytest.raises(ValueError, match=r"activations: expected names among .*got 'gelu'"):
-        recommend_for(["gelu"])
+    with pytest.raises(ValueError, match=r"activations: expected names among .*got 'mish'"):
+        recommend_for(["mish"])
 
 
 def test_saturated_fraction_counts_the_flat_ends_of_bounded_activations_only() -> None:

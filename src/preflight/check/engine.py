@@ -242,28 +242,29 @@ def _screen(
 ) -> set[str]:
     """Names of tensors whose directional derivative disagrees (all tensors when the joint screen fails)."""
 
+    # Per tensor, fixed across directions: the step sizes, the float64 values the moves are measured from, and
+    # sum |g_i h_i| (the signs of a direction drop out of it).
+    base = {n: numdiff.step_size(a, eps=eps).astype(np.float64) for n, a in leaves.items()}
+    saved = {n: a.astype(np.float64) for n, a in leaves.items()}
+    weight = {n: float(np.vdot(np.abs(analytic[n]), base[n])) for n in leaves}
+
     def disagrees(names: list[str]) -> bool:
         total = sum(leaves[n].size for n in names)
+        analytic_noise = ANALYTIC_FACTOR * max(numdiff.machine_epsilon(leaves[n].dtype) for n in names)
+        scale_a = sum(weight[n] for n in names) / math.sqrt(total)
         for _ in range(directions):
-            steps = {}
-            for n in names:
-                base = numdiff.step_size(leaves[n], eps=eps).astype(np.float64)
-                steps[n] = rng.choice([-1.0, 1.0], size=leaves[n].shape) * base / math.sqrt(total)
-            f = {}
-            moved = {}
+            steps = {n: rng.choice([-1.0, 1.0], size=leaves[n].shape) * base[n] / math.sqrt(total) for n in names}
+            f, dot = {}, {}
             with moved_all(leaves) as move:
                 for scale in (1.0, -1.0, 2.0, -2.0):
                     move({n: scale * s for n, s in steps.items()})
-                    moved[scale] = {n: leaves[n].astype(np.float64) - 0.0 for n in names}
                     f[scale] = value()
-            saved = {n: leaves[n].astype(np.float64) for n in names}
-            dot = {s: sum(float(np.sum(analytic[n] * (moved[s][n] - saved[n]))) for n in names) for s in moved}
+                    # The move as the dtype rounded it, against the analytic gradient: the expected change.
+                    dot[scale] = sum(_moved_dot(analytic[n], leaves[n], saved[n]) for n in names)
             d1, d2 = f[1.0] - f[-1.0], f[2.0] - f[-2.0]
             a1, a2 = dot[1.0] - dot[-1.0], dot[2.0] - dot[-2.0]
             # Richardson (4 D(h) - D(2h)) / 3 on both sides, times 2h: D(h) = d1 / 2h, D(2h) = d2 / 4h.
             numeric, expected = (4 * d1 - d2 / 2) / 3, (4 * a1 - a2 / 2) / 3
-            analytic_noise = ANALYTIC_FACTOR * max(numdiff.machine_epsilon(leaves[n].dtype) for n in names)
-            scale_a = sum(float(np.sum(np.abs(analytic[n] * steps[n]))) for n in names)
             # Rounding: (4 x 2 sigma + 2 sigma / 2) / 3 = 3 sigma; truncation: what the extrapolation changed.
             tolerance = 3 * ROUNDING_FACTOR * sigma + abs(numeric - d1) + analytic_noise * 2 * scale_a
             if abs(numeric - expected) > tolerance:
@@ -274,6 +275,13 @@ def _screen(
     if not disagrees(names):
         return set()
     return {n for n in names if disagrees([n])}
+
+
+def _moved_dot(analytic: F64, moved: NDArray[Any], saved: F64) -> float:
+    """``sum(analytic * (moved - saved))`` in float64, with one temporary array."""
+    change = moved.astype(np.float64)
+    change -= saved
+    return float(np.vdot(analytic, change))
 
 
 #: The engine under the name a structure-aware front end calls (``preflight.nn.gradcheck``).

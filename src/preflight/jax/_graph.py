@@ -17,14 +17,18 @@ from typing import Any
 import jax
 from jax.extend import core as jex_core
 
-__all__ = ["Layer", "Traced", "trace"]
+__all__ = ["RELU_LIKE", "Layer", "Traced", "trace"]
 
 #: Operations that pass a weight (or a bias) on by layout only.
 LAYOUT = frozenset({"reshape", "transpose", "convert_element_type", "copy", "copy_p", "broadcast_in_dim"})
-#: Activations by the primitive (or the name of the custom_jvp / jit call) that computes them.
-ACTIVATIONS = {"tanh": "tanh", "logistic": "sigmoid", "relu": "relu", "relu6": "relu", "silu": "relu",
-               "gelu": "relu", "elu": "relu", "celu": "relu", "selu": "selu", "softplus": "relu",
-               "leaky_relu": "leaky_relu", "sigmoid": "sigmoid", "swish": "relu", "mish": "relu"}  # fmt: skip
+#: Activations by the primitive (or the name of the custom_jvp / jit call) that computes them, as preflight names
+#: (keys of preflight.propagation.mean_field.PHI; the rest read as ReLU). A hint only: the values decide
+#: (:mod:`preflight.jax._activation`).
+ACTIVATIONS = {"tanh": "tanh", "logistic": "sigmoid", "relu": "relu", "relu6": "relu", "silu": "silu",
+               "gelu": "gelu", "elu": "elu", "celu": "elu", "selu": "relu", "softplus": "softplus",
+               "leaky_relu": "leaky_relu", "sigmoid": "sigmoid", "swish": "silu", "mish": "relu"}  # fmt: skip
+#: Those that pass large inputs on and squash negative ones: He's initialization fits them.
+RELU_LIKE = frozenset({"relu", "leaky_relu", "gelu", "silu", "elu", "softplus"})
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,8 @@ class Traced:
     n_leaves: int
     layers: tuple[Layer, ...]
     treedef: Any
+    #: For each input of ``closed``: the position of its value among the flat arguments of ``run``, or a literal.
+    feeds: tuple[Any, ...] = ()
 
     def run(self, args: Sequence[Any], *, add: dict[Any, Any] | None = None, record: Sequence[Any] = ()) -> Any:
         """Evaluate with ``add[var]`` added to ``var`` as it is computed; returns (outputs, recorded values)."""
@@ -63,7 +69,8 @@ class Traced:
 
         for var, value in zip(jaxpr.constvars, self.closed.consts, strict=True):
             env[var] = value
-        for var, value in zip(jaxpr.invars, args, strict=True):
+        inner = [args[f] if isinstance(f, int) else f.val for f in self.feeds] if self.feeds else args
+        for var, value in zip(jaxpr.invars, inner, strict=True):
             env[var] = value
         for eqn in jaxpr.eqns:
             params = eqn.primitive.get_bind_params(eqn.params)  # custom_vjp/jvp rules kept for the gradient
@@ -85,7 +92,19 @@ def trace(fn: Callable[..., Any], leaves: Sequence[Any], batch: tuple[Any, ...])
         return fn(leaves_, *batch_)
 
     closed = jax.make_jaxpr(of_flat)(*flat)
-    return Traced(closed, len(leaves), tuple(_layers(closed.jaxpr, len(leaves))), treedef)
+    feeds: list[Any] = list(range(len(flat)))
+    while len(closed.jaxpr.eqns) == 1 and _called(closed.jaxpr.eqns[0]) not in ACTIVATIONS:
+        # A model jitted as a whole (jax.jit(model.apply)) is one call: its layers are inside, so is the run.
+        (eqn,) = closed.jaxpr.eqns
+        sub = eqn.params.get("jaxpr") if eqn.primitive.name in ("jit", "pjit") else None
+        if sub is None or list(eqn.outvars) != list(closed.jaxpr.outvars) or closed.jaxpr.constvars:
+            break
+        position = {v: feeds[i] for i, v in enumerate(closed.jaxpr.invars)}
+        feeds = [v if isinstance(v, jex_core.Literal) else position[v] for v in eqn.invars]
+        closed = sub
+    leaf_of = {v: f for v, f in zip(closed.jaxpr.invars, feeds, strict=True) if isinstance(f, int) and f < len(leaves)}
+    layers = tuple(_layers(closed.jaxpr, leaf_of))
+    return Traced(closed, len(leaves), layers, treedef, tuple(feeds))
 
 
 def _consumers(jaxpr: Any) -> dict[Any, list[tuple[int, Any]]]:
@@ -97,8 +116,8 @@ def _consumers(jaxpr: Any) -> dict[Any, list[tuple[int, Any]]]:
     return found
 
 
-def _layers(jaxpr: Any, n_leaves: int) -> list[Layer]:
-    origin: dict[Any, int] = {v: k for k, v in enumerate(jaxpr.invars[:n_leaves])}
+def _layers(jaxpr: Any, leaf_of: dict[Any, int]) -> list[Layer]:
+    origin: dict[Any, int] = dict(leaf_of)
     users = _consumers(jaxpr)
     for eqn in jaxpr.eqns:
         ins = [v for v in eqn.invars if not isinstance(v, jex_core.Literal)]
@@ -166,8 +185,21 @@ def _activation(z: Any, users: dict[Any, list[tuple[int, Any]]]) -> tuple[str, A
         if name == "max" and any(isinstance(v, jex_core.Literal) and float(v.val) == 0.0 for v in eqn.invars):
             return "relu", eqn.outvars[0]
         if name == "integer_pow" and eqn.params.get("y") == 3:
-            return "relu", None  # GELU's tanh approximation, inlined by Flax: ReLU-like, its output not tracked
+            return "gelu", None  # GELU's tanh form, inlined (jax.nn.gelu): its output is the next layer's input
+    if _reaches(z, users, {"erf", "erfc"}, steps=3):
+        return "gelu", None  # GELU's erf form (approximate=False), inlined
     return "none", z
+
+
+def _reaches(v: Any, users: dict[Any, list[tuple[int, Any]]], names: set[str], steps: int) -> bool:
+    """Whether a primitive in ``names`` consumes ``v`` within ``steps`` equations."""
+    frontier = [v]
+    for _ in range(steps):
+        eqns = [eqn for u in frontier for _, eqn in users.get(u, [])]
+        if any(eqn.primitive.name in names for eqn in eqns):
+            return True
+        frontier = [out for eqn in eqns for out in eqn.outvars]
+    return False
 
 
 def _called(eqn: Any) -> str:

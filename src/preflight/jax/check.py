@@ -8,6 +8,7 @@ at suspects, hints, the one report. The perturbed losses of a leaf come from :cl
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -116,6 +117,19 @@ def check_model(
     return dataclasses.replace(report, notes=notes + report.notes)
 
 
+def quick_compile() -> dict[str, Any] | None:
+    """XLA options for a program run a few dozen times: on a CPU, LLVM without its optimization passes.
+
+    Measured on the 1e6-parameter MLP of benchmarks/bench_jax_check.py (2 loaded cores): the loss and gradient
+    program compiles in 0.66 s instead of 1.2 s and runs in 15.8 ms instead of 13.7 ms (the products are library
+    calls either way; only the fused elementwise loops lose), a saving for anything under ~250 calls. The loss
+    value came out the same, bit for bit.
+    """
+    if jax.default_backend() != "cpu" or "compiler_options" not in inspect.signature(jax.jit).parameters:
+        return None  # a GPU compiles its kernels otherwise; an older jax.jit takes no compiler_options
+    return {"xla_backend_optimization_level": 0}
+
+
 def _batch_size(batch: tuple[Any, ...]) -> int | None:
     """The number of samples, read as JAX code lays batches out (samples first), for the hint on a missing 1/m."""
     first = jax.tree_util.tree_leaves(batch[:1])
@@ -166,16 +180,21 @@ class LeafLosses:
             return jnp.reshape(of_tree(leaves, *rest), ())  # a loss of shape (1,) is a scalar too
 
         self.of_leaves = of_leaves
-        # One compiled program for the loss and its gradient: the black-box evaluations (about 20 in a check: the
+        # One compiled program for the loss and its gradient: the black-box evaluations (about 30 in a check: the
         # noise probe, the determinism test, the screen) cost a backward pass each, less than a second compile.
-        self.value_and_grad = jax.jit(jax.value_and_grad(self.of_leaves))
+        options = quick_compile()
+        grad = jax.value_and_grad(self.of_leaves)
+        self.value_and_grad = jax.jit(grad, compiler_options=options) if options else jax.jit(grad)
         self.jitted: Callable[..., Any] = lambda leaves, *batch: self.value_and_grad(leaves, *batch)[0]
         self.names = tree.names
         self.arrays = tree.arrays  # the engine perturbs these in place; self.values() reads them
         self.strategy = "structured" if strategy == "auto" else strategy
         self.fallback: str | None = None
         self.compiled: dict[tuple[str, int], Callable[..., Any]] = {}
-        self.f0 = float(self.loss(None))
+        # The unperturbed loss and the gradient under test from one call of the compiled program.
+        value, grads = self.value_and_grad(self.values(), *batch)
+        self.f0 = float(value)
+        self.grads: list[Any] | None = list(grads)
         self.widest: int | None = None
 
     def values(self) -> list[Any]:
@@ -190,7 +209,10 @@ class LeafLosses:
         return np.asarray(value).reshape(())
 
     def analytic(self) -> dict[str, A]:
-        _, grads = self.value_and_grad(self.values(), *self.batch)
+        """The gradient ``jax.grad`` gives at the unperturbed leaves, in float64 (its device copy released)."""
+        grads, self.grads = self.grads, None
+        if grads is None:
+            _, grads = self.value_and_grad(self.values(), *self.batch)
         return {n: np.asarray(g, dtype=np.float64) for n, g in zip(self.names, grads, strict=True)}
 
     def chunk(self, k: int) -> int:

@@ -22,7 +22,7 @@ from preflight._util.validation import check_in_range, check_positive_int, descr
 from preflight._util.warn import warn
 from preflight.init import InitializationReport, LayerInit, LSUVWarning
 from preflight.init import schemes as initializers
-from preflight.jax._graph import Layer, Traced, trace
+from preflight.jax._graph import RELU_LIKE, Layer, Traced, trace
 from preflight.jax._pytree import Split, split
 
 __all__ = ["initialize", "inputs_of"]
@@ -147,7 +147,7 @@ def _choice(scheme: Any, activation: str) -> tuple[str, initializers.Initializer
     if scheme != "auto":
         label = scheme if isinstance(scheme, str) else getattr(scheme, "__name__", "custom")
         return label, initializers.get(scheme)
-    if activation in ("relu", "leaky_relu"):
+    if activation in RELU_LIKE:
         return "he (gain sqrt 2)", initializers.variance_scaling(2.0, "fan_in", "normal")
     return "lecun", initializers.lecun_normal
 

@@ -16,18 +16,20 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import NDArray
 
 from preflight import propagation as core
 from preflight._util.validation import check_in_range, describe
-from preflight.jax._graph import trace
+from preflight.jax._activation import identify
+from preflight.jax._graph import Layer, trace
 from preflight.jax._pytree import split
 from preflight.jax.initialize import inputs_of
-from preflight.propagation.layers import LayerRecord, layer_stats
+from preflight.propagation.layers import MEAN_FIELD_ACTIVATIONS, LayerRecord, layer_stats
+
+#: The jaxpr's word for a layer without an activation call, in preflight's.
+HINTS = {"none": "linear"}
 
 __all__ = ["propagation"]
-
-#: preflight's activation names (those the mean-field recursion knows) for what the jaxpr shows.
-NAMES = {"relu": "relu", "leaky_relu": "leaky_relu", "tanh": "tanh", "sigmoid": "sigmoid", "none": "linear"}
 
 
 def propagation(
@@ -88,21 +90,25 @@ def propagation(
     layers = traced.layers
     # One probe per distinct variable: a layer's input is often the previous layer's output (no activation).
     probed = list(dict.fromkeys([layer.z for layer in layers] + [layer.x for layer in layers[1:]]))
-    record = [*(layer.z for layer in layers), *(layer.a for layer in layers if layer.a is not None)]
+    # Each hidden layer's activation is told by its values: z against the next layer's input (what the layer
+    # passes on), or the output of the call the jaxpr names (an activation before a reshape or a pooling).
+    record = list(dict.fromkeys([*(layer.z for layer in layers), *(layer.x for layer in layers[1:]),
+                                 *(layer.a for layer in layers if layer.a is not None)]))  # fmt: skip
 
     def loss(values: list[Any], probes: list[Any]) -> Any:
-        (out, *rest), _ = traced.run(values + flat_inputs, add=dict(zip(probed, probes, strict=True)))
+        (out, *rest), seen = traced.run(values + flat_inputs, add=dict(zip(probed, probes, strict=True)), record=record)
+        recorded = [seen[v] for v in record]  # the probes are zeros: the values are the model's own
         if loss_fn is not None and target is not None:
             value = loss_fn(out if not rest else (out, *rest), target)
             if jnp.shape(value) != ():
                 raise ValueError(f"loss_fn: expected a scalar, got an array of shape {jnp.shape(value)}")
-            return value
+            return value, recorded
         upstream = jax.random.normal(jax.random.key(seed), out.shape, out.dtype)
-        return jnp.sum(out * upstream) / out.shape[0]
+        return jnp.sum(out * upstream) / out.shape[0], recorded
 
     probes = [jnp.zeros(v.aval.shape, v.aval.dtype) for v in probed]
-    grads, probe_grads = jax.jit(jax.grad(loss, argnums=(0, 1)))(leaves, probes)
-    values = jax.jit(lambda v: [traced.run(v + flat_inputs, record=record)[1][r] for r in record])(leaves)
+    # One compiled program for the forward values and every gradient.
+    (grads, probe_grads), values = jax.jit(jax.grad(loss, argnums=(0, 1), has_aux=True))(leaves, probes)
     seen = dict(zip(record, values, strict=True))
 
     def grad_norm(v: Any) -> float:
@@ -110,11 +116,10 @@ def propagation(
 
     records = []
     for i, layer in enumerate(layers):
-        hidden = i < len(layers) - 1
         z = np.asarray(seen[layer.z], dtype=np.float64)
-        a = z if not hidden or layer.a is None else np.asarray(seen[layer.a], dtype=np.float64)
+        name, a = ("linear", z) if i == len(layers) - 1 else _activation(layer, layers[i + 1].x, z, seen)
         records.append(LayerRecord(
-            NAMES.get(layer.activation, "relu"), z, a, tree.arrays[layer.weight].astype(np.float64), layer.fan_in,
+            name, z, a, tree.arrays[layer.weight].astype(np.float64), layer.fan_in,
             np.asarray(grads[layer.weight], dtype=np.float64), grad_norm(layer.z),
             grad_norm(layer.x) if i > 0 else math.nan,
         ))  # fmt: skip
@@ -127,3 +132,19 @@ def propagation(
     if warn:
         report.warn()
     return report
+
+
+def _activation(layer: Layer, passed_on: Any, z: NDArray[np.float64], seen: dict[Any, Any]) -> tuple[str, Any]:
+    """The hidden layer's activation name and output: the first candidate output that a known activation of z
+    explains, tried with the jaxpr's name first; failing that, the jaxpr's name (ReLU-like when unknown to the
+    mean field) and the output of its call, or z itself."""
+    hint = HINTS.get(layer.activation, layer.activation)
+    for var in (passed_on, layer.a):
+        if var is None:
+            continue
+        value = np.asarray(seen[var], dtype=np.float64)
+        name = identify(z, value, hint)
+        if name is not None:
+            return name, value
+    name = hint if hint in MEAN_FIELD_ACTIVATIONS else "relu"
+    return name, z if layer.a is None else np.asarray(seen[layer.a], dtype=np.float64)

@@ -65,6 +65,10 @@ _RECOMMENDED: dict[str, tuple[str, str]] = {
     "tanh": ("lecun", "tanh is linear near 0, LeCun's sigma_w^2 = 1 gives chi = 1 there"),
     "sigmoid": ("glorot", "sigmoid is never at chi = 1 (E[phi'^2] <= 1/16); Glorot is the classic choice"),
     "linear": ("orthogonal", "a linear layer keeps norms exactly when its weights are orthogonal"),
+    **{
+        name: ("he", f"{name} is ReLU-like (the identity for large inputs, near 0 below): He's sigma_w^2 = 2")
+        for name in ("gelu", "silu", "elu", "softplus")
+    },
 }
 
 

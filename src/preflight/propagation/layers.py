@@ -12,23 +12,24 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from preflight.propagation.mean_field import mean_field, saturated_fraction
+from preflight.propagation.mean_field import PHI, mean_field, saturated_fraction
 from preflight.propagation.report import LayerStats, Thresholds, layer_verdict
 from preflight.propagation.stats import norm, ratio, rms
 
 __all__ = ["MEAN_FIELD_ACTIVATIONS", "LayerRecord", "dead_fraction", "layer_stats"]
 
 #: Activations the mean-field recursion knows; any other ReLU-like one is read as ReLU.
-MEAN_FIELD_ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "linear")
+MEAN_FIELD_ACTIVATIONS = tuple(PHI)
 
 
 @dataclass(frozen=True)
 class LayerRecord:
     """What an adapter measured on one layer (float64 NumPy arrays).
 
-    ``activation``: a preflight name (relu, leaky_relu, tanh, sigmoid, linear); ``z`` the layer's output before the
-    activation, ``a`` after it; ``weight`` and ``fan_in`` give sigma_w^2 = fan_in mean(W^2); ``delta_norm`` is
-    ``||dL/dZ||``; ``input_grad_norm`` is ``||dL/dX||`` for the layer's input X (NaN if not measured).
+    ``activation``: a preflight name (a key of :data:`preflight.propagation.mean_field.PHI`); ``z`` the layer's
+    output before the activation, ``a`` after it; ``weight`` and ``fan_in`` give sigma_w^2 = fan_in mean(W^2);
+    ``delta_norm`` is ``||dL/dZ||``; ``input_grad_norm`` is ``||dL/dX||`` for the layer's input X (NaN if not
+    measured).
     """
 
     activation: str
