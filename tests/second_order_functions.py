@@ -1,8 +1,9 @@
 """Custom autograd Functions with hand-written double backwards, correct and with planted second-order bugs.
 
-Shared by tests/test_torch_second_order.py and benchmarks/bench_second_order.py (the README's table beside
-``torch.autograd.gradgradcheck``). Every Function's first-order backward is right: only a second-order check can
-tell the planted bugs from the correct ones.
+Shared by tests/test_torch_second_order*.py and benchmarks/bench_second_order.py (the guide's table beside
+``torch.autograd.gradgradcheck``, and its false-alarm sweep). Every Function's first-order backward is right: only a
+second-order check can tell the planted bugs from the correct ones. :data:`COMPOSITIONS` are correct compositions
+of torch ops (their double backward is autograd's), for the false-alarm sweep; :func:`sweep` runs it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ from typing import Any
 
 import torch
 from torch.autograd.function import once_differentiable
+
+from preflight.torch import check_function
+
+F = torch.nn.functional
 
 
 def softplus(hessian_factor: float = 1.0) -> Callable[..., Any]:
@@ -159,6 +164,67 @@ CASES: dict[str, tuple[Callable[[], Callable[..., Any]], bool, tuple[tuple[int, 
     "multiply, missing term": (lambda: multiply(True), False, ((6,), (6,)),
                                "double backward misses the term gg_w x"),
 }  # fmt: skip
+
+
+#: Planted bug -> (the input whose second-order row fails, the gradient its failing entries name, a hint's words).
+PLANTED = {
+    "softplus, Hessian x 2": ("x", "grad x", "d(grad x)/dx: analytic = 2.00 x numeric"),
+    "softplus, Hessian sign": ("x", "grad x", "d(grad x)/dx: analytic = -1.00 x numeric: a sign flip"),
+    "softplus, once_differentiable": ("x", "grad x", "marked @once_differentiable"),
+    "softplus, detached backward": ("x", "grad x", "computes it outside autograd"),
+    "multiply, missing term": ("grad_output", "grad w", "d(grad w)/dgrad_output: the analytic gradient is exactly 0"),
+}
+
+
+def _mlp(x: Any, w1: Any, b1: Any, w2: Any, b2: Any) -> Any:
+    """A two-layer perceptron's log-probabilities: tanh hidden units, a softmax head."""
+    return torch.log_softmax(torch.tanh(x @ w1.T + b1) @ w2.T + b2, -1)
+
+
+#: Correct compositions of torch ops -> (fn, its inputs' shapes): no second-order check may fail them.
+COMPOSITIONS: dict[str, tuple[Callable[..., Any], tuple[tuple[int, ...], ...]]] = {
+    "tanh": (torch.tanh, ((4, 5),)),
+    "softplus": (F.softplus, ((4, 5),)),
+    "gelu": (F.gelu, ((4, 5),)),
+    "softmax": (lambda x: torch.softmax(x, -1), ((3, 6),)),
+    "logsumexp": (lambda x: torch.logsumexp(x, -1), ((3, 6),)),
+    "layer_norm": (lambda x, w, b: F.layer_norm(x, (6,), w, b), ((3, 6), (6,), (6,))),
+    "tanh(x @ W.T)": (lambda x, w: torch.tanh(x @ w.T), ((5, 4), (3, 4))),
+    "attention": (lambda q, k, v: torch.softmax(q @ k.T / 2, -1) @ v, ((3, 4), (5, 4), (5, 2))),
+    "cross_entropy": (lambda z: F.cross_entropy(z, torch.tensor([0, 2, 1])), ((3, 4),)),
+    "mlp": (_mlp, ((4, 3), (5, 3), (5,), (2, 5), (2,))),
+}
+
+
+def planted_found(name: str, report: Any) -> bool:
+    """The planted bug ``name`` caught where :data:`PLANTED` says, the first order passing."""
+    culprit, gradient, hint = PLANTED[name]
+    if report.passed or report.second_order is None or not all(r.passed for r in report.parameters.values()):
+        return False
+    failing = report.second_order[culprit].failing()
+    return bool(failing) and failing[0].output_name == gradient and any(hint in h for h in report.hints)
+
+
+def sweep(seeds: int, dtypes: tuple[torch.dtype, ...] = (torch.float64, torch.float32)) -> dict[str, dict[str, str]]:
+    """``check_function(order=2)`` over ``seeds`` draws of the inputs per dtype. For each composition: how many seeds
+    fail, as ``"first order + second order"`` (a seed whose first order fails is not checked at the second); for
+    each planted bug: how many are caught and located (:func:`planted_found`)."""
+    out: dict[str, dict[str, str]] = {}
+    for name, (fn, shapes) in COMPOSITIONS.items():
+        out[name] = {}
+        for d in dtypes:
+            reports = [check_function(fn, *inputs(shapes, d, seed), order=2) for seed in range(seeds)]
+            first = sum(report.second_order is None and not report.passed for report in reports)
+            second = sum(not report.passed for report in reports) - first
+            out[name][str(d).removeprefix("torch.")] = f"{first} + {second}"
+    for name in PLANTED:
+        make, _, shapes, _ = CASES[name]
+        labels = ["x", "w", "b"][: len(shapes)]
+        out[name] = {str(d).removeprefix("torch."): str(sum(
+            planted_found(name, check_function(make(), *inputs(shapes, d, seed), order=2, names=labels))
+            for seed in range(seeds)
+        )) for d in dtypes}  # fmt: skip
+    return out
 
 
 def inputs(shapes: tuple[tuple[int, ...], ...], dtype: torch.dtype, seed: int = 0) -> list[torch.Tensor]:

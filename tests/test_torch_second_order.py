@@ -12,18 +12,10 @@ torch = pytest.importorskip("torch")
 
 from preflight.torch import check_function, check_module  # noqa: E402
 
-from .second_order_functions import CASES, inputs, linear, softplus  # noqa: E402
+from .second_order_functions import CASES, PLANTED, inputs, linear, softplus  # noqa: E402
 
 DTYPES = [torch.float64, torch.float32]
 CORRECT = [name for name, case in CASES.items() if case[1]]
-#: Planted bug -> (the input whose second-order row fails, the gradient its failing entries name, a hint's words).
-PLANTED = {
-    "softplus, Hessian x 2": ("x", "grad x", "d(grad x)/dx: analytic = 2.00 x numeric"),
-    "softplus, Hessian sign": ("x", "grad x", "d(grad x)/dx: analytic = -1.00 x numeric: a sign flip"),
-    "softplus, once_differentiable": ("x", "grad x", "marked @once_differentiable"),
-    "softplus, detached backward": ("x", "grad x", "computes it outside autograd"),
-    "multiply, missing term": ("grad_output", "grad w", "d(grad w)/dgrad_output: the analytic gradient is exactly 0"),
-}
 
 
 def names(shapes: tuple[tuple[int, ...], ...]) -> list[str]:
