@@ -133,7 +133,13 @@ def batch(dtype: Any, m: int = 16) -> tuple[Any, Any]:
 def test_check_module_order_2_passes_a_correct_model(activation: Any, dtype: Any) -> None:
     report = check_module(model(activation(), dtype), torch.nn.functional.cross_entropy, batch(dtype), order=2)
     assert report.passed, str(report)
-    assert report.second_order is not None and "H[:, 0.weight]" in report.second_order
+    assert report.second_order is not None
+    tensors = ["0.weight", "0.bias", "2.weight", "2.bias"]
+    # H v for random directions over every tensor, for each tensor's own direction, and every column (51 <= 2,000).
+    assert set(report.second_order) == {
+        "H v, v random", *(f"H v, v along {n}" for n in tensors), *(f"H[:, {n}]" for n in tensors)
+    }
+    assert sum(r.size for n, r in report.second_order.items() if n.startswith("H[:")) == 51 * 51
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
