@@ -30,16 +30,13 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.oracle import torch_cost
 from tests.second_order_functions import CASES, COMPOSITIONS, PLANTED, inputs, sweep
 
 import preflight
 from preflight._util.text import format_table
 from preflight.nn import ACTIVATIONS, HEADS, HVP_BUGS, BuggyNetwork, Network
 from preflight.torch import check_function, check_module
-
-#: The reference network's activations in torch.
-PHI = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "linear": lambda t: t,
-       "leaky_relu": lambda t: torch.nn.functional.leaky_relu(t, 0.01)}  # fmt: skip
 
 
 def located(report: Any) -> str:
@@ -122,21 +119,7 @@ def hvp_agreement() -> float:
         Y = np.eye(3)[y] if output == "softmax" else y
         names = list(params)
 
-        def cost(*values: Any, net: Network = net, X: Any = X, Y: Any = Y, names: list[str] = names) -> Any:
-            p = dict(zip(names, values, strict=True))
-            a = torch.from_numpy(X)
-            for layer in range(1, net.depth + 1):
-                z = a @ p[f"W{layer}"].T + p[f"b{layer}"]
-                if layer < net.depth:
-                    a = PHI[net.hidden[layer - 1]](z)
-            t = torch.from_numpy(Y)
-            if net.output == "sigmoid":
-                data = torch.nn.functional.binary_cross_entropy_with_logits(z, t, reduction="sum") / 8
-            elif net.output == "softmax":
-                data = -(t * torch.log_softmax(z, 1)).sum() / 8
-            else:
-                data = 0.5 * ((z - t) ** 2).sum() / 8
-            return data + net.l2 / 16 * sum((p[f"W{k}"] ** 2).sum() for k in range(1, net.depth + 1))
+        cost = torch_cost(net, X, Y, None)
 
         for _ in range(2):
             v = {k: rng.standard_normal(p.shape) for k, p in params.items()}

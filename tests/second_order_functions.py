@@ -1,9 +1,11 @@
-"""Custom autograd Functions with hand-written double backwards, correct and with planted second-order bugs.
+"""Custom autograd Functions with hand-written backwards and double backwards, correct and with planted bugs.
 
-Shared by tests/test_torch_second_order*.py and benchmarks/bench_second_order.py (the guide's table beside
-``torch.autograd.gradgradcheck``, and its false-alarm sweep). Every Function's first-order backward is right: only a
-second-order check can tell the planted bugs from the correct ones. :data:`COMPOSITIONS` are correct compositions
-of torch ops (their double backward is autograd's), for the false-alarm sweep; :func:`sweep` runs it.
+Shared by tests/test_torch_function.py (:func:`linear_function` and its first-order bugs),
+tests/test_torch_second_order*.py and benchmarks/bench_second_order.py (the guide's table beside
+``torch.autograd.gradgradcheck``, and its false-alarm sweep). In :data:`CASES` every Function's first-order
+backward is right: only a second-order check can tell the planted bugs from the correct ones.
+:data:`COMPOSITIONS` are correct compositions of torch ops (their double backward is autograd's), for the
+false-alarm sweep; :func:`sweep` runs it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,18 @@ from torch.autograd.function import once_differentiable
 from preflight.torch import check_function
 
 F = torch.nn.functional
+
+
+class _Softplus(torch.autograd.Function):
+    """``softplus(x)``, saving x; the Functions below give it their backwards."""
+
+    @staticmethod
+    def forward(x: Any) -> Any:
+        return F.softplus(x)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
+        ctx.save_for_backward(inputs[0])
 
 
 def softplus(hessian_factor: float = 1.0) -> Callable[..., Any]:
@@ -37,15 +51,7 @@ def softplus(hessian_factor: float = 1.0) -> Callable[..., Any]:
             (s,) = ctx.saved_tensors
             return hessian_factor * g * s * (1 - s)
 
-    class Softplus(torch.autograd.Function):
-        @staticmethod
-        def forward(x: Any) -> Any:
-            return torch.nn.functional.softplus(x)
-
-        @staticmethod
-        def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
-            ctx.save_for_backward(inputs[0])
-
+    class Softplus(_Softplus):
         @staticmethod
         def backward(ctx: Any, g: Any) -> Any:
             (x,) = ctx.saved_tensors
@@ -57,15 +63,7 @@ def softplus(hessian_factor: float = 1.0) -> Callable[..., Any]:
 def softplus_once_differentiable() -> Callable[..., Any]:
     """``softplus`` whose backward is marked ``@once_differentiable``: correct once, not differentiable again."""
 
-    class Softplus(torch.autograd.Function):
-        @staticmethod
-        def forward(x: Any) -> Any:
-            return torch.nn.functional.softplus(x)
-
-        @staticmethod
-        def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
-            ctx.save_for_backward(inputs[0])
-
+    class Softplus(_Softplus):
         @staticmethod
         @once_differentiable
         def backward(ctx: Any, g: Any) -> Any:
@@ -78,15 +76,7 @@ def softplus_once_differentiable() -> Callable[..., Any]:
 def softplus_detached() -> Callable[..., Any]:
     """``softplus`` whose backward computes ``sigmoid(x)`` from a detached ``x``: right values, no derivative."""
 
-    class Softplus(torch.autograd.Function):
-        @staticmethod
-        def forward(x: Any) -> Any:
-            return torch.nn.functional.softplus(x)
-
-        @staticmethod
-        def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
-            ctx.save_for_backward(inputs[0])
-
+    class Softplus(_Softplus):
         @staticmethod
         def backward(ctx: Any, g: Any) -> Any:
             (x,) = ctx.saved_tensors
@@ -131,8 +121,13 @@ def multiply(missing_term: bool = False) -> Callable[..., Any]:
     return Multiply.apply
 
 
-def linear() -> Callable[..., Any]:
-    """``x @ W.T + b`` with a backward written in differentiable torch ops: its double backward is autograd's."""
+#: The first-order bugs :func:`linear_function` plants (tests/test_torch_function.py).
+LINEAR_BUGS = ("scale", "sign", "transpose", "broadcast")
+
+
+def linear_function(bug: str | None = None) -> Any:
+    """``y = x @ W.T + b`` (b of shape (1, n_out), broadcast over the batch) with a hand-written backward in
+    differentiable torch ops (its double backward is autograd's), and one of :data:`LINEAR_BUGS` planted in it."""
 
     class Linear(torch.autograd.Function):
         @staticmethod
@@ -146,16 +141,31 @@ def linear() -> Callable[..., Any]:
         @staticmethod
         def backward(ctx: Any, g: Any) -> Any:
             x, w, _ = ctx.saved_tensors
-            return g @ w, g.T @ x, g.sum(0)
+            grad_x, grad_w, grad_b = g @ w, g.T @ x, g.sum(0, keepdim=True)
+            if bug == "scale":
+                grad_w = 2 * grad_w
+            elif bug == "sign":
+                grad_x = -grad_x
+            elif bug == "transpose":
+                grad_w = grad_w.T
+            elif bug == "broadcast":
+                grad_b = g[:1]  # the broadcast batch dimension not summed back: only the first row kept
+            return grad_x, grad_w, grad_b
 
-    return Linear.apply
+    return Linear
+
+
+def linear() -> Callable[..., Any]:
+    """The correct :func:`linear_function`, applied."""
+    apply: Callable[..., Any] = linear_function().apply
+    return apply
 
 
 #: name -> (the Function, is it correct, its inputs' shapes, what is planted)
 CASES: dict[str, tuple[Callable[[], Callable[..., Any]], bool, tuple[tuple[int, ...], ...], str]] = {
     "softplus": (softplus, True, ((3, 4),), "correct"),
     "multiply": (multiply, True, ((6,), (6,)), "correct"),
-    "linear": (linear, True, ((5, 3), (4, 3), (4,)), "correct"),
+    "linear": (linear, True, ((5, 3), (4, 3), (1, 4)), "correct"),
     "softplus, Hessian x 2": (lambda: softplus(2.0), False, ((3, 4),), "factor 2 in the Hessian (sigmoid')"),
     "softplus, Hessian sign": (lambda: softplus(-1.0), False, ((3, 4),), "the Hessian's sign flipped"),
     "softplus, once_differentiable": (softplus_once_differentiable, False, ((3, 4),),
