@@ -85,6 +85,45 @@ def softplus_detached() -> Callable[..., Any]:
     return Softplus.apply
 
 
+def tanh_linear(curvature_factor: float = 1.0) -> Callable[..., Any]:
+    """``tanh(x @ W.T)`` through a custom tanh whose backward ``g (1 - t^2)`` goes through a custom Function of t
+    with its own backward ``-2 t``, multiplied by ``curvature_factor`` (1: correct; 1.1: a 10 % error in the
+    curvature, where saturated units make the backward's rounding the hardest to read)."""
+
+    class Slope(torch.autograd.Function):
+        @staticmethod
+        def forward(t: Any) -> Any:
+            return 1 - t * t
+
+        @staticmethod
+        def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
+            ctx.save_for_backward(inputs[0])
+
+        @staticmethod
+        def backward(ctx: Any, g: Any) -> Any:
+            (t,) = ctx.saved_tensors
+            return -2 * curvature_factor * t * g
+
+    class Tanh(torch.autograd.Function):
+        @staticmethod
+        def forward(z: Any) -> Any:
+            return torch.tanh(z)
+
+        @staticmethod
+        def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
+            ctx.save_for_backward(output)
+
+        @staticmethod
+        def backward(ctx: Any, g: Any) -> Any:
+            (t,) = ctx.saved_tensors
+            return g * Slope.apply(t)
+
+    def fn(x: Any, w: Any) -> Any:
+        return Tanh.apply(x @ w.T)
+
+    return fn
+
+
 def multiply(missing_term: bool = False) -> Callable[..., Any]:
     """``x * w`` whose backward is a custom Function with a hand-written double backward; ``missing_term`` drops
     the term ``gg_w x`` from the derivative with respect to the incoming gradient (a product rule half applied)."""
@@ -166,6 +205,7 @@ CASES: dict[str, tuple[Callable[[], Callable[..., Any]], bool, tuple[tuple[int, 
     "softplus": (softplus, True, ((3, 4),), "correct"),
     "multiply": (multiply, True, ((6,), (6,)), "correct"),
     "linear": (linear, True, ((5, 3), (4, 3), (1, 4)), "correct"),
+    "tanh(x @ W.T)": (tanh_linear, True, ((5, 4), (3, 4)), "correct"),
     "softplus, Hessian x 2": (lambda: softplus(2.0), False, ((3, 4),), "factor 2 in the Hessian (sigmoid')"),
     "softplus, Hessian sign": (lambda: softplus(-1.0), False, ((3, 4),), "the Hessian's sign flipped"),
     "softplus, once_differentiable": (softplus_once_differentiable, False, ((3, 4),),
@@ -173,6 +213,8 @@ CASES: dict[str, tuple[Callable[[], Callable[..., Any]], bool, tuple[tuple[int, 
     "softplus, detached backward": (softplus_detached, False, ((3, 4),), "backward uses x.detach()"),
     "multiply, missing term": (lambda: multiply(True), False, ((6,), (6,)),
                                "double backward misses the term gg_w x"),
+    "tanh(x @ W.T), curvature x 1.1": (lambda: tanh_linear(1.1), False, ((5, 4), (3, 4)),
+                                       "tanh's second derivative 10 % off"),
 }  # fmt: skip
 
 
@@ -183,6 +225,7 @@ PLANTED = {
     "softplus, once_differentiable": ("x", "grad x", "marked @once_differentiable"),
     "softplus, detached backward": ("x", "grad x", "computes it outside autograd"),
     "multiply, missing term": ("grad_output", "grad w", "d(grad w)/dgrad_output: the analytic gradient is exactly 0"),
+    "tanh(x @ W.T), curvature x 1.1": ("x", "grad x", "d(grad x)/dx: analytic = 1.10 x numeric"),
 }
 
 
@@ -212,7 +255,7 @@ def planted_found(name: str, report: Any) -> bool:
     if report.passed or report.second_order is None or not all(r.passed for r in report.parameters.values()):
         return False
     failing = report.second_order[culprit].failing()
-    return bool(failing) and failing[0].output_name == gradient and any(hint in h for h in report.hints)
+    return any(c.output_name == gradient for c in failing) and any(hint in h for h in report.hints)
 
 
 def sweep(seeds: int, dtypes: tuple[torch.dtype, ...] = (torch.float64, torch.float32)) -> dict[str, dict[str, str]]:
