@@ -5,11 +5,11 @@
 cancellation, ``1 - tanh(z)^2`` or ``s (1 - s)``, whose absolute rounding is an ulp of 1 while its value is small:
 through a saturated ``tanh`` (z = 4.7), ``tanh(z)`` moves by 3e-4 of a move of z, so a probe of a few ulps leaves it
 on the same floating-point value and reads none of its rounding, while the differences, at steps of ``cbrt(eps)``,
-move it through millions of ulps and carry all of it. :class:`BackwardCheck` probes a second time with moves of
-``h / 64`` per element (:data:`PROBE_FRACTION`: a span of a quarter step, where every intermediate the differences
-turn over turns over too) and keeps, per output, the larger of the two readings; that second reading takes the
-median of the squared differences (:func:`robust_noise_rows`), so a probe that crosses one jump of the backward (a
-ReLU's kink) does not read the jump as noise.
+move it through many ulps and carry all of it. :class:`BackwardCheck` probes a second time with moves of ``h / 4``
+per element (:data:`PROBE_FRACTION`: 16 positions spanning about the differences' own span, 4h) and keeps, per output,
+the larger of the two readings; that second reading takes the median of the squared differences
+(:func:`robust_noise_rows`), so a probe that crosses one jump of the backward (a ReLU's kink) does not read the jump
+as noise.
 """
 
 from __future__ import annotations
@@ -27,9 +27,12 @@ from preflight.torch._function_check import FunctionCheck
 __all__ = ["PROBE_FRACTION", "BackwardCheck", "robust_noise_rows"]
 
 F64 = NDArray[np.float64]
-#: The wide probe moves each element by its step h over this (16 positions: a span of 15/64 of h). Smooth parts stay
-#: far below the noise in its third and fourth differences (f''' (h/64)^3: 1e-21 f''' in float64, 4e-13 in float32)
-#: while an intermediate with a derivative of 1e-4 (a tanh at z = 4.9) still moves by several ulps per position.
+#: The wide probe moves each element by its step h over this: 16 positions span 3.75 h, about the +-2h the
+#: differences span. Narrower is not enough in float32: there a saturated tanh's 1 - tanh^2 (3e-4) moves by only ~25
+#: ulps of 1 over the differences' span, a staircase of a few steps that a probe must cross as they do. A smooth
+#: part's third differences read as noise sigma ~ f''' (h/4)^3 / sqrt(20), which widens the tolerance
+#: (15 sigma / h) by ~0.05 f''' h^2: less than the truncation allowance |Richardson - central| ~ f''' h^2 / 6 that
+#: the tolerance already holds.
 PROBE_FRACTION = 4.0
 #: The median of a chi-square variable with one degree of freedom: a Gaussian difference's median square over its
 #: variance.
