@@ -9,7 +9,8 @@ gradgradcheck's verdict (float64 and float32, default tolerances) beside ``prefl
 Table 2: ``preflight.gradcheck(..., hvp=net.hvp)`` on the reference network with and without the planted hvp bugs,
 and Network.hvp's largest relative difference from ``torch.autograd.functional.hvp`` over every activation x head
 (float64, L2). Without ``--quick``: false alarms of ``gradcheck(..., hvp=net.hvp)`` on correct networks and of
-``check_function(order=2)`` on correct compositions of torch ops over seeds, and the cost of a full 1,994 x 1,994
+``check_function(order=2)`` on correct compositions of torch ops over seeds (``--sweep``: that sweep alone,
+with the planted bugs caught at every seed), and the cost of a full 1,994 x 1,994
 Hessian check (NumPy and ``check_module(order=2)``) and of a sampled one.
 """
 
@@ -29,16 +30,13 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.second_order_functions import CASES, inputs
+from tests.oracle import torch_cost
+from tests.second_order_functions import CASES, COMPOSITIONS, PLANTED, inputs, sweep
 
 import preflight
 from preflight._util.text import format_table
 from preflight.nn import ACTIVATIONS, HEADS, HVP_BUGS, BuggyNetwork, Network
 from preflight.torch import check_function, check_module
-
-#: The reference network's activations in torch.
-PHI = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "linear": lambda t: t,
-       "leaky_relu": lambda t: torch.nn.functional.leaky_relu(t, 0.01)}  # fmt: skip
 
 
 def located(report: Any) -> str:
@@ -121,21 +119,7 @@ def hvp_agreement() -> float:
         Y = np.eye(3)[y] if output == "softmax" else y
         names = list(params)
 
-        def cost(*values: Any, net: Network = net, X: Any = X, Y: Any = Y, names: list[str] = names) -> Any:
-            p = dict(zip(names, values, strict=True))
-            a = torch.from_numpy(X)
-            for layer in range(1, net.depth + 1):
-                z = a @ p[f"W{layer}"].T + p[f"b{layer}"]
-                if layer < net.depth:
-                    a = PHI[net.hidden[layer - 1]](z)
-            t = torch.from_numpy(Y)
-            if net.output == "sigmoid":
-                data = torch.nn.functional.binary_cross_entropy_with_logits(z, t, reduction="sum") / 8
-            elif net.output == "softmax":
-                data = -(t * torch.log_softmax(z, 1)).sum() / 8
-            else:
-                data = 0.5 * ((z - t) ** 2).sum() / 8
-            return data + net.l2 / 16 * sum((p[f"W{k}"] ** 2).sum() for k in range(1, net.depth + 1))
+        cost = torch_cost(net, X, Y, None)
 
         for _ in range(2):
             v = {k: rng.standard_normal(p.shape) for k, p in params.items()}
@@ -171,27 +155,18 @@ def false_alarms(seeds: int) -> str:
                         title="gradcheck(..., hvp=net.hvp) on correct networks [6, 10, 3], softmax, L2")  # fmt: skip
 
 
-def function_false_alarms(seeds: int) -> str:
-    """check_function(order=2) on correct compositions of torch ops: how many seeds fail, per dtype."""
-    F = torch.nn.functional
-    functions: dict[str, tuple[Any, tuple[tuple[int, ...], ...]]] = {
-        "tanh": (torch.tanh, ((4, 5),)),
-        "gelu": (F.gelu, ((4, 5),)),
-        "softmax": (lambda x: torch.softmax(x, -1), ((3, 6),)),
-        "layer_norm": (lambda x, w, b: F.layer_norm(x, (6,), w, b), ((3, 6), (6,), (6,))),
-        "tanh(x @ W.T)": (lambda x, w: torch.tanh(x @ w.T), ((5, 4), (3, 4))),
-        "attention": (lambda q, k, v: torch.softmax(q @ k.T / 2, -1) @ v, ((3, 4), (5, 4), (5, 2))),
-        "cross_entropy": (lambda z: F.cross_entropy(z, torch.tensor([0, 2, 1])), ((3, 4),)),
-    }
-    rows = []
-    for name, (fn, shapes) in functions.items():
-        row: list[Any] = [name]
-        for dtype in (torch.float64, torch.float32):
-            failed = sum(not check_function(fn, *inputs(shapes, dtype, seed), order=2).passed for seed in range(seeds))
-            row.append(f"{failed} of {seeds}")
-        rows.append(row)
-    return format_table(["function", "false alarms f64", "false alarms f32"], rows,
-                        title="check_function(order=2) on correct compositions of torch ops")  # fmt: skip
+def function_sweep(seeds: int) -> str:
+    """check_function(order=2) over seeds (tests/second_order_functions.py's sweep): false alarms on correct
+    compositions of torch ops (first order + second order), planted bugs caught and located."""
+    found = sweep(seeds)
+    rows = [[name, "correct", found[name]["float64"], found[name]["float32"]] for name in COMPOSITIONS]
+    rows += [[name, "planted", f"{found[name]['float64']} of {seeds}", f"{found[name]['float32']} of {seeds}"]
+             for name in PLANTED]  # fmt: skip
+    return format_table(
+        ["function", "kind", "float64", "float32"], rows,
+        title=f"check_function(order=2) over {seeds} seeds: false alarms (first order + second order) on correct "
+        "functions, planted bugs caught and located",
+    )  # fmt: skip
 
 
 def cost() -> str:
@@ -221,10 +196,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch and BLAS threads (default 1)")
     parser.add_argument("--quick", action="store_true", help="tables 1 and 2 only (no false-alarm sweep, no cost)")
     parser.add_argument("--seeds", type=int, default=20, help="seeds per row of the false-alarm sweeps (default 20)")
+    parser.add_argument("--sweep", action="store_true", help="check_function(order=2)'s sweep over seeds only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with threadpool_limits(limits=args.threads, user_api="blas"):
         print(f"torch {torch.__version__}, preflight {preflight.__version__}\n")
+        if args.sweep:
+            print(function_sweep(args.seeds))
+            return
         print(functions_table())
         print()
         print(network_table())
@@ -234,7 +213,7 @@ def main() -> None:
             print()
             print(false_alarms(args.seeds))
             print()
-            print(function_false_alarms(args.seeds))
+            print(function_sweep(args.seeds))
             print()
             print(cost())
 

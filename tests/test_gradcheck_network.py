@@ -14,20 +14,13 @@ from preflight.nn.activations import ACTIVATIONS
 from preflight.nn.bugs import BUGS, BuggyNetwork, broken_tensors
 from preflight.nn.heads import HEADS
 
-from .oracle import labels_for
+from .oracle import network_problem
 
 DTYPES = [np.float64, np.float32]
 
 
 def problem(net: Network, dtype: Any, seed: int, m: int = 16) -> tuple[dict[str, np.ndarray], np.ndarray, Any, Any]:
-    rng = np.random.default_rng(seed)
-    params = net.init(rng, "he", dtype=dtype)
-    # Nonzero biases and a little noise: no unit sits exactly at its kink by construction.
-    params = {k: (v + 0.1 * rng.standard_normal(v.shape)).astype(dtype) for k, v in params.items()}
-    X = rng.standard_normal((m, net.sizes[0]))
-    y = labels_for(net.output, m, net.sizes[-1], rng)
-    masks = net.dropout_masks(rng, m) if net.keep_prob < 1 else None
-    return params, X, y, masks
+    return network_problem(net, dtype, seed, m, init="he")
 
 
 def check(net: Network, params: Any, X: Any, y: Any, masks: Any = None, **options: Any) -> Any:

@@ -14,20 +14,13 @@ from preflight.check import second_order
 from preflight.nn import ACTIVATIONS, HEADS, HVP_BUGS, BuggyNetwork, Network
 from preflight.nn.bugs import broken_tensors
 
-from .oracle import labels_for
+from .oracle import network_problem, torch_cost
 
 DTYPES = [np.float64, np.float32]
 
 
 def problem(net: Network, dtype: Any, seed: int, m: int = 8) -> tuple[dict[str, np.ndarray], np.ndarray, Any, Any]:
-    rng = np.random.default_rng(seed)
-    params = net.init(rng, "lecun", dtype=dtype)
-    # Nonzero biases and a little noise: no unit sits exactly at its kink by construction.
-    params = {k: (v + 0.1 * rng.standard_normal(v.shape)).astype(dtype) for k, v in params.items()}
-    X = rng.standard_normal((m, net.sizes[0]))
-    y = labels_for(net.output, m, net.sizes[-1], rng)
-    masks = net.dropout_masks(rng, m) if net.keep_prob < 1 else None
-    return params, X, y, masks
+    return network_problem(net, dtype, seed, m, init="lecun")
 
 
 def check(net: Network, params: Any, X: Any, y: Any, masks: Any = None, **options: Any) -> Any:
@@ -41,36 +34,6 @@ def check(net: Network, params: Any, X: Any, y: Any, masks: Any = None, **option
 
 
 # ---------------------------------------------------------------------------------------------- Network.hvp vs torch
-
-
-def torch_cost(net: Network, X: np.ndarray, Y: np.ndarray, masks: Any) -> Any:
-    """The reference network's cost written in torch (rows layout), for torch.autograd.functional.hvp."""
-    import torch
-    import torch.nn.functional as F
-
-    phi = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "linear": lambda t: t,
-           "leaky_relu": lambda t: F.leaky_relu(t, 0.01)}  # fmt: skip
-    names = list(net.shapes())
-
-    def cost(*values: Any) -> Any:
-        p = dict(zip(names, values, strict=True))
-        a, m = torch.from_numpy(X), X.shape[0]
-        for layer in range(1, net.depth + 1):
-            z = a @ p[f"W{layer}"].T + p[f"b{layer}"]
-            if layer < net.depth:
-                a = phi[net.hidden[layer - 1]](z)
-                if masks is not None:
-                    a = a * torch.from_numpy(masks[layer - 1].astype(np.float64)) / net.keep_prob
-        y = torch.from_numpy(Y)
-        if net.output == "sigmoid":
-            data = F.binary_cross_entropy_with_logits(z, y, reduction="sum") / m
-        elif net.output == "softmax":
-            data = -(y * torch.log_softmax(z, 1)).sum() / m
-        else:
-            data = 0.5 * ((z - y) ** 2).sum() / m
-        return data + net.l2 / (2 * m) * sum((p[f"W{k}"] ** 2).sum() for k in range(1, net.depth + 1))
-
-    return cost
 
 
 def targets(net: Network, y: Any, m: int) -> np.ndarray:

@@ -10,36 +10,9 @@ torch = pytest.importorskip("torch")
 
 from preflight.torch import check_function  # noqa: E402
 
-BUGS = (None, "scale", "sign", "transpose", "broadcast")
+from .second_order_functions import LINEAR_BUGS, linear_function  # noqa: E402
 
-
-def linear_function(bug: str | None = None) -> Any:
-    """``y = x @ W.T + b`` (b of shape (1, n_out), broadcast over the batch) with a hand-written backward."""
-
-    class Linear(torch.autograd.Function):
-        @staticmethod
-        def forward(x: Any, w: Any, b: Any) -> Any:
-            return x @ w.T + b
-
-        @staticmethod
-        def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
-            ctx.save_for_backward(*inputs)
-
-        @staticmethod
-        def backward(ctx: Any, g: Any) -> Any:
-            x, w, _ = ctx.saved_tensors
-            grad_x, grad_w, grad_b = g @ w, g.T @ x, g.sum(0, keepdim=True)
-            if bug == "scale":
-                grad_w = 2 * grad_w
-            elif bug == "sign":
-                grad_x = -grad_x
-            elif bug == "transpose":
-                grad_w = grad_w.T
-            elif bug == "broadcast":
-                grad_b = g[:1]  # the broadcast batch dimension not summed back: only the first row kept
-            return grad_x, grad_w, grad_b
-
-    return Linear
+BUGS = (None, *LINEAR_BUGS)
 
 
 def inputs(dtype: Any = torch.float64, seed: int = 0) -> tuple[Any, Any, Any]:

@@ -9,14 +9,15 @@ gradient stays right, only a second-order check (``preflight.gradcheck(..., hvp=
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from functools import partial
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
 from preflight._util.aliases import Params
 from preflight._util.validation import check_choice
-from preflight.nn.hessian import hvp
+from preflight.nn.hessian import hvp, r_backward
 from preflight.nn.layout import Layout
 from preflight.nn.network import DropoutMasks, Network, Trace
 
@@ -42,6 +43,11 @@ HVP_BUGS: dict[str, str] = {
     "missing, so H v of every layer below the last is wrong",
     "hvp-activation-curvature": "the activations' second derivative is missing (phi''(Z) R{Z} dA): invisible with "
     "relu, leaky_relu and linear (phi'' = 0 there), wrong below the last layer with tanh or sigmoid",
+}
+#: The term of :func:`preflight.nn.hessian.r_backward` each hvp bug leaves out.
+_HVP_TERMS: dict[str, Literal["product-rule", "curvature"]] = {
+    "hvp-product-rule": "product-rule",
+    "hvp-activation-curvature": "curvature",
 }
 
 
@@ -126,37 +132,10 @@ class BuggyNetwork(Network):
         return super().__repr__()[:-1] + f", bug={self.bug!r})"
 
     def hvp(self, params: Params, X: Any, y: Any, v: Params, *, masks: DropoutMasks | None = None) -> Params:
-        """:meth:`Network.hvp`, with the planted bug when it is one of :data:`HVP_BUGS`."""
-        return hvp(self, params, X, y, v, masks=masks, backward=self._r_backward)
-
-    def _r_backward(
-        self, net: Network, params: Params, v: Params, trace: Trace, r_logits: list[A], r_inputs: list[A],
-        targets: A, masks: DropoutMasks | None,
-    ) -> Params:  # fmt: skip
-        """:func:`preflight.nn.hessian.r_backward`, line for line, with the bug."""
-        m = targets.shape[0]
-        dtype = targets.dtype.type
-        scale = dtype(1.0 / self.keep_prob)
-        dz = self.head.delta(trace.logits[-1], targets) / dtype(m)
-        r_dz = self.head.curvature(trace.logits[-1], r_logits[-1]) / dtype(m)
-        out: Params = {}
-        for layer in range(self.depth, 0, -1):
-            w, r_w = params[f"W{layer}"], v[f"W{layer}"]
-            out[f"W{layer}"] = r_dz.T @ trace.inputs[layer - 1] + dz.T @ r_inputs[layer - 1] + dtype(self.l2 / m) * r_w
-            out[f"b{layer}"] = r_dz.sum(axis=0)
-            if layer > 1:
-                da = dz @ w
-                r_da = r_dz @ w if self.bug == "hvp-product-rule" else r_dz @ w + dz @ r_w
-                if masks is not None:
-                    da, r_da = da * masks[layer - 2] * scale, r_da * masks[layer - 2] * scale
-                z, phi = trace.logits[layer - 2], trace.activations[layer - 2]
-                activation = self.activation(layer - 1)
-                first = activation.derivative(z, phi)
-                r_dz = r_da * first
-                if self.bug != "hvp-activation-curvature":
-                    r_dz = r_dz + da * activation.second_derivative(z, phi) * r_logits[layer - 2]
-                dz = da * first
-        return {name: out[name] for name in self.shapes()}
+        """:meth:`Network.hvp`, with the planted bug when it is one of :data:`HVP_BUGS` (its R-backward pass
+        without the term the bug drops)."""
+        backward = partial(r_backward, without=_HVP_TERMS.get(self.bug))
+        return hvp(self, params, X, y, v, masks=masks, backward=backward)
 
     def _backward(self, params: Params, cache: Trace, targets: A, masks: DropoutMasks | None) -> Params:
         m = targets.shape[0]

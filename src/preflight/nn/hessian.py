@@ -22,7 +22,7 @@ backward takes it).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -69,8 +69,14 @@ def r_backward(
     r_inputs: list[A],
     targets: A,
     masks: DropoutMasks | None,
+    *,
+    without: Literal["product-rule", "curvature"] | None = None,
 ) -> Params:
-    """``R{dW_l}, R{db_l}`` for every layer (the module docstring's backward lines), in rows."""
+    """``R{dW_l}, R{db_l}`` for every layer (the module docstring's backward lines), in rows.
+
+    ``without`` leaves one term out, as the planted bugs of :mod:`preflight.nn.bugs` do: ``"product-rule"`` the
+    term ``dZ_l V_l`` of ``R{dA_{l-1}}``, ``"curvature"`` the term ``dA phi''(Z) R{Z}`` of ``R{dZ}``.
+    """
     m = targets.shape[0]
     dtype = targets.dtype.type
     scale = dtype(1.0 / net.keep_prob)
@@ -82,13 +88,17 @@ def r_backward(
         out[f"W{layer}"] = r_dz.T @ trace.inputs[layer - 1] + dz.T @ r_inputs[layer - 1] + dtype(net.l2 / m) * r_w
         out[f"b{layer}"] = r_dz.sum(axis=0)
         if layer > 1:
-            da, r_da = dz @ w, r_dz @ w + dz @ r_w
+            da, r_da = dz @ w, r_dz @ w
+            if without != "product-rule":
+                r_da = r_da + dz @ r_w
             if masks is not None:
                 da, r_da = da * masks[layer - 2] * scale, r_da * masks[layer - 2] * scale
             z, phi = trace.logits[layer - 2], trace.activations[layer - 2]
             activation = net.activation(layer - 1)
             first = activation.derivative(z, phi)
-            r_dz = r_da * first + da * activation.second_derivative(z, phi) * r_logits[layer - 2]
+            r_dz = r_da * first
+            if without != "curvature":
+                r_dz = r_dz + da * activation.second_derivative(z, phi) * r_logits[layer - 2]
             dz = da * first
     return {name: out[name] for name in net.shapes()}
 

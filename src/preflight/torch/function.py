@@ -27,7 +27,7 @@ from preflight.torch._function_io import differentiable_kind
 from preflight.torch._function_steps import Verdict
 from preflight.torch._model import check_precision
 
-__all__ = ["check_function"]
+__all__ = ["check_function", "run_function_check"]
 
 A = NDArray[Any]
 Locator = Callable[[int], tuple[tuple[int, ...], tuple[int, ...] | None]]
@@ -143,6 +143,15 @@ def check_function(
                                     max_outputs=max_outputs, names=names, seed=seed, worst=worst)  # fmt: skip
     if order != 1 or isinstance(order, bool):
         raise ValueError(f"order: expected 1 or 2, got {order!r}")
+    return run_function_check(FunctionCheck, fn, inputs, eps, forward_ad, richardson, max_outputs, names, seed, worst)
+
+
+def run_function_check(
+    job_type: type[FunctionCheck], fn: Callable[..., Any], inputs: tuple[Any, ...], eps: float | None,
+    forward_ad: bool | None, richardson: bool, max_outputs: int, names: Sequence[str] | None, seed: int, worst: int,
+) -> GradcheckReport:  # fmt: skip
+    """:func:`check_function` at order 1, its work done by ``job_type`` (the second order's reads a backward's noise
+    at the scale of its steps too: :mod:`preflight.torch._backward_noise`)."""
     check_positive_int(max_outputs, name="max_outputs")
     if eps is not None:
         eps = check_in_range(eps, name="eps", low=0.0, high=1.0, low_open=True)
@@ -153,7 +162,7 @@ def check_function(
         raise ValueError(f"names: expected {len(positions)} names (one per checked input), got {len(labels)}")
     dtype = str(inputs[positions[0]].dtype).replace("torch.", "")
     method = "richardson" if richardson else "central"
-    job = FunctionCheck(fn, inputs, positions, max_outputs, seed)
+    job = job_type(fn, inputs, positions, max_outputs, seed)
 
     def report(passed: bool, results: dict[str, TensorResult], **extra: Any) -> GradcheckReport:
         return GradcheckReport(

@@ -25,7 +25,8 @@ from numpy.typing import NDArray
 from preflight.check.diagnosis import TensorEvidence, diagnose
 from preflight.check.report import Coordinate, GradcheckReport, TensorResult
 from preflight.check.second_order import SecondOrder, attach
-from preflight.torch.function import check_function
+from preflight.torch._backward_noise import BackwardCheck
+from preflight.torch.function import check_function, run_function_check
 
 if TYPE_CHECKING:
     from preflight.torch.check import _ModuleCheck
@@ -151,7 +152,8 @@ def _backward_check(
     # Every entry comes back (as "worst") when the hints can afford to rebuild each block from them.
     shown = max(worst, entries) if entries <= BLOCK_HINT_ENTRIES else worst
     try:
-        inner = check_function(backward, *args, forward_ad=False, names=everything, worst=shown, **options)
+        inner = run_function_check(BackwardCheck, backward, tuple(args), options["eps"], False, options["richardson"],
+                                   options["max_outputs"], everything, options["seed"], shown)  # fmt: skip
     except (RuntimeError, NotImplementedError) as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         return SecondOrder({}, [], [], 0, False, f"autograd cannot differentiate the backward of fn ({reason})")
