@@ -97,7 +97,7 @@ def _tensor_hints(t: TensorEvidence, m: int | None = None) -> tuple[list[str], f
             f"on (e.g. {_label(t.name, t.shape, int(t.index[np.argmax(flat_n)]))}): a mask (dropout, ReLU) "
             "missing in the backward pass?"
         )
-    if bad.sum() <= max(1, a.size // 50) and a.size >= 4:
+    if 0 < bad.sum() <= max(1, a.size // 50) and a.size >= 4:  # none off: the failure is not one element
         where = ", ".join(_label(t.name, t.shape, int(i)) for i in t.index[bad][:3])
         hints.append(
             f"{t.name}: only {int(bad.sum())} of {a.size} coordinates are off ({where}): a single wrong element "
