@@ -25,7 +25,7 @@ from preflight.check.engine import GradcheckReport, NondeterministicLossError, g
 from preflight.torch._evaluators import ChainEvaluator, LoopEvaluator, VmapEvaluator
 from preflight.torch._model import FunctionalModel, check_precision, scalar_loss, shared_parameters
 from preflight.torch.function import check_function
-from preflight.torch.graph import build_graph_evaluator
+from preflight.torch.graph import build_graph_evaluator, linear_only
 
 __all__ = ["check_function", "check_module"]
 
@@ -111,8 +111,9 @@ def check_module(
         ``torch.fx``, a cached forward, the moved layer's output updated by structure (Linear, Conv1d/2d,
         Embedding, LayerNorm, BatchNorm in eval mode; other layers rerun alone) and only the downstream nodes rerun
         (:mod:`preflight.torch.graph`); "vmap": the whole model vmapped over a chunk of perturbations; "loop": one
-        call each. "auto" takes the first that applies and falls back to the loop if vmap fails on the model; the
-        note "strategy: ..." names the one used, and why.
+        call each. "auto": the chain for a Sequential whose layers with parameters are all Linear, else the graph,
+        else the chain or vmap, and the loop if vmap fails on the model; the note "strategy: ..." names the one
+        used, and why the faster ones did not apply.
     order : {1, 2}
         2: after the first-order check passes, autograd's Hessian-vector products (double backward) against
         central differences of its gradient, for a few random directions, each tensor's own, and every Hessian
@@ -310,23 +311,28 @@ class _ModuleCheck:
                              "dropout or batch norm in training mode")  # fmt: skip
         if strategy == "chain" and self.shared:
             raise ValueError(f"strategy: 'chain' cannot check {self._shared_text()}; use 'vmap' or 'auto'")
-        if strategy in ("auto", "chain") and sequential and not self.shared:
-            self.strategy = "chain"
-            model = self.model
-            assert isinstance(model, nn.Sequential)
-            with torch.no_grad():
-                engine: Any = ChainEvaluator(model, self.inputs[0], self.loss_of_output)
+        chain_fits = sequential and not self.shared
+        if strategy == "chain" or (strategy == "auto" and chain_fits and linear_only(self.model)):
+            engine: Any = self._chain()
         elif strategy in ("auto", "graph", "vmap"):
             self.strategy = "vmap"
             engine = VmapEvaluator(self.call, self.tensors)
-            if strategy == "auto" and sequential:
+            if strategy == "auto" and sequential and self.shared:
                 self.chain_refused = f"not chain: it cannot check {self._shared_text()}"
             if strategy in ("auto", "graph"):
                 engine = self._graph(engine, strategy)
+            if strategy == "auto" and chain_fits and self.strategy == "vmap":
+                engine = self._chain()  # layers other than Linear, but the graph does not apply: the chain still does
         else:
             self.strategy = "loop"
             engine = LoopEvaluator(self.call, self.tensors)
         return _TensorEvaluator(engine, self)
+
+    def _chain(self) -> ChainEvaluator:
+        self.strategy, model = "chain", self.model
+        assert isinstance(model, nn.Sequential)
+        with torch.no_grad():
+            return ChainEvaluator(model, self.inputs[0], self.loss_of_output)
 
     def _graph(self, whole: VmapEvaluator, strategy: str) -> Any:
         """The graph evaluator over ``whole`` (the vmap evaluator), or ``whole`` with the reason noted."""

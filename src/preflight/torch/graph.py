@@ -29,7 +29,7 @@ from torch.func import functional_call, vmap
 from preflight.torch._evaluators import CHUNK_ELEMENTS, ELEMENTWISE, VmapEvaluator
 from preflight.torch.layer_updates import moved_outputs, plain
 
-__all__ = ["GraphEvaluator", "build_graph_evaluator"]
+__all__ = ["GraphEvaluator", "build_graph_evaluator", "linear_only"]
 
 Loss = Callable[[Any], torch.Tensor]
 #: Elementwise functions a changed Linear column may pass through and stay one column (besides ELEMENTWISE modules).
@@ -57,6 +57,20 @@ class _Tracer(fx.Tracer):
             except Exception:
                 self.opaque[id(m)] = True
         return self.opaque[id(m)]
+
+
+def linear_only(model: nn.Module) -> bool:
+    """Every layer with parameters of its own is a plain Linear (the chain strategy's rank-one case).
+
+    Examples
+    --------
+    >>> linear_only(nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1)))
+    True
+    >>> linear_only(nn.Sequential(nn.Conv1d(2, 3, 3), nn.Flatten(), nn.Linear(3, 1)))
+    False
+    """
+    owners = [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
+    return all(plain(m, nn.Linear) for m in owners)
 
 
 def build_graph_evaluator(
