@@ -63,7 +63,7 @@ class BuggyLinear(nn.Linear):
 
 
 class TwoInputs(nn.Module):
-    """Not an nn.Sequential: two inputs, a skip connection (the vmap strategy, not the chain)."""
+    """Not an nn.Sequential: two inputs, a skip connection (the graph strategy, not the chain)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -108,13 +108,15 @@ def test_a_planted_factor_in_one_weight_gradient_is_named(dtype: Any, strategy: 
     assert any("2.weight" in h and "2.00" in h for h in report.hints), report.hints
 
 
-def test_a_model_with_two_inputs_is_checked_through_vmap() -> None:
+def test_a_model_with_two_inputs_is_checked_through_the_graph() -> None:
     model = TwoInputs().double()
     x, y = batch()
     z = torch.randn(7, 6, dtype=torch.float64)
     report = check_module(model, cross_entropy, ((x, z), y))
     assert report.passed
-    assert any(n.startswith("strategy: vmap") for n in report.notes)
+    assert any(n.startswith("strategy: graph") for n in report.notes)
+    vmapped = check_module(model, cross_entropy, ((x, z), y), strategy="vmap")
+    assert vmapped.passed and any(n.startswith("strategy: vmap") for n in vmapped.notes)
 
 
 def test_the_callers_model_is_left_as_it_was() -> None:
@@ -237,7 +239,8 @@ def test_tied_parameters_pass_and_the_chain_steps_aside_saying_why(kind: str) ->
     assert report.passed, str(report)
     assert all(not r.kinks and r.checked == r.size for r in report.parameters.values())
     strategy = [n for n in report.notes if n.startswith("strategy:")]
-    assert len(strategy) == 1 and strategy[0].startswith("strategy: vmap")
+    # the graph takes the model, each tied tensor vmapped through the whole model (it moves two layers at once)
+    assert len(strategy) == 1 and strategy[0].startswith("strategy: graph")
     assert "not chain" in strategy[0] and ("2." + ("weight" if kind != "bias" else "bias")) in strategy[0]
 
 
@@ -300,7 +303,7 @@ def test_a_sequential_subclass_with_its_own_forward_is_not_taken_for_a_chain() -
     model = nn.Sequential(Residual(nn.Linear(6, 6), nn.Tanh(), nn.Linear(6, 6)), nn.Linear(6, 3)).double()
     report = check_module(model[0], lambda out: out.square().sum(), batch()[0])
     assert report.passed, str(report)
-    assert report.notes[0].startswith("strategy: vmap")
+    assert report.notes[0].startswith("strategy: graph")  # traced: the residual is one addition in the graph
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

@@ -17,6 +17,7 @@ import numpy as np
 
 from preflight._util import jsonsafe
 from preflight._util.text import format_number, format_table
+from preflight.check.guarantee import BROKEN_SHARE, detection_probability
 
 __all__ = ["COURSE_THRESHOLDS", "Coordinate", "GradcheckReport", "TensorResult", "label"]
 
@@ -106,6 +107,13 @@ class TensorResult:
     inconclusive: bool = False
 
     @property
+    def detection(self) -> float:
+        """The chance that the coordinates judged here would have caught an error affecting 1 % of the tensor's
+        elements (exact hypergeometric form, :func:`preflight.check.guarantee.detection_probability`); 1 when
+        every element was judged."""
+        return detection_probability(self.size, self.checked, BROKEN_SHARE)
+
+    @property
     def verdict(self) -> str:
         """ok, FAIL, or "all kinks" (nothing judged)."""
         return "FAIL" if not self.passed else "all kinks" if self.inconclusive else "ok"
@@ -118,6 +126,7 @@ class TensorResult:
             "shape": list(self.shape),
             "size": self.size,
             "checked": self.checked,
+            "detection_1pct": self.detection,
             "difference": self.difference,
             "passed": self.passed,
             "failed": self.failed,
@@ -258,7 +267,7 @@ class GradcheckReport:
             )
         if self.parameters:
             title = "backward (reverse-mode AD)" if self.forward_ad is not None else None
-            lines += ["", _table(self.parameters, title)]
+            lines += ["", _table(self.parameters, title, sampled=self.sampled)]
         if self.forward_ad is not None:
             lines += ["", _table(self.forward_ad, "forward-mode AD")]
         if self.second_order is not None:
@@ -281,6 +290,10 @@ class GradcheckReport:
         if self.detection:
             chance = ", ".join(f"{q:.0%} of a tensor: {p:.3f}" for q, p in self.detection.items())
             lines.append(f"\nsampled; chance of having caught an error affecting {chance}")
+            lines.append(
+                "per tensor (column 'caught 1 %'): the chance its judged coordinates include one of an error "
+                "affecting 1 % of its elements (exact hypergeometric)"
+            )
         lines += [f"note: {n}" for n in self.notes]
         if self.hints:
             lines += ["", "hints:"] + [f"  - {h}" for h in self.hints]
@@ -301,13 +314,13 @@ class GradcheckReport:
                 tone = "#cf222e" if not r.passed else "#9a6700" if r.inconclusive else "#1a7f37"
                 rows.append(
                     f"<tr><td>{html.escape(title + r.name)}</td><td>{'x'.join(map(str, r.shape)) or '()'}</td>"
-                    f"<td>{r.checked:,}</td><td>{format_number(r.difference, 3)}</td><td>{r.failed}</td>"
+                    f"<td>{r.checked:,}</td>{f'<td>{r.detection:.3f}</td>' if self.sampled else ''}"
+                    f"<td>{format_number(r.difference, 3)}</td><td>{r.failed}</td>"
                     f"<td>{len(r.kinks)}</td><td style='color:{tone};font-weight:bold'>"
                     f"{r.verdict}</td><td>{shown}</td></tr>"
                 )
-        header = "".join(
-            f"<th>{h}</th>" for h in ("tensor", "shape", "checked", "difference", "failed", "kinks", "verdict", "")
-        )
+        columns = ("tensor", "shape", "checked", *(("caught 1 %",) if self.sampled else ()), "difference", "failed")
+        header = "".join(f"<th>{h}</th>" for h in (*columns, "kinks", "verdict", ""))
         extra = [f"<b>stopped:</b> {html.escape(self.stopped)}"] if self.stopped else []
         extra += [f"<b>hint:</b> {html.escape(h)}" for h in self.hints]
         extra += [f"note: {html.escape(n)}" for n in self.notes]
@@ -319,12 +332,13 @@ class GradcheckReport:
         )
 
 
-def _table(results: dict[str, TensorResult], title: str | None) -> str:
+def _table(results: dict[str, TensorResult], title: str | None, *, sampled: bool = False) -> str:
     rows = [
         [
             r.name,
             "x".join(str(s) for s in r.shape) or "()",
             r.checked,
+            *([f"{r.detection:.3f}"] if sampled else []),
             r.difference,
             r.significance,
             r.failed,
@@ -333,5 +347,6 @@ def _table(results: dict[str, TensorResult], title: str | None) -> str:
         ]
         for r in results.values()
     ]
-    headers = ["tensor", "shape", "checked", "difference", "error/tolerance", "failed", "kinks", "verdict"]
+    headers = ["tensor", "shape", "checked", *(["caught 1 %"] if sampled else []), "difference", "error/tolerance"]
+    headers += ["failed", "kinks", "verdict"]
     return format_table(headers, rows, title=title)

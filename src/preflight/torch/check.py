@@ -25,15 +25,17 @@ from preflight.check.engine import GradcheckReport, NondeterministicLossError, g
 from preflight.torch._evaluators import ChainEvaluator, LoopEvaluator, VmapEvaluator
 from preflight.torch._model import FunctionalModel, check_precision, scalar_loss, shared_parameters
 from preflight.torch.function import check_function
+from preflight.torch.graph import build_graph_evaluator, linear_only
 
 __all__ = ["check_function", "check_module"]
 
 A = NDArray[Any]
 Mode = Literal["as_is", "eval", "train"]
-Strategy = Literal["auto", "chain", "vmap", "loop"]
+Strategy = Literal["auto", "chain", "graph", "vmap", "loop"]
 #: What each strategy's note says it does.
 STRATEGIES = {
     "chain": "cached prefix, rank-one updates of Linear layers, vmapped suffix",
+    "graph": "traced graph, cached forward, structured update of the moved layer, vmapped downstream nodes",
     "vmap": "whole model through functional_call, batched over perturbations",
     "loop": "one model call per perturbation",
 }
@@ -103,11 +105,15 @@ def check_module(
         2 s, with the cost of one perturbed loss timed on the strategy actually used (a vmapped or cached loss
         costs far less than a whole-model call). With ``screen`` the number of coordinates is known only after
         the screen: gradcheck's own estimate decides.
-    strategy : {"auto", "chain", "vmap", "loop"}
+    strategy : {"auto", "chain", "graph", "vmap", "loop"}
         How perturbed losses are computed. "chain": a plain ``nn.Sequential`` with a cached prefix and rank-one
-        updates of Linear layers (not with a parameter used in more than one place); "vmap": the whole model
-        vmapped over a chunk of perturbations; "loop": one call each. "auto" takes the first that applies and falls
-        back to the loop if vmap fails on the model; the note "strategy: ..." names the one used, and why.
+        updates of Linear layers (not with a parameter used in more than one place); "graph": the model traced by
+        ``torch.fx``, a cached forward, the moved layer's output updated by structure (Linear, Conv1d/2d,
+        Embedding, LayerNorm, BatchNorm in eval mode; other layers rerun alone) and only the downstream nodes rerun
+        (:mod:`preflight.torch.graph`); "vmap": the whole model vmapped over a chunk of perturbations; "loop": one
+        call each. "auto": the chain for a Sequential whose layers with parameters are all Linear, else the graph,
+        else the chain or vmap, and the loop if vmap fails on the model; the note "strategy: ..." names the one
+        used, and why the faster ones did not apply.
     order : {1, 2}
         2: after the first-order check passes, autograd's Hessian-vector products (double backward) against
         central differences of its gradient, for a few random directions, each tensor's own, and every Hessian
@@ -135,7 +141,7 @@ def check_module(
     True
     """
     check_choice(mode, name="mode", allowed=("as_is", "eval", "train"))
-    check_choice(strategy, name="strategy", allowed=("auto", "chain", "vmap", "loop"))
+    check_choice(strategy, name="strategy", allowed=("auto", "chain", "graph", "vmap", "loop"))
     if order not in (1, 2) or isinstance(order, bool):
         raise ValueError(f"order: expected 1 or 2, got {order!r}")
     if not isinstance(model, nn.Module):
@@ -305,21 +311,40 @@ class _ModuleCheck:
                              "dropout or batch norm in training mode")  # fmt: skip
         if strategy == "chain" and self.shared:
             raise ValueError(f"strategy: 'chain' cannot check {self._shared_text()}; use 'vmap' or 'auto'")
-        if strategy in ("auto", "chain") and sequential and not self.shared:
-            self.strategy = "chain"
-            model = self.model
-            assert isinstance(model, nn.Sequential)
-            with torch.no_grad():
-                engine: Any = ChainEvaluator(model, self.inputs[0], self.loss_of_output)
-        elif strategy in ("auto", "vmap"):
+        chain_fits = sequential and not self.shared
+        if strategy == "chain" or (strategy == "auto" and chain_fits and linear_only(self.model)):
+            engine: Any = self._chain()
+        elif strategy in ("auto", "graph", "vmap"):
             self.strategy = "vmap"
             engine = VmapEvaluator(self.call, self.tensors)
-            if strategy == "auto" and sequential:
+            if strategy == "auto" and sequential and self.shared:
                 self.chain_refused = f"not chain: it cannot check {self._shared_text()}"
+            if strategy in ("auto", "graph"):
+                engine = self._graph(engine, strategy)
+            if strategy == "auto" and chain_fits and self.strategy == "vmap":
+                engine = self._chain()  # layers other than Linear, but the graph does not apply: the chain still does
         else:
             self.strategy = "loop"
             engine = LoopEvaluator(self.call, self.tensors)
         return _TensorEvaluator(engine, self)
+
+    def _chain(self) -> ChainEvaluator:
+        self.strategy, model = "chain", self.model
+        assert isinstance(model, nn.Sequential)
+        with torch.no_grad():
+            return ChainEvaluator(model, self.inputs[0], self.loss_of_output)
+
+    def _graph(self, whole: VmapEvaluator, strategy: str) -> Any:
+        """The graph evaluator over ``whole`` (the vmap evaluator), or ``whole`` with the reason noted."""
+        with torch.no_grad():
+            graph, why = build_graph_evaluator(self.model, self.inputs, self.loss_of_output, whole, set(self.shared))
+        if graph is None:
+            if strategy == "graph":
+                raise ValueError(f"strategy: 'graph' does not apply to this model: {why}; use 'vmap' or 'auto'")
+            self.chain_refused = "; ".join(filter(None, [self.chain_refused, f"not graph: {why}"]))
+            return whole
+        self.strategy = "graph"
+        return graph
 
     def _shared_text(self) -> str:
         uses = "; ".join(f"{n} (also {', '.join(others[1:])})" for n, others in self.shared.items())
