@@ -18,6 +18,7 @@ bit for bit the model's own loss.
 from __future__ import annotations
 
 import operator
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -207,7 +208,7 @@ class GraphEvaluator:
             def layer(p: torch.Tensor) -> Any:
                 return functional_call(owner, {pname: p}, tuple(args), kwargs)
 
-            moved = vmap(layer)(batch)
+            moved = _batched(layer, batch)
         return self._from(node, moved)
 
     def _moved_parameter(
@@ -266,7 +267,7 @@ class GraphEvaluator:
 
         if self.vmap_works:
             try:
-                return vmap(rest)(moved).to(torch.float64)
+                return _batched(rest, moved).to(torch.float64)
             except (RuntimeError, ValueError, NotImplementedError):
                 self.vmap_works = False  # an op without a batching rule: the same suffix, one perturbation a call
         count = len(moved[0] if isinstance(moved, (tuple, list)) else moved)
@@ -276,3 +277,11 @@ class GraphEvaluator:
 def _row(moved: Any, r: int) -> Any:
     """Perturbation ``r`` of a batch of moved values (a tensor, or a tuple of them for a layer with several outputs)."""
     return fx.node.map_aggregate(moved, lambda t: t[r] if isinstance(t, torch.Tensor) else t)
+
+
+def _batched(fn: Callable[[Any], Any], batch: Any) -> Any:
+    """``vmap(fn)(batch)``, without torch's warning that an op (``nn.MultiheadAttention``'s fused kernel) has no
+    batching rule and runs slower: the check's own choice of strategy, nothing the caller can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="There is a performance drop", category=UserWarning)
+        return vmap(fn)(batch)
