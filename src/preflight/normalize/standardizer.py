@@ -28,6 +28,7 @@ from preflight.normalize.estimator import EstimatorProtocol
 from preflight.normalize.kernel import affine_transform
 from preflight.normalize.moments import Moments, chunk_moments, near_constant, nonfinite_columns
 from preflight.normalize.output import configured_output, wrap_output
+from preflight.normalize.routing import MetadataRequests
 from preflight.normalize.sparse import (
     CENTERING_ERROR,
     check_sparse,
@@ -41,7 +42,7 @@ from preflight.normalize.weights import check_sample_weight
 __all__ = ["ConstantFeatureWarning", "NotFittedError", "Standardizer"]
 
 
-class Standardizer(EstimatorProtocol):
+class Standardizer(EstimatorProtocol, MetadataRequests):
     """Standardize features with the training set's mean and standard deviation: ``z = (x - mean_) / scale_``.
 
     Parameters
