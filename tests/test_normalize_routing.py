@@ -1,6 +1,8 @@
-"""scikit-learn's metadata routing reaches Standardizer as it reaches StandardScaler (set_fit_request, clone)."""
+"""scikit-learn's metadata routing and callbacks reach Standardizer as they reach StandardScaler."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pytest
@@ -62,3 +64,41 @@ def test_requests_need_routing_enabled_and_a_valid_value() -> None:
     with sklearn.config_context(enable_metadata_routing=True):
         with pytest.raises(ValueError, match=r"set_fit_request: sample_weight must be True, False, None or an alias"):
             Standardizer().set_fit_request(sample_weight=3)
+
+
+class Recorder:
+    """A scikit-learn FitCallback that records the hooks called."""
+
+    def __init__(self) -> None:
+        self.hooks: list[str] = []
+
+    def setup(self, estimator: object, context: object) -> None:
+        self.hooks.append("setup")
+
+    def on_fit_task_begin(self, estimator: object, context: object, **kwargs: object) -> None:
+        self.hooks.append("begin")
+
+    def on_fit_task_end(self, estimator: object, context: object, **kwargs: object) -> None:
+        self.hooks.append("end")
+
+    def teardown(self, estimator: object, context: object) -> None:
+        self.hooks.append("teardown")
+
+
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+def test_callbacks_see_one_fit_task_and_a_pipeline_passes_its_own_down(
+    method: str, data: tuple[np.ndarray, ...]
+) -> None:
+    pytest.importorskip("sklearn.callback")
+    x, y, _ = data
+    recorder = Recorder()
+    s = getattr(Standardizer().set_callbacks(recorder), method)(x)
+    assert recorder.hooks == ["setup", "begin", "end", "teardown"]
+    assert clone(s)._skl_callbacks == [recorder] and not hasattr(s, "_callback_fit_ctx")
+    with pytest.raises(TypeError, match="FitCallback protocol"):
+        Standardizer().set_callbacks(3)
+    from sklearn.callback import ProgressBar
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not "Standardizer does not support callbacks"
+        make_pipeline(Standardizer(), LogisticRegression()).set_callbacks(ProgressBar()).fit(x, y)

@@ -65,9 +65,6 @@ _NAN = (
     "naming the features, and does what StandardScaler does with ignore_nan=True (these tests pass so: the "
     "*_with_ignore_nan copies below)"
 )
-_CALLBACKS = (
-    "scikit-learn's experimental callback API (sklearn.callback, new in 1.9, private modules) is not implemented"
-)
 #: The tests of scikit-learn 1.9.1 that Standardizer fails on purpose: node-name pattern -> (difference, error).
 KNOWN_DIFFERENCES: dict[str, tuple[str, type[BaseException]]] = {
     "test_standard_scaler_sample_weight[*-Xw2-X2-sample_weight2]": (_NAN, ValueError),
@@ -76,7 +73,6 @@ KNOWN_DIFFERENCES: dict[str, tuple[str, type[BaseException]]] = {
     "test_standard_scaler_sparse_partial_fit_finite_variance[X_22]": (_NAN, ValueError),
     "test_missing_value_handling[*]": (_NAN, ValueError),
     "test_missing_value_pandas_na_support[*]": (_NAN, ValueError),
-    "test_standard_scaler_callback_support[*]": (_CALLBACKS, AttributeError),
 }
 #: The sklearn tests about NaN, run a second time with ``ignore_nan=True`` (StandardScaler's NaN policy).
 NAN_TESTS = (

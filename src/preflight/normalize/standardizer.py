@@ -23,6 +23,7 @@ from preflight._util.warn import warn
 from preflight.normalize import sources as io
 from preflight.normalize import tables
 from preflight.normalize.attributes import fitted_attributes
+from preflight.normalize.callbacks import CallbackSupport, fit_task
 from preflight.normalize.errors import ConstantFeatureWarning, NotFittedError, not_fitted
 from preflight.normalize.estimator import EstimatorProtocol
 from preflight.normalize.kernel import affine_transform
@@ -42,7 +43,7 @@ from preflight.normalize.weights import check_sample_weight
 __all__ = ["ConstantFeatureWarning", "NotFittedError", "Standardizer"]
 
 
-class Standardizer(EstimatorProtocol, MetadataRequests):
+class Standardizer(EstimatorProtocol, MetadataRequests, CallbackSupport):
     """Standardize features with the training set's mean and standard deviation: ``z = (x - mean_) / scale_``.
 
     Parameters
@@ -132,10 +133,11 @@ class Standardizer(EstimatorProtocol, MetadataRequests):
             Non-numeric, empty or non-2-D input; NaN or infinity (named by feature) unless ``ignore_nan``; sparse
             input with ``with_mean=True``; bad weights.
         """
-        self._reset()
-        self._update(X, sample_weight)
-        self._require_values()
-        self._warn_constant()
+        with fit_task(self, X, y, sample_weight):
+            self._reset()
+            self._update(X, sample_weight)
+            self._require_values()
+            self._warn_constant()
         return self
 
     def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> Standardizer:
@@ -152,8 +154,9 @@ class Standardizer(EstimatorProtocol, MetadataRequests):
         >>> bool(np.allclose(s.var_, Standardizer().fit(x).var_, rtol=1e-12))
         True
         """
-        self._update(X, sample_weight)
-        self._warn_constant()
+        with fit_task(self, X, y, sample_weight):
+            self._update(X, sample_weight)
+            self._warn_constant()
         return self
 
     def _update(self, X: Any, sample_weight: Any, *, chunk: bool = False) -> None:
