@@ -56,8 +56,9 @@ class Standardizer(EstimatorProtocol, MetadataRequests, CallbackSupport):
         False lets ``transform`` and ``inverse_transform`` work in place when the input is a writeable float array
         (or CSR matrix).
     ignore_nan : bool
-        Leave NaN (and pandas' ``NA``) out of the statistics in ``fit`` and pass them through ``transform``; by
-        default NaN (and always infinity) is an error naming the features.
+        Leave NaN (and pandas' ``NA``) out of the statistics in ``fit`` and pass them through ``transform`` (a
+        feature NaN in every row gets NaN statistics and a warning, as in StandardScaler); by default NaN (and
+        always infinity) is an error naming the features.
 
     Attributes
     ----------
