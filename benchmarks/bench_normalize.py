@@ -29,19 +29,21 @@ from preflight.normalize.moments import available_cores
 MB = 1 << 20
 
 
-def best_times(works: list[Callable[[], Any]], repeat: int) -> list[float]:
-    """Best wall time of each of ``works`` over ``repeat`` rounds (the least disturbed by the rest of the machine).
+def best_times(works: list[Callable[[], Any]], repeat: int) -> list[tuple[float, float]]:
+    """Best wall time and best CPU time (all threads of this process) of each of ``works`` over ``repeat`` rounds.
 
-    The works take turns within a round, so a slow spell of the machine falls on both sides of a comparison.
+    The works take turns within a round, so a slow spell of the machine falls on both sides of a comparison. CPU
+    time is the work done, which other processes on a loaded machine disturb much less than the wall time (they
+    take cores away, not cycles from the work): on a shared machine it is the steadier comparison.
     """
-    times: list[list[float]] = [[] for _ in works]
+    times: list[list[tuple[float, float]]] = [[] for _ in works]
     for _ in range(repeat):
         for work, spent in zip(works, times, strict=True):
             gc.collect()
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             work()
-            spent.append(time.perf_counter() - start)
-    return [min(spent) for spent in times]
+            spent.append((time.perf_counter() - start, time.process_time() - cpu))
+    return [(min(t[0] for t in spent), min(t[1] for t in spent)) for spent in times]
 
 
 def extra_memory(work: Callable[[], Any]) -> float:
@@ -89,14 +91,15 @@ def measure(x: np.ndarray, repeat: int) -> list[list[Any]]:
     ]
     rows = []
     for name, sklearn_work, our_work, target in cases:
-        t_sklearn, t_ours = best_times([sklearn_work, our_work], repeat)
+        (t_sklearn, c_sklearn), (t_ours, c_ours) = best_times([sklearn_work, our_work], repeat)
         m_sklearn, m_ours = extra_memory(sklearn_work), extra_memory(our_work)
         speedup = t_sklearn / t_ours
         verdict = "" if target is None else ("ok" if speedup >= target and m_ours <= 64 else "MISSED")
         goal = "" if target is None else f">= {target:g}x, <= 64 MB"
-        rows.append([name, str(x.dtype), t_sklearn, t_ours, round(speedup, 2), m_sklearn, m_ours, goal, verdict])
-    (t_sum,) = best_times([lambda: x.sum(axis=0)], repeat)
-    rows.append(["a.sum(axis=0) (ceiling)", str(x.dtype), "", t_sum, "", "", "", "", ""])
+        cpu = round(c_sklearn / c_ours, 2)
+        rows.append([name, str(x.dtype), t_sklearn, t_ours, round(speedup, 2), cpu, m_sklearn, m_ours, goal, verdict])
+    ((t_sum, _),) = best_times([lambda: x.sum(axis=0)], repeat)
+    rows.append(["a.sum(axis=0) (ceiling)", str(x.dtype), "", t_sum, "", "", "", "", "", ""])
     return rows
 
 
@@ -116,10 +119,22 @@ def main() -> None:
         x += np.linspace(-1e3, 1e3, args.features).astype(dtype)
         table += measure(x, repeat)
         del x
-    headers = ["operation", "dtype", "sklearn s", "preflight s", "speedup", "sklearn MB", "preflight MB", "goal", ""]
+    headers = [
+        "operation",
+        "dtype",
+        "sklearn s",
+        "preflight s",
+        "speedup",
+        "CPU-time ratio",
+        "sklearn MB",
+        "preflight MB",
+        "goal",
+        "",
+    ]
     title = (
         f"Standardizer vs sklearn StandardScaler, {rows:.3g} x {args.features}, best of {repeat}; "
-        f"{available_cores()} cores (affinity), os.cpu_count={os.cpu_count()}, numpy {np.__version__}; "
+        f"{available_cores()} cores (affinity), os.cpu_count={os.cpu_count()}, numpy {np.__version__}, "
+        f"load average {os.getloadavg()[0]:.1f} at the end; "
         "MB = extra memory beyond input and output (tracemalloc peak)"
     )
     print(format_table(headers, table, title=title))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from preflight import NotFittedError, Standardizer
+from preflight import NotFittedError, PreflightWarning, Standardizer
 from preflight.normalize import ConstantFeatureWarning
 
 EPS = np.finfo(np.float64).eps
@@ -362,13 +363,44 @@ def test_scikit_learns_check_estimator_passes(estimator: Standardizer) -> None:
     assert len(results) > 40
 
 
-def test_a_feature_that_is_nan_in_every_row_is_refused_by_name_not_given_invented_statistics() -> None:
+def test_a_feature_that_is_nan_in_every_row_gets_nan_statistics_and_a_warning_naming_it() -> None:
+    # StandardScaler's behaviour with ignore_nan=True (a fold of cross-validation may miss a rare feature entirely:
+    # refusing it would break the pipeline); without ignore_nan NaN is refused anyway.
     x = np.array([[np.nan, 1.0], [np.nan, 2.0]])
+    with pytest.warns(PreflightWarning, match=r"feature\(s\) \[.x0.\] have no values: every entry is NaN"):
+        s = Standardizer(ignore_nan=True).fit(x)
+    np.testing.assert_array_equal(s.mean_, [np.nan, 1.5])
+    np.testing.assert_array_equal(s.var_, [np.nan, 0.25])
+    np.testing.assert_array_equal(s.scale_, [np.nan, 0.5])
+    np.testing.assert_array_equal(s.transform(np.array([[3.0, 2.0]])), [[np.nan, 1.0]])
+    with pytest.raises(ValueError, match=r"X: NaN .*\['x0'\]|x0"):
+        Standardizer().fit(x)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "Mean of empty slice", no constant-feature warning
-        with pytest.raises(ValueError, match=r"X: feature\(s\) \['x0'\] have no values: every entry is NaN"):
-            Standardizer(ignore_nan=True).fit(x)
         # Chunk by chunk a feature may start as NaN only; later rows give it its statistics.
         s = Standardizer(ignore_nan=True).partial_fit(x).partial_fit(np.array([[3.0, 1.0], [5.0, 2.0]]))
     np.testing.assert_array_equal(s.mean_, [4.0, 1.5])
     np.testing.assert_array_equal(s.n_samples_seen_, [2, 4])
+
+
+def test_a_feature_without_values_saves_and_loads_to_the_same_nan_statistics(tmp_path: Path) -> None:
+    x = np.array([[np.nan, 1.0], [np.nan, 3.0]])
+    with pytest.warns(PreflightWarning, match="no values"):
+        s = Standardizer(ignore_nan=True).fit(x)
+    loaded = Standardizer.load(s.save(tmp_path / "stats.json"))
+    np.testing.assert_array_equal(loaded.scale_, s.scale_)
+    np.testing.assert_array_equal(loaded.mean_, s.mean_)
+
+
+def test_with_mean_and_with_std_false_leave_mean_and_var_none_as_scikit_learn() -> None:
+    x = np.array([[1.0, 2.0], [3.0, 6.0]])
+    s = Standardizer(with_std=False).fit(x)
+    np.testing.assert_array_equal(s.mean_, [2.0, 4.0])
+    assert s.var_ is None and s.scale_ is None
+    s = Standardizer(with_mean=False, with_std=False).partial_fit(x)
+    assert s.mean_ is None and s.var_ is None and s.scale_ is None and s.n_samples_seen_ == 2
+    np.testing.assert_array_equal(s.transform(x), x)
+    # The statistics are still kept: partial_fit goes on, and a later with_std=True fit has them.
+    s.partial_fit(x)
+    assert s.n_samples_seen_ == 4
+    np.testing.assert_array_equal(Standardizer(with_mean=False).fit(x).mean_, [2.0, 4.0])

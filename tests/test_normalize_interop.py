@@ -169,6 +169,25 @@ def test_set_output_polars() -> None:
     np.testing.assert_allclose(out.to_numpy(), [[-1.0, -1.0], [1.0, 1.0]])
 
 
+@pytest.mark.slow  # scikit-learn's Pipeline and ColumnTransformer machinery
+def test_the_global_polars_output_reaches_a_pipeline_and_a_column_transformer() -> None:
+    pl = pytest.importorskip("polars")
+    pytest.importorskip("sklearn")
+    from sklearn import config_context
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MinMaxScaler
+
+    frame = pl.DataFrame({"a": [1.0, 2.0, 4.0, 8.0], "b": [10.0, 0.0, 5.0, 1.0], "c": [0.0, 1.0, 0.0, 1.0]})
+    with config_context(transform_output="polars"):
+        piped = make_pipeline(Standardizer(), MinMaxScaler()).fit_transform(frame)
+        columns = ColumnTransformer([("z", Standardizer(), ["a", "b"])], remainder="passthrough").fit_transform(frame)
+    assert isinstance(piped, pl.DataFrame) and piped.columns == ["a", "b", "c"]
+    assert isinstance(columns, pl.DataFrame) and columns.columns == ["z__a", "z__b", "remainder__c"]
+    expected = Standardizer().fit_transform(frame.select("a", "b").to_numpy())
+    np.testing.assert_allclose(columns.select("z__a", "z__b").to_numpy(), expected, rtol=1e-12)
+
+
 # ---------------------------------------------------------------------- pandas nullable and pyarrow dtypes
 @pytest.mark.parametrize("backend", ["numpy_nullable", "pyarrow"])
 def test_pandas_na_counts_as_nan_refused_by_name_or_ignored(backend: str) -> None:

@@ -16,7 +16,8 @@ since the list of known differences below is for that one) at collection time, w
 
 Every test that still fails is in :data:`KNOWN_DIFFERENCES` with its reason (strict xfail: one that starts passing
 fails the run, so the list stays exact). The array-API cases skip here (they need ``SCIPY_ARRAY_API=1`` and an
-array-API library); Standardizer's boundary is documented in docs/guides/normalization.md.
+array-API library); Standardizer's boundary is documented in docs/guides/normalization.md, with the figures
+``python tests/test_sklearn_parity.py`` prints (it also runs the same collection against StandardScaler itself).
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ import contextlib
 import fnmatch
 import importlib.util
 import inspect
+import json
+import os
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
 from types import ModuleType
@@ -52,27 +57,15 @@ from sklearn.utils.validation import has_fit_parameter  # noqa: E402
 
 from preflight.normalize import Standardizer  # noqa: E402
 
+#: ``PARITY_BASELINE=1``: the same collection run against StandardScaler itself, for the figures' baseline row
+#: (``python tests/test_sklearn_parity.py`` runs it so); no known difference applies then.
+BASELINE = os.environ.get("PARITY_BASELINE") == "1"
+
 _NAN = (
     "NaN: StandardScaler ignores NaN in fit and passes it through transform; Standardizer refuses it by default, "
     "naming the features, and does what StandardScaler does with ignore_nan=True (these tests pass so: the "
     "*_with_ignore_nan copies below)"
 )
-_NONE = (
-    "mean_ and var_ are always fitted and set; StandardScaler sets var_ = None without with_std, and mean_ = None "
-    "too when with_mean is also False"
-)
-_CALLBACKS = (
-    "scikit-learn's experimental callback API (sklearn.callback, new in 1.9, private modules) is not implemented"
-)
-_ALL_NAN = (
-    "a feature that is NaN in every row is refused by fit, naming it (StandardScaler fits it: mean_ and var_ NaN, "
-    "scale_ 1)"
-)
-_SCALE_FUNCTION = (
-    "the test calls sklearn's scale() function with the estimator's get_params(), which include ignore_nan: "
-    "scale() takes no such argument"
-)
-
 #: The tests of scikit-learn 1.9.1 that Standardizer fails on purpose: node-name pattern -> (difference, error).
 KNOWN_DIFFERENCES: dict[str, tuple[str, type[BaseException]]] = {
     "test_standard_scaler_sample_weight[*-Xw2-X2-sample_weight2]": (_NAN, ValueError),
@@ -81,11 +74,6 @@ KNOWN_DIFFERENCES: dict[str, tuple[str, type[BaseException]]] = {
     "test_standard_scaler_sparse_partial_fit_finite_variance[X_22]": (_NAN, ValueError),
     "test_missing_value_handling[*]": (_NAN, ValueError),
     "test_missing_value_pandas_na_support[*]": (_NAN, ValueError),
-    "test_scaler_return_identity[*]": (_NONE, AssertionError),
-    "test_standard_scaler_partial_fit": (_NONE, ValueError),  # `assert array == array` (sklearn's: None == None)
-    "test_standard_scaler_callback_support[*]": (_CALLBACKS, AttributeError),
-    "test_standard_scaler_sample_weight_with_ignore_nan[*-Xw2-X2-sample_weight2]": (_ALL_NAN, ValueError),
-    "test_missing_value_handling_with_ignore_nan[*]": (_SCALE_FUNCTION, TypeError),
 }
 #: The sklearn tests about NaN, run a second time with ``ignore_nan=True`` (StandardScaler's NaN policy).
 NAN_TESTS = (
@@ -98,12 +86,21 @@ NAN_TESTS = (
 
 
 class StandardizerIgnoringNaN(Standardizer):
-    """Standardizer with ``ignore_nan=True`` by default: what StandardScaler does with NaN."""
+    """Standardizer with ``ignore_nan=True``: StandardScaler's NaN policy, and StandardScaler's parameters exactly.
 
-    PARAMETERS: ClassVar[dict[str, Any]] = {**Standardizer.PARAMETERS, "ignore_nan": True}
+    ``ignore_nan`` is fixed rather than a parameter, so ``get_params()`` gives what StandardScaler's gives (a test
+    passes them on to scikit-learn's ``scale()`` function).
+    """
 
-    def __init__(self, *, with_mean: bool = True, with_std: bool = True, copy: bool = True, ignore_nan: bool = True):
-        super().__init__(with_mean=with_mean, with_std=with_std, copy=copy, ignore_nan=ignore_nan)
+    PARAMETERS: ClassVar[dict[str, Any]] = {k: v for k, v in Standardizer.PARAMETERS.items() if k != "ignore_nan"}
+
+    def __init__(self, *, with_mean: bool = True, with_std: bool = True, copy: bool = True):
+        super().__init__(with_mean=with_mean, with_std=with_std, copy=copy, ignore_nan=True)
+
+
+if BASELINE:
+    Standardizer = StandardScaler  # type: ignore[assignment,misc]
+    StandardizerIgnoringNaN = StandardScaler  # type: ignore[assignment,misc]
 
 
 # ---------------------------------------------------------------------- the swap
@@ -149,7 +146,7 @@ def _registered() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _swapped_registry_and_known_differences(request: pytest.FixtureRequest) -> Iterator[None]:
-    for pattern, (reason, error) in KNOWN_DIFFERENCES.items():
+    for pattern, (reason, error) in {} if BASELINE else KNOWN_DIFFERENCES.items():
         if fnmatch.fnmatchcase(request.node.name, pattern.replace("[", "[[]")):  # "[" is literal in node names
             request.applymarker(pytest.mark.xfail(strict=True, reason=reason, raises=error))
     with _registered():
@@ -318,7 +315,7 @@ test_check_all_zero_sample_weights_error = pytest.mark.parametrize("estimator", 
 )
 
 
-# ------------------------------------------------ the figures in docs/guides/normalization.md
+# ---------------------------------------------------------------------- the figures in the docs
 class _Tally:
     """Each test's outcome, for ``python <this file>``: the figures in docs/guides/normalization.md."""
 
@@ -328,38 +325,68 @@ class _Tally:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call" and not (report.when == "setup" and report.skipped):
             return
-        name = report.nodeid.split("::")[-1]
-        ours = any(fnmatch.fnmatchcase(name, p.replace("[", "[[]")) for p in KNOWN_DIFFERENCES)
+        # The baseline's ids name StandardScaler where ours name Standardizer: one name for both.
+        name = report.nodeid.split("::")[-1].replace("StandardScaler", "Standardizer")
+        ours = not BASELINE and any(fnmatch.fnmatchcase(name, p.replace("[", "[[]")) for p in KNOWN_DIFFERENCES)
         if hasattr(report, "wasxfail"):
             outcome = ("known difference" if ours else "sklearn's own xfail") if report.skipped else "sklearn's xpass"
         else:
             outcome = report.outcome
         self.outcomes[name] = outcome
 
-    def groups(self) -> dict[str, list[str]]:
-        """Outcomes by group; the last takes each NaN test's outcome from its ignore_nan=True copy."""
-        copy = "_with_ignore_nan"
-        plain = {k: v for k, v in self.outcomes.items() if "array_api" not in k and copy not in k}
-        with_copies = {
-            k: self.outcomes.get(k.replace("[", f"{copy}[", 1) if "[" in k else k + copy, v) for k, v in plain.items()
-        }
-        return {
-            "Standardizer as is": list(plain.values()),
-            "ignore_nan=True copies of the NaN tests": [v for k, v in self.outcomes.items() if copy in k],
-            "as is, NaN tests with ignore_nan=True": list(with_copies.values()),
-            "array API": [v for k, v in self.outcomes.items() if "array_api" in k],
-        }
+
+COPY = "_with_ignore_nan"
+OUTCOMES = ["passed", "sklearn's xpass", "known difference", "failed", "skipped", "sklearn's own xfail"]
+PASSING = ("passed", "sklearn's xpass")
+
+
+def _groups(outcomes: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Outcomes by group, array-API tests apart; one group takes each NaN test's outcome from its ignore_nan copy."""
+    plain = {k: v for k, v in outcomes.items() if "array_api" not in k and COPY not in k}
+    with_copies = {
+        k: outcomes.get(k.replace("[", f"{COPY}[", 1) if "[" in k else k + COPY, v) for k, v in plain.items()
+    }
+    return {
+        "as is": plain,
+        "NaN tests with ignore_nan=True": with_copies,
+        "array API (not run: SCIPY_ARRAY_API)": {k: v for k, v in outcomes.items() if "array_api" in k},
+    }
+
+
+def _row(label: str, seen: dict[str, str], baseline: dict[str, str]) -> list[Any]:
+    """Counts; passed / collected (array-API tests apart); the share of StandardScaler's passes passed here too."""
+    counts = [list(seen.values()).count(o) for o in OUTCOMES]
+    passed = counts[0] + counts[1]
+    theirs = [k for k in seen if baseline.get(k) in PASSING]
+    both = sum(seen[k] in PASSING for k in theirs)
+    share = f"{100 * passed / len(seen):.1f} %" if passed else ""
+    relative = f"{both} of {len(theirs)} ({100 * both / len(theirs):.1f} %)" if both else ""
+    return [label, len(seen), *counts, share, relative]
+
+
+def main() -> None:
+    """Run this file under pytest, tally every outcome, and print the table (the baseline run as a subprocess)."""
+    tally = _Tally()
+    pytest.main([__file__, "-q", "-p", "no:cacheprovider", "--no-header", "-o", "addopts="], plugins=[tally])
+    if BASELINE:
+        print(json.dumps(tally.outcomes))
+        return
+    from preflight._util.text import format_table
+
+    run = subprocess.run(
+        [sys.executable, __file__], env={**os.environ, "PARITY_BASELINE": "1"}, capture_output=True, text=True
+    )
+    baseline: dict[str, str] = json.loads(run.stdout.strip().splitlines()[-1])
+    ours, theirs = _groups(tally.outcomes), _groups(baseline)
+    rows = [
+        _row("StandardScaler itself", theirs["as is"], baseline),
+        _row("Standardizer as is", ours["as is"], baseline),
+        _row("Standardizer, NaN tests with ignore_nan=True", ours["NaN tests with ignore_nan=True"], baseline),
+        _row("array API (SCIPY_ARRAY_API unset: skipped)", ours["array API (not run: SCIPY_ARRAY_API)"], baseline),
+    ]
+    headers = ["scikit-learn 1.9.1's tests", "collected", *OUTCOMES, "passed / collected", "of StandardScaler's passes"]
+    print(format_table(headers, rows, title="passed counts sklearn's xpass (a check sklearn expects to fail, passing)"))
 
 
 if __name__ == "__main__":
-    from preflight._util.text import format_table
-
-    tally = _Tally()
-    pytest.main([__file__, "-q", "-p", "no:cacheprovider", "--no-header", "-o", "addopts="], plugins=[tally])
-    outcomes = ["passed", "known difference", "failed", "skipped", "sklearn's own xfail", "sklearn's xpass"]
-    rows = []
-    for group, seen in tally.groups().items():
-        counts = [seen.count(o) for o in outcomes]
-        judged = counts[0] + counts[1] + counts[2]
-        rows.append([group, *counts, f"{100 * counts[0] / judged:.1f} %" if judged else ""])
-    print(format_table(["tests", *outcomes, "passed / (passed + known + failed)"], rows))
+    main()

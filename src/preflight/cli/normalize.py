@@ -34,13 +34,15 @@ class FitReport:
 
     def to_dict(self) -> dict[str, Any]:
         s = self.standardizer
+        mean, var = s.mean_, s.var_
+        assert mean is not None and var is not None  # `normalize fit` always centers and scales
         return {
             "output": str(self.output),
             "n_samples_seen": np.asarray(s.n_samples_seen_).tolist(),
             "weighted": bool(getattr(s, "_weighted", False)),
             "features": [str(n) for n in s.get_feature_names_out()],
-            "mean": s.mean_.tolist(),
-            "std": (s.var_**0.5).tolist(),
+            "mean": mean.tolist(),
+            "std": (var**0.5).tolist(),
             "scale": None if s.scale_ is None else s.scale_.tolist(),
         }
 

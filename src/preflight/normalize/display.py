@@ -35,11 +35,21 @@ def statistics_table(standardizer: Any) -> Table:
     x1      |    5 |   0 |     1 | constant: scale 1
     """
     s = standardizer
-    std = np.sqrt(s.var_)
+    # The fitted statistics, also where scikit-learn's convention leaves mean_ or var_ None (with_std=False).
+    moments = s._moments
+    empty = moments.count == 0
+    mean = np.where(empty, np.nan, moments.mean)
+    std = np.where(empty, np.nan, np.sqrt(moments.variance))
     scale = s.scale_ if s.scale_ is not None else np.ones_like(std)
+
+    def note(empty: bool, d: float, f: float) -> str:
+        if empty:
+            return "no values: NaN"
+        return "constant: scale 1" if s.scale_ is not None and d != f else ""
+
     rows = [
-        [str(name), float(m), float(d), float(f), "constant: scale 1" if s.scale_ is not None and d != f else ""]
-        for name, m, d, f in zip(s.get_feature_names_out(), s.mean_, std, scale, strict=True)
+        [str(name), float(m), float(d), float(f), note(bool(e), float(d), float(f))]
+        for name, m, d, f, e in zip(s.get_feature_names_out(), mean, std, scale, empty, strict=True)
     ]
     return Table(["feature", "mean", "std", "scale", "note"], rows, title="Fitted statistics (float64)")
 

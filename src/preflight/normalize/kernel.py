@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from preflight.normalize.moments import block_rows, parallel_rows, sum_is_finite
+from preflight.normalize.moments import block_rows, parallel_rows
 
 __all__ = ["affine_transform", "output_dtype"]
 
@@ -92,16 +92,21 @@ def affine_transform(
 
     def check_finite(cached: NDArray[Any], source: NDArray[Any]) -> None:
         # NaN and inf in the source survive the affine map and a sum, so one sum of the cached block finds them.
-        # NumPy's own reduction, not BLAS: a BLAS call here starts BLAS threads beside ours (10% slower on 2
-        # cores). A non-finite sum only means "look closer" and the source decides.
-        if not sum_is_finite(cached):
+        # einsum's plain vectorized sum: 1.5x (float64) to 2x (float32) faster than add.reduce's pairwise one,
+        # whose accuracy a finiteness test does not need; not BLAS, whose threads would start beside ours (10%
+        # slower on 2 cores). A non-finite sum only means "look closer" and the source decides (a finite block
+        # whose sum overflows is no error: the caller's errstate keeps NumPy from warning about its own probe).
+        if not np.isfinite(np.einsum("i->", cached.reshape(-1))):
             on_nonfinite(source)
 
+    # One errstate per row range, not per block: entering it costs microseconds, 3% of a 512 KiB block's work.
+    @np.errstate(over="ignore", invalid="ignore")
     def scan(start: int, stop: int) -> None:
         for first in range(start, stop, rows):
             block = x[first : min(first + rows, stop)]
             check_finite(block, block)
 
+    @np.errstate(over="ignore", invalid="ignore")
     def work(start: int, stop: int) -> None:
         for first in range(start, stop, rows):
             block, target = x[first : min(first + rows, stop)], out[first : min(first + rows, stop)]

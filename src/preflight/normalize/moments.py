@@ -29,7 +29,6 @@ __all__ = [
     "next_shift",
     "nonfinite_columns",
     "parallel_rows",
-    "sum_is_finite",
 ]
 
 F64 = NDArray[np.float64]
@@ -231,21 +230,6 @@ def _shifted_sums(x: NDArray[Any], shift: F64, skip_nan: bool, weights: F64 | No
         np.multiply(d, d, out=d)
         s2 += w @ d
     return count, s1, s2
-
-
-def sum_is_finite(block: NDArray[Any]) -> bool:
-    """Whether one NumPy sum of ``block`` is finite: the quick test for NaN and inf, silent when the sum overflows.
-
-    A finite block whose sum overflows is no error (the caller then looks at the block itself), so NumPy's overflow
-    warning would only alarm the user about preflight's own probe.
-
-    Examples
-    --------
-    >>> sum_is_finite(np.array([1.0, 2.0])), sum_is_finite(np.full(3, 6e4, dtype=np.float16))
-    (True, False)
-    """
-    with np.errstate(over="ignore", invalid="ignore"):
-        return bool(np.isfinite(np.add.reduce(block.reshape(-1))))
 
 
 def nonfinite_columns(x: NDArray[Any], *, skip_nan: bool = False) -> list[int]:

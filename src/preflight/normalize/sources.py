@@ -18,6 +18,7 @@ from preflight._util.optional import require
 from preflight._util.text import NAMES_SHOWN, name_list
 from preflight._util.validation import check_array, check_positive_int, describe
 from preflight._util.warn import warn
+from preflight.normalize.attributes import scale_of
 from preflight.normalize.moments import Moments, block_rows, first_block_shift, near_constant
 
 __all__ = [
@@ -275,9 +276,10 @@ def save_state(
         "shift": moments.shift.tolist(),
         "offset": moments.offset.tolist(),
         "m2": moments.m2.tolist(),
-        "mean": standardizer.mean_.tolist(),
-        "var": standardizer.var_.tolist(),
-        "scale": None if standardizer.scale_ is None else standardizer.scale_.tolist(),
+        "mean": moments.mean.tolist(),
+        "var": moments.variance.tolist(),
+        # From the moments, as load checks it (a feature without values: scale 1 here, NaN once loaded).
+        "scale": None if standardizer.scale_ is None else scale_of(moments).tolist(),
     }
     if label_column is not None:
         document["label_column"] = check_positive_int(label_column, name="label_column", minimum=0)

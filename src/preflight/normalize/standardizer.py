@@ -22,6 +22,8 @@ from preflight._util.text import NAMES_SHOWN, name_list
 from preflight._util.warn import warn
 from preflight.normalize import sources as io
 from preflight.normalize import tables
+from preflight.normalize.attributes import fitted_attributes
+from preflight.normalize.callbacks import CallbackSupport, fit_task
 from preflight.normalize.errors import ConstantFeatureWarning, NotFittedError, not_fitted
 from preflight.normalize.estimator import EstimatorProtocol
 from preflight.normalize.kernel import affine_transform
@@ -33,6 +35,7 @@ from preflight.normalize.moments import (
     nonfinite_columns,
 )
 from preflight.normalize.output import configured_output, wrap_output
+from preflight.normalize.routing import MetadataRequests
 from preflight.normalize.sparse import (
     CENTERING_ERROR,
     check_sparse,
@@ -46,7 +49,7 @@ from preflight.normalize.weights import check_sample_weight
 __all__ = ["ConstantFeatureWarning", "NotFittedError", "Standardizer"]
 
 
-class Standardizer(EstimatorProtocol):
+class Standardizer(EstimatorProtocol, MetadataRequests, CallbackSupport):
     """Standardize features with the training set's mean and standard deviation: ``z = (x - mean_) / scale_``.
 
     Parameters
@@ -59,13 +62,17 @@ class Standardizer(EstimatorProtocol):
         False lets ``transform`` and ``inverse_transform`` work in place when the input is a writeable float array
         (or CSR matrix).
     ignore_nan : bool
-        Leave NaN (and pandas' ``NA``) out of the statistics in ``fit`` and pass them through ``transform``; by
-        default NaN (and always infinity) is an error naming the features.
+        Leave NaN (and pandas' ``NA``) out of the statistics in ``fit`` and pass them through ``transform`` (a
+        feature NaN in every row gets NaN statistics and a warning, as in StandardScaler); by default NaN (and
+        always infinity) is an error naming the features.
 
     Attributes
     ----------
-    mean_, var_ : ndarray of shape (n_features,), float64
-        Mean and population variance of the training samples (weighted, with ``sample_weight``).
+    mean_ : ndarray of shape (n_features,), float64, or None
+        Mean of the training samples (weighted, with ``sample_weight``); None when ``with_mean`` and ``with_std``
+        are both False (scikit-learn's convention: the statistics are still kept for ``partial_fit`` and ``save``).
+    var_ : ndarray of shape (n_features,), float64, or None
+        Population variance of the training samples; None when ``with_std=False``.
     scale_ : ndarray of shape (n_features,) or None
         ``sqrt(var_)``, with 1 for constant and near-constant features; None when ``with_std=False``.
     n_samples_seen_ : int, float or ndarray
@@ -133,10 +140,11 @@ class Standardizer(EstimatorProtocol):
             Non-numeric, empty or non-2-D input; NaN or infinity (named by feature) unless ``ignore_nan``; sparse
             input with ``with_mean=True``; bad weights.
         """
-        self._reset()
-        self._update(X, sample_weight)
-        self._require_values()
-        self._warn_constant()
+        with fit_task(self, X, y, sample_weight):
+            self._reset()
+            self._update(X, sample_weight)
+            self._require_values()
+            self._warn_constant()
         return self
 
     def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> Standardizer:
@@ -153,8 +161,9 @@ class Standardizer(EstimatorProtocol):
         >>> bool(np.allclose(s.var_, Standardizer().fit(x).var_, rtol=1e-12))
         True
         """
-        self._update(X, sample_weight)
-        self._warn_constant()
+        with fit_task(self, X, y, sample_weight):
+            self._update(X, sample_weight)
+            self._warn_constant()
         return self
 
     def _update(self, X: Any, sample_weight: Any, *, chunk: bool = False) -> None:
@@ -340,7 +349,9 @@ class Standardizer(EstimatorProtocol):
             Of the buffers; torch's default dtype (float32) when omitted.
         """
         self._check_fitted()
-        return io.torch_module(self.mean_, self.scale_, with_mean=self.with_mean, with_std=self.with_std, dtype=dtype)
+        return io.torch_module(
+            self._moments.mean, self.scale_, with_mean=self.with_mean, with_std=self.with_std, dtype=dtype
+        )
 
     # ------------------------------------------------------------------ internals
     def _reset(self) -> None:
@@ -385,30 +396,29 @@ class Standardizer(EstimatorProtocol):
 
     def _set_statistics(self, moments: Moments) -> None:
         self._moments = moments
-        p = moments.count.shape[0]
-        self.n_features_in_ = p
-        self.mean_ = moments.mean.copy()
-        self.var_ = moments.variance
-        # scikit-learn's convention: a count of rows (int), or with sample weights their sum (float); one number
-        # when every feature saw the same, else one per feature.
-        counts = moments.count if self._weighted else moments.count.astype(np.int64)
-        same = p and (counts == counts[0]).all()
-        self.n_samples_seen_ = counts if not same else float(counts[0]) if self._weighted else int(counts[0])
-        scale = np.where(near_constant(moments), 1.0, np.sqrt(self.var_))
-        self.scale_ = scale if self.with_std else None
+        self.n_features_in_ = moments.count.shape[0]
+        fitted = fitted_attributes(moments, weighted=self._weighted, with_mean=self.with_mean, with_std=self.with_std)
+        self.n_samples_seen_ = fitted.n_samples_seen
+        self.mean_, self.var_, self.scale_ = fitted.mean, fitted.var, fitted.scale
 
     def _require_values(self) -> None:
-        """After a whole fit: a feature without values (all NaN, or weight 0) has no statistics to invent."""
+        """After a whole fit: a feature without values (all NaN, or weight 0) has no statistics to invent.
+
+        With ``ignore_nan`` it gets NaN statistics (so ``transform`` gives NaN in it), as in StandardScaler, and a
+        warning naming it; otherwise (only weights of 0 can empty a feature then) it is an error.
+        """
         empty = np.flatnonzero(self._moments.count == 0)
-        if empty.size:
-            raise ValueError(
-                f"X: feature(s) {self._feature_names(empty)} have no values: every entry is NaN"
-                + (" or has weight 0" if self._weighted else "")
-                + "; drop them before fitting"
-            )
+        if not empty.size:
+            return
+        why = f"feature(s) {self._feature_names(empty)} have no values: every entry is NaN" + (
+            " or has weight 0" if self._weighted else ""
+        )
+        if not self.ignore_nan or (self._weighted and empty.size == self.n_features_in_):
+            raise ValueError(f"X: {why}; drop them before fitting")
+        warn(f"Standardizer: {why}; their mean_, var_ and scale_ are NaN and transform gives NaN in them")
 
     def _warn_constant(self) -> None:
-        # Features without samples yet (NaN so far, partial_fit) are not "constant": fit refuses them instead.
+        # Features without samples yet (NaN so far) are not "constant": they have NaN statistics instead.
         constant = near_constant(self._moments) & (self._moments.count > 0)
         if constant.any() and self.with_std:
             warn(
