@@ -81,10 +81,11 @@ def judge_entries(columns: Columns, analytic: Any) -> EntryVerdict:
     noise = ROUNDING_FACTOR * columns.sigma
     h = (x[1.0] - x[-1.0]) / 2
     d1 = (f[1.0] - f[-1.0]) / (x[1.0] - x[-1.0])
-    rms = np.sqrt(np.mean(a * a, axis=1, keepdims=True)) if n else np.zeros((rows, 1))
+    finite_a = np.where(np.isfinite(a), a, 0.0)  # a NaN entry must not take its whole row's tolerance with it
+    rms = np.sqrt(np.mean(finite_a * finite_a, axis=1, keepdims=True)) if n else np.zeros((rows, 1))
     # The analytic Jacobian's own rounding: a product over the function's inner dimension errs by a few sqrt(k)
     # ulps relative to its terms (the row's scale), as for a gradient (ANALYTIC_FACTOR).
-    analytic_tolerance = ANALYTIC_FACTOR * columns.epsilon * (np.abs(a) + rms)
+    analytic_tolerance = ANALYTIC_FACTOR * columns.epsilon * (np.abs(finite_a) + rms)
     if 2.0 in x and not np.isnan(x[2.0]).any():
         d2 = (f[2.0] - f[-2.0]) / (x[2.0] - x[-2.0])
         numeric = (4 * d1 - d2) / 3
@@ -92,7 +93,9 @@ def judge_entries(columns: Columns, analytic: Any) -> EntryVerdict:
     else:
         numeric, tolerance = d1, noise / h + analytic_tolerance
     gap = np.abs(a - numeric)
-    suspect = (gap > tolerance) & (gap > 0)
+    # A NaN from the backward where the function itself is finite is wrong, never "within tolerance".
+    broken = np.isnan(a) & ~np.isnan(numeric)
+    suspect = ((gap > tolerance) & (gap > 0)) | broken
     kink = np.zeros_like(suspect)
     touched = np.flatnonzero(suspect.any(axis=0))
     if touched.size:
@@ -107,7 +110,7 @@ def judge_entries(columns: Columns, analytic: Any) -> EntryVerdict:
         # Only on evidence of a kink: a Jacobian block is mostly structural zeros, so no share of its entries is a
         # safe allowance for the engine's evidence-free "near" excuse.
         kink[:, touched] = second.kink & rows_suspect
-    bad = (np.abs(a - numeric) > tolerance) & ~kink
+    bad = ((np.abs(a - numeric) > tolerance) | broken) & ~kink
     return EntryVerdict(numeric, tolerance, bad, kink)
 
 
@@ -121,7 +124,9 @@ def block_result(
     """
     analytic, numeric, tolerance = (np.asarray(v, dtype=np.float64) for v in (analytic, numeric, tolerance))
     kink, bad = np.asarray(kink, dtype=bool), np.asarray(bad, dtype=bool)
-    excess = np.where(kink, 0.0, np.abs(analytic - numeric) / np.maximum(tolerance, 1e-300))
+    with np.errstate(invalid="ignore"):
+        excess = np.where(kink, 0.0, np.abs(analytic - numeric) / np.maximum(tolerance, 1e-300))
+    excess = np.where(bad & np.isnan(excess), np.inf, excess)  # a failing NaN ranks first among the worst
 
     def coordinates(flats: list[int]) -> list[Coordinate]:
         out = []
