@@ -82,9 +82,11 @@ def judge_entries(columns: Columns, analytic: Any) -> EntryVerdict:
     h = (x[1.0] - x[-1.0]) / 2
     d1 = (f[1.0] - f[-1.0]) / (x[1.0] - x[-1.0])
     finite_a = np.where(np.isfinite(a), a, 0.0)  # a NaN entry must not take its whole row's tolerance with it
-    rms = np.sqrt(np.mean(finite_a * finite_a, axis=1, keepdims=True)) if n else np.zeros((rows, 1))
+    rms = np.sqrt(np.mean(finite_a * finite_a)) if finite_a.size else 0.0
     # The analytic Jacobian's own rounding: a product over the function's inner dimension errs by a few sqrt(k)
-    # ulps relative to its terms (the row's scale), as for a gradient (ANALYTIC_FACTOR).
+    # ulps relative to its terms, as for a gradient (ANALYTIC_FACTOR). Their scale is the block's, not the row's: a
+    # row that is exactly 0 in the function (the imaginary part of a real eigenvalue) still carries the rounding
+    # of the backward's products, which is relative to the terms the rows share.
     analytic_tolerance = ANALYTIC_FACTOR * columns.epsilon * (np.abs(finite_a) + rms)
     if 2.0 in x and not np.isnan(x[2.0]).any():
         d2 = (f[2.0] - f[-2.0]) / (x[2.0] - x[-2.0])
