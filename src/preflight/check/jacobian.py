@@ -73,7 +73,7 @@ def judge_entries(columns: Columns, analytic: Any) -> EntryVerdict:
     its tolerance get the second look, the missing positions evaluated for their columns only.
     """
     a = np.asarray(analytic, dtype=np.float64)
-    rows, n = a.shape
+    n = a.shape[1]
     everything = np.arange(n)
     for scale in (1.0, -1.0):
         columns.fill(scale, everything)
