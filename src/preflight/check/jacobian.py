@@ -82,11 +82,14 @@ def judge_entries(columns: Columns, analytic: Any) -> EntryVerdict:
     h = (x[1.0] - x[-1.0]) / 2
     d1 = (f[1.0] - f[-1.0]) / (x[1.0] - x[-1.0])
     finite_a = np.where(np.isfinite(a), a, 0.0)  # a NaN entry must not take its whole row's tolerance with it
-    rms = np.sqrt(np.mean(finite_a * finite_a)) if finite_a.size else 0.0
+    rows = np.sqrt(np.mean(finite_a * finite_a, axis=1, keepdims=True)) if n else np.zeros((a.shape[0], 1))
     # The analytic Jacobian's own rounding: a product over the function's inner dimension errs by a few sqrt(k)
-    # ulps relative to its terms, as for a gradient (ANALYTIC_FACTOR). Their scale is the block's, not the row's: a
-    # row that is exactly 0 in the function (the imaginary part of a real eigenvalue) still carries the rounding
-    # of the backward's products, which is relative to the terms the rows share.
+    # ulps relative to its terms, as for a gradient (ANALYTIC_FACTOR), the row's scale. A row the function holds
+    # exactly constant at every step (the imaginary part of a real eigenvalue, exactly 0) still carries the rounding
+    # of the backward's products, relative to the terms the rows share: it takes the typical row's scale (the median
+    # row; a block-wide rms would let one huge row, an element next to a pole, loosen every other).
+    constant = np.all(d1 == 0, axis=1, keepdims=True)
+    rms = np.where(constant, np.median(rows) if rows.size else 0.0, rows)
     analytic_tolerance = ANALYTIC_FACTOR * columns.epsilon * (np.abs(finite_a) + rms)
     if 2.0 in x and not np.isnan(x[2.0]).any():
         d2 = (f[2.0] - f[-2.0]) / (x[2.0] - x[-2.0])

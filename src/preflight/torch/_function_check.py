@@ -106,26 +106,27 @@ class FunctionCheck:
     def measure_noise(self) -> None:
         """The rounding noise of each output row, measured: ECnoise on 16 evaluations along a random direction that
         moves every checked (finite) element by a few ulps of the coarser of its dtype and the outputs', and on 16
-        more at 1/64 of the check's step; the larger reading of each row is kept."""
+        more at 2^-18 of the check's step where that is more; the larger reading of each row is kept."""
         generator = np.random.default_rng(self.seed + 7919)
         epsilon = max(self.input_epsilon, self.output_epsilon)
         directions = {}
         for i in self.positions:
             x = self.io.inputs[i].detach().double()
             sign = torch.from_numpy(generator.choice([-1.0, 1.0], size=tuple(x.shape)))
-            # Magnitudes drawn in [1, 2), not all a power of two: equal dyadic moves can cancel inside a sum (a
+            # Magnitudes drawn in [0.5, 1), not all a power of two: equal dyadic moves can cancel inside a sum (a
             # softmax backward's sum(g y)) or leave low bits unchanged (grid coordinates scaled by a power of two),
             # and the probe would then read less noise than the steps of the check carry.
-            sign = sign * torch.from_numpy(generator.uniform(1.0, 2.0, size=tuple(x.shape)))
+            sign = sign * torch.from_numpy(generator.uniform(0.5, 1.0, size=tuple(x.shape)))
             scale = torch.where(x.isfinite(), torch.clamp(x.abs(), min=1.0), 0.0)
             directions[i] = sign * scale
-        # Two probes, the larger reading of each row kept: moves of a few ulps, and moves of 1/64 of the check's step
-        # (cbrt(eps) |x|). Moves of a few ulps can leave a rounding unchanged when the terms it rounds move together
-        # (y (g - sum(g y)) with y ~ 1 cancels the moves of g inside the sum) where the check's own steps re-roll it;
-        # at 1/64 of the step, 15 moves span a quarter step, where the third and higher differences of a smooth
-        # output stay far below rounding (their truncation is (h / 64)^3 f''', h^3 f''' being eps |f|).
+        # Two probes, the larger reading of each row kept: moves of a few ulps, and moves of 2^-18 of the check's
+        # step (cbrt(eps) |x|: 1e5 float64 ulps). Moves of a few ulps can leave a rounding unchanged when the terms it
+        # rounds move together: in y (g - sum(g y)) with y = 1 - c, a move of g re-rolls the rounding of the
+        # difference only once it reaches 1 / c ulps (c = 3.5e-4 in an op-database sample), which the check's own
+        # steps do. 15 such moves span 2^-14 of the step, far inside the kinks the second look resolves (h / 16). In
+        # float32, 2^-18 of the step is below a few ulps: the one probe serves.
         sigma = np.zeros(len(self.f0))
-        for size in (16 * epsilon, epsilon ** (1 / 3) / 64):
+        for size in sorted({16 * epsilon, max(16 * epsilon, epsilon ** (1 / 3) / 2**18)}):
             rows = []
             with torch.no_grad():
                 for k in range(16):
