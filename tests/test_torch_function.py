@@ -167,3 +167,24 @@ def test_a_step_that_leaves_the_domain_is_shrunk_for_that_element_and_named() ->
 def test_half_precision_inputs_are_rejected_naming_the_dtype(dtype: Any) -> None:
     with pytest.raises(ValueError, match=rf"inputs\[0\]: dtype {str(dtype)[6:]} .*float64"):
         check_function(torch.tanh, torch.randn(3).to(dtype))
+
+
+def test_a_backward_that_returns_nan_fails_and_names_the_element() -> None:
+    class Sine(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: Any) -> Any:
+            ctx.save_for_backward(x)
+            return x.sin()
+
+        @staticmethod
+        def backward(ctx: Any, g: Any) -> Any:
+            (x,) = ctx.saved_tensors
+            out = (g * x.cos()).clone()
+            out[1] = float("nan")  # e.g. a 0/0 in a hand-written backward
+            return out
+
+    x = torch.linspace(-1.0, 1.0, 4, dtype=torch.float64, requires_grad=True)
+    report = check_function(Sine.apply, x, forward_ad=False)
+    result = report.parameters["input0"]
+    assert not report.passed and result.failed == 4  # input0[1] in each of the 4 outputs' rows
+    assert result.worst[0].index == (1,) and result.worst[0].analytic != result.worst[0].analytic  # NaN first

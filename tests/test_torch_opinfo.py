@@ -59,20 +59,7 @@ FORWARD_INACCURATE: dict[str, str] = {
     "special.polygamma.special_polygamma_n_0": INACCURATE_FORWARD,
     "special.ndtr": "torch's float64 ndtr(x) has an absolute, not a relative, accuracy of about 1e-16: for x below "
     "-8 it is a plateau at 2**-54 (5.55e-17 against the true 4.6e-17 at x = -8.3), whose slope is 0 where the "
-    "backward returns the true density 3.8e-16; the other sample (x = -4.83) is INCONCLUSIVE, see VERDICT_CORE",
-}
-#: Samples where check_function's verdict core (check/jacobian.py's tolerances, the noise probe of
-#: torch/_function_check.py) is wrong today: reported to the lead with a reproducer, not to be worked around here.
-VERDICT_CORE: dict[str, str] = {
-    "linalg.eig": "the imaginary part of a real eigenvalue is exactly 0 at every step, its backward row carries "
-    "rounding of 1e-17 (relative to the other rows' scale), against an analytic tolerance taken relative to that "
-    "row's own rms (1e-30)",
-    "linalg.eigvals": "as linalg.eig",
-    "_softmax_backward_data": "the noise probe (16-ulp moves) leaves the row y * (g - sum(g y)) exactly constant (the "
-    "moves cancel inside the sum), so its noise reads 7e-19 where the differences at the step carry 5e-16",
-    "nn.functional.grid_sample": "the noise probe underestimates the rounding of the unnormalized grid coordinates "
-    "(probe moves of 16 ulps, dyadic, leave their low bits unchanged): entries off by 1.3 to 3 tolerances",
-    "grid_sampler_2d": "as nn.functional.grid_sample",
+    "backward returns the true density 3.8e-16",
 }
 
 
@@ -180,7 +167,7 @@ def test_check_function_agrees_with_gradcheck_on_opinfo(record_property: Any) ->
     start = time.perf_counter()
     outcomes = [run_case(case) for case in opinfo_cases()]
     errors = [f"{o.name}: {o.error}" for o in outcomes if o.error is not None]
-    named = TORCH_WRONG | FORWARD_INACCURATE | VERDICT_CORE
+    named = TORCH_WRONG | FORWARD_INACCURATE
     disagree = [o for o in outcomes if o.error is None and o.ours != o.theirs]
     unnamed = [f"{o.name}: gradcheck {o.theirs}, ours {o.verdict}" for o in disagree if o.name not in named]
     groups = {
@@ -188,7 +175,6 @@ def test_check_function_agrees_with_gradcheck_on_opinfo(record_property: Any) ->
         for title, names in (
             ("torch wrong", TORCH_WRONG),
             ("forward inaccurate", FORWARD_INACCURATE),
-            ("verdict core", VERDICT_CORE),
         )
     }
     agree = Counter(o.verdict for o in outcomes if o.error is None and o.ours == o.theirs)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import attention, conv, models, norms, numpy_cases, parked, pointwise  # noqa: F401  (each registers its cases)
+from . import attention, conv, models, norms, numpy_cases, parked, pointwise, swish  # noqa: F401  (each registers)
 from .registry import CASES, Case
 
 __all__ = ["CASES", "Case"]

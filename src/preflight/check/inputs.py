@@ -205,6 +205,11 @@ HIDDEN_EPSILON = 2.0**-23
 #: The probe is below the loss's resolution when at least this share of its 15 consecutive differences is exactly
 #: zero (a loss rounding at its own ulps changes at nearly every step of a few ulps of the parameters).
 FLAT_SHARE = 0.25
+#: ... and it is taken for a float32 loss only if the probe at float32's ulps measures a noise of at least this share
+#: of ``eps32 |f0|``: a value rounded to float32 errs uniformly within half an ulp (ulp >= eps |f| / 2), a standard
+#: deviation of at least eps |f| / (2 sqrt(12)) = 0.14 eps |f|; a third of that leaves room for ECnoise's +-25 %. A
+#: float64 loss moved by float32's ulps reads its own rounding (1e-9 of that) plus its smoothness over the moves.
+HIDDEN_ROUNDING = 0.05
 
 
 def measure_noise(
@@ -240,9 +245,13 @@ def measure_noise(
     values = probe(eps)
     if flat(values) and HIDDEN_EPSILON > eps:
         coarser = probe(HIDDEN_EPSILON)
-        if not flat(coarser):
+        # Flat steps alone do not make a float32 loss: a float64 loss whose gradient is small moves by less than
+        # one of its ulps per step too. A loss rounding at float32 shows float32's rounding at float32's steps.
+        if not flat(coarser) and numdiff.estimate_noise(coarser) >= HIDDEN_ROUNDING * HIDDEN_EPSILON * abs(f0):
             values, eps = coarser, HIDDEN_EPSILON
-    return max(numdiff.estimate_noise(values), eps * abs(f0)), eps
+    # The floor: the final rounding of the value to a float of epsilon eps errs by up to half an ulp, <= eps |f0| / 2
+    # (ECnoise reads less only when its 16 values happen to round alike).
+    return max(numdiff.estimate_noise(values), eps * abs(f0) / 2), eps
 
 
 def screen_directions(screen: Any) -> int:

@@ -73,7 +73,7 @@ def judge_entries(columns: Columns, analytic: Any) -> EntryVerdict:
     its tolerance get the second look, the missing positions evaluated for their columns only.
     """
     a = np.asarray(analytic, dtype=np.float64)
-    rows, n = a.shape
+    n = a.shape[1]
     everything = np.arange(n)
     for scale in (1.0, -1.0):
         columns.fill(scale, everything)
@@ -81,10 +81,16 @@ def judge_entries(columns: Columns, analytic: Any) -> EntryVerdict:
     noise = ROUNDING_FACTOR * columns.sigma
     h = (x[1.0] - x[-1.0]) / 2
     d1 = (f[1.0] - f[-1.0]) / (x[1.0] - x[-1.0])
-    rms = np.sqrt(np.mean(a * a, axis=1, keepdims=True)) if n else np.zeros((rows, 1))
+    finite_a = np.where(np.isfinite(a), a, 0.0)  # a NaN entry must not take its whole row's tolerance with it
+    rows = np.sqrt(np.mean(finite_a * finite_a, axis=1, keepdims=True)) if n else np.zeros((a.shape[0], 1))
     # The analytic Jacobian's own rounding: a product over the function's inner dimension errs by a few sqrt(k)
-    # ulps relative to its terms (the row's scale), as for a gradient (ANALYTIC_FACTOR).
-    analytic_tolerance = ANALYTIC_FACTOR * columns.epsilon * (np.abs(a) + rms)
+    # ulps relative to its terms, as for a gradient (ANALYTIC_FACTOR), the row's scale. A row the function holds
+    # exactly constant at every step (the imaginary part of a real eigenvalue, exactly 0) still carries the rounding
+    # of the backward's products, relative to the terms the rows share: it takes the typical row's scale (the median
+    # row; a block-wide rms would let one huge row, an element next to a pole, loosen every other).
+    constant = np.all(d1 == 0, axis=1, keepdims=True)
+    rms = np.where(constant, np.median(rows) if rows.size else 0.0, rows)
+    analytic_tolerance = ANALYTIC_FACTOR * columns.epsilon * (np.abs(finite_a) + rms)
     if 2.0 in x and not np.isnan(x[2.0]).any():
         d2 = (f[2.0] - f[-2.0]) / (x[2.0] - x[-2.0])
         numeric = (4 * d1 - d2) / 3
@@ -92,7 +98,9 @@ def judge_entries(columns: Columns, analytic: Any) -> EntryVerdict:
     else:
         numeric, tolerance = d1, noise / h + analytic_tolerance
     gap = np.abs(a - numeric)
-    suspect = (gap > tolerance) & (gap > 0)
+    # A NaN from the backward where the function itself is finite is wrong, never "within tolerance".
+    broken = np.isnan(a) & ~np.isnan(numeric)
+    suspect = ((gap > tolerance) & (gap > 0)) | broken
     kink = np.zeros_like(suspect)
     touched = np.flatnonzero(suspect.any(axis=0))
     if touched.size:
@@ -107,7 +115,7 @@ def judge_entries(columns: Columns, analytic: Any) -> EntryVerdict:
         # Only on evidence of a kink: a Jacobian block is mostly structural zeros, so no share of its entries is a
         # safe allowance for the engine's evidence-free "near" excuse.
         kink[:, touched] = second.kink & rows_suspect
-    bad = (np.abs(a - numeric) > tolerance) & ~kink
+    bad = ((np.abs(a - numeric) > tolerance) | broken) & ~kink
     return EntryVerdict(numeric, tolerance, bad, kink)
 
 
@@ -121,7 +129,9 @@ def block_result(
     """
     analytic, numeric, tolerance = (np.asarray(v, dtype=np.float64) for v in (analytic, numeric, tolerance))
     kink, bad = np.asarray(kink, dtype=bool), np.asarray(bad, dtype=bool)
-    excess = np.where(kink, 0.0, np.abs(analytic - numeric) / np.maximum(tolerance, 1e-300))
+    with np.errstate(invalid="ignore"):
+        excess = np.where(kink, 0.0, np.abs(analytic - numeric) / np.maximum(tolerance, 1e-300))
+    excess = np.where(bad & np.isnan(excess), np.inf, excess)  # a failing NaN ranks first among the worst
 
     def coordinates(flats: list[int]) -> list[Coordinate]:
         out = []

@@ -105,27 +105,39 @@ class FunctionCheck:
 
     def measure_noise(self) -> None:
         """The rounding noise of each output row, measured: ECnoise on 16 evaluations along a random direction that
-        moves every checked (finite) element by a few ulps of the coarser of its dtype and the outputs'."""
+        moves every checked (finite) element by a few ulps of the coarser of its dtype and the outputs', and on 16
+        more at 2^-18 of the check's step where that is more; the larger reading of each row is kept."""
         generator = np.random.default_rng(self.seed + 7919)
         epsilon = max(self.input_epsilon, self.output_epsilon)
         directions = {}
         for i in self.positions:
             x = self.io.inputs[i].detach().double()
             sign = torch.from_numpy(generator.choice([-1.0, 1.0], size=tuple(x.shape)))
+            # Magnitudes drawn in [0.5, 1), not all a power of two: equal dyadic moves can cancel inside a sum (a
+            # softmax backward's sum(g y)) or leave low bits unchanged (grid coordinates scaled by a power of two),
+            # and the probe would then read less noise than the steps of the check carry.
+            sign = sign * torch.from_numpy(generator.uniform(0.5, 1.0, size=tuple(x.shape)))
             scale = torch.where(x.isfinite(), torch.clamp(x.abs(), min=1.0), 0.0)
-            directions[i] = sign * 16 * epsilon * scale
-        rows = []
-        with torch.no_grad():
-            for k in range(16):
-                args = [
-                    (x.double() + k * directions[j]).to(x.dtype) if j in directions else x
-                    for j, x in enumerate(self.io.inputs)
-                ]
-                rows.append((self.project @ self.outputs(args)).numpy())
-        values = np.stack(rows, axis=1)
-        finite = np.all(np.isfinite(values), axis=1)
-        sigma = np.zeros(len(values))
-        sigma[finite] = numdiff.estimate_noise_rows(values[finite])
+            directions[i] = sign * scale
+        # Two probes, the larger reading of each row kept: moves of a few ulps, and moves of 2^-18 of the check's
+        # step (cbrt(eps) |x|: 1e5 float64 ulps). Moves of a few ulps can leave a rounding unchanged when the terms it
+        # rounds move together: in y (g - sum(g y)) with y = 1 - c, a move of g re-rolls the rounding of the
+        # difference only once it reaches 1 / c ulps (c = 3.5e-4 in an op-database sample), which the check's own
+        # steps do. 15 such moves span 2^-14 of the step, far inside the kinks the second look resolves (h / 16). In
+        # float32, 2^-18 of the step is below a few ulps: the one probe serves.
+        sigma = np.zeros(len(self.f0))
+        for size in sorted({16 * epsilon, max(16 * epsilon, epsilon ** (1 / 3) / 2**18)}):
+            rows = []
+            with torch.no_grad():
+                for k in range(16):
+                    args = [
+                        (x.double() + k * size * directions[j]).to(x.dtype) if j in directions else x
+                        for j, x in enumerate(self.io.inputs)
+                    ]
+                    rows.append((self.project @ self.outputs(args)).numpy())
+            values = np.stack(rows, axis=1)
+            finite = np.all(np.isfinite(values), axis=1)
+            sigma[finite] = np.maximum(sigma[finite], numdiff.estimate_noise_rows(values[finite]))
         # Never below the rounding of the row's own value (a row the probe did not move at all).
         self.sigma = np.maximum(sigma, self.output_epsilon * np.abs(self.f0[:, 0]))[:, None]
         self.noise = float(np.max(self.sigma)) if self.sigma.size else 0.0

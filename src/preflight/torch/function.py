@@ -38,7 +38,9 @@ def _result(name: str, shape: tuple[int, ...], analytic: A, v: Verdict, worst: i
     a, numeric, tolerance = analytic.ravel(), v.numeric.ravel(), v.tolerance.ravel()
     bad, kink, skip = v.bad.ravel(), v.kink.ravel(), v.skip.ravel()
     keep = ~kink & ~skip
-    excess = np.where(keep, np.abs(a - numeric) / np.maximum(tolerance, 1e-300), 0.0)
+    with np.errstate(invalid="ignore"):
+        excess = np.where(keep, np.abs(a - numeric) / np.maximum(tolerance, 1e-300), 0.0)
+    excess = np.where(bad & np.isnan(excess), np.inf, excess)  # a NaN from the backward ranks first
 
     def coordinates(flats: list[int]) -> list[Coordinate]:
         out = []
