@@ -82,8 +82,8 @@ def task_size(seconds_per_loss: float, coordinates: int, workers: int) -> int:
 
     Examples
     --------
-    >>> task_size(250e-6, 10**7, 2), task_size(250e-6, 1000, 2)
-    (400, 500)
+    >>> task_size(250e-6, 10**7, 2), task_size(250e-6, 500, 2)
+    (400, 250)
     """
     enough = math.ceil(TASK_OVERHEAD / (OVERHEAD_SHARE * max(seconds_per_loss, 1e-9)))
     share = math.ceil(coordinates / max(workers, 1))
