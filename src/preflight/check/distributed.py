@@ -76,16 +76,16 @@ def check_client(client: Any) -> Any:
     return client
 
 
-def task_size(seconds_per_loss: float, coordinates: int, workers: int) -> int:
-    """Perturbed losses per task: enough that :data:`TASK_OVERHEAD` stays under :data:`OVERHEAD_SHARE` of the
-    task, but no more than an even share per worker (a tensor smaller than that still uses every worker).
+def task_size(seconds_per_loss: float, coordinates: int, workers: int, overhead: float = TASK_OVERHEAD) -> int:
+    """Perturbed losses per task: enough that ``overhead`` (seconds per task) stays under :data:`OVERHEAD_SHARE` of
+    the task, but no more than an even share per worker (a tensor smaller than that still uses every worker).
 
     Examples
     --------
     >>> task_size(250e-6, 10**7, 2), task_size(250e-6, 500, 2)
     (400, 250)
     """
-    enough = math.ceil(TASK_OVERHEAD / (OVERHEAD_SHARE * max(seconds_per_loss, 1e-9)))
+    enough = math.ceil(overhead / (OVERHEAD_SHARE * max(seconds_per_loss, 1e-9)))
     share = math.ceil(coordinates / max(workers, 1))
     return max(1, min(enough, share))
 
