@@ -380,7 +380,7 @@ def check_network(
         The analytic gradient under test (default: ``net.gradients``, the network's backprop).
     **options
         Passed to :func:`preflight.gradcheck.gradcheck`: ``eps``, ``sample``, ``seed``, ``method``, ``screen``,
-        ``progress``.
+        ``progress``, ``client`` (a Dask client: the evaluator is shipped once per worker).
 
     Returns
     -------
