@@ -105,3 +105,15 @@ def test_library_calls_run_on_one_blas_thread_unless_the_user_chose(
     seen = probes["seen"]
     assert seen and all(s == ({1} if variable is None else {2}) for s in seen)  # type: ignore[union-attr]
     assert blas_threads() == {2}  # the caller's setting is back
+
+
+def test_a_variable_set_to_one_still_gets_one_thread(two_blas_threads: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Dask's LocalCluster sets OMP_NUM_THREADS=1 in the client's environment after BLAS started with two threads:
+    # one thread is what the variable asks for, so the library limits BLAS as without it.
+    for name in THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    probes = _probes()
+    probes["gradcheck"]()  # type: ignore[operator]
+    assert probes["seen"] and all(s == {1} for s in probes["seen"])  # type: ignore[union-attr]
+    assert blas_threads() == {2}

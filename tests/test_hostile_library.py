@@ -189,7 +189,7 @@ def test_an_interrupt_at_any_line_of_the_perturbation_loop_leaves_the_parameters
             before = w.copy()
             loss = BlackBoxLoss(lambda p: float(np.sum(p["w"] ** 3)), {"w": w}, {"w": w})
             loss.unperturbed = 0.0
-            tracer = interrupt_at_line(BlackBoxLoss.__call__.__code__, k)
+            tracer = interrupt_at_line(BlackBoxLoss.range_losses.__code__, k)  # the loop of moves and restores
             sys.settrace(tracer)
             try:
                 loss({"w": np.full(w.shape, 1e-3)})

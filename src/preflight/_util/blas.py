@@ -76,7 +76,11 @@ def one_blas_thread(*, respect_environment: bool = True) -> Iterator[None]:
     6.0
     """
     depth = getattr(_state, "depth", 0)
-    controller = None if depth or (respect_environment and user_chose_threads()) else _blas_controller()
+    # A variable set to 1 asks for what this block does: Dask's LocalCluster sets OMP_NUM_THREADS=1 and its kin in
+    # the client's own environment (for its workers), long after BLAS started with its threads; left alone, BLAS
+    # would then run multithreaded here and round norms differently from the workers and from a check without Dask.
+    chosen = respect_environment and any(os.environ.get(name) not in (None, "", "1") for name in THREAD_VARIABLES)
+    controller = None if depth or chosen else _blas_controller()
     if controller is None:
         yield
         return

@@ -32,6 +32,7 @@ from preflight._util.progress import progress_bar, should_show_progress
 from preflight._util.validation import check_choice, check_in_range, check_positive_int, describe
 from preflight.check import numdiff, second_order
 from preflight.check.diagnosis import batch_size, diagnose
+from preflight.check.distributed import check_client, distributed_loss
 from preflight.check.inputs import (
     Leaves,
     analytic_gradient,
@@ -89,6 +90,7 @@ def gradcheck(
     progress: bool | None = None,
     batch: Any = None,
     hvp: Callable[[Any, Any], Any] | None = None,
+    client: Any = None,
 ) -> GradcheckReport:
     """Check an analytic gradient against finite differences, coordinate by coordinate.
 
@@ -123,6 +125,10 @@ def gradcheck(
         ``hvp(params, v) -> H v`` (structured as params): after the first-order check passes, Hessian-vector
         products are checked against central differences of ``grads`` (then a callable), entry by entry, in the
         report's ``second_order`` section (:mod:`preflight.check.second_order`).
+    client : dask.distributed.Client, optional
+        Compute the perturbed losses on a Dask cluster (:mod:`preflight.check.distributed`): the loss and a copy of
+        ``params`` (or the ``evaluator``) are shipped once per worker, the coordinates go out in ranges, the losses
+        come back into this check; the noise is measured and the verdict taken here. Same numbers as without.
 
     Returns
     -------
@@ -154,6 +160,8 @@ def gradcheck(
     seed = check_positive_int(seed, name="seed", minimum=0)
     if eps is not None:
         check_in_range(eps, name="eps", low=0.0, high=1.0, low_open=True)
+    if client is not None:
+        check_client(client)
     leaves = parameter_leaves(params)
     m, batch_note = batch_size(batch, leaves)
     notes: list[str] = [batch_note] if batch_note else []
@@ -187,7 +195,8 @@ def gradcheck(
     show = should_show_progress(progress, expected * f0_time)
     with progress_bar(expected, show, desc="gradcheck") as tick:
         blackbox.progress = tick
-        evaluate: PerturbedLoss = blackbox if evaluator is None else CountedLoss(evaluator, blackbox)
+        inner = evaluator if client is None else distributed_loss(client, evaluator, loss, params, f0, f0_time)
+        evaluate: PerturbedLoss = blackbox if inner is None else CountedLoss(inner, blackbox)
         active = [t for t in tensors if t.index.size]
         if active:
             first_pass(active, evaluate, f0, sigma, method, eps, rounding)

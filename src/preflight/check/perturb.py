@@ -79,37 +79,43 @@ class BlackBoxLoss:
         for name, offset in offsets.items():
             arr = self.leaves[name]
             costs = np.full(arr.shape, self.unperturbed, dtype=np.float64)
-            flat_costs = costs.reshape(-1)
             index = np.flatnonzero(offset)
-            # A C-contiguous array is addressed through a flat view; any other through index tuples.
-            view = arr.reshape(-1) if arr.flags.c_contiguous else None
-            positions: list[Any] = (
-                index.tolist() if view is not None else list(zip(*np.unravel_index(index, arr.shape), strict=True))
-            )
-            target = view if view is not None else arr
-            olds = arr.reshape(-1)[index]  # a copy: the exact bits to write back
-            moved = (olds + np.asarray(offset).reshape(-1)[index]).astype(arr.dtype)
-            # One protected region around every move and its restore: an exception anywhere in it (the loss
-            # raising, or a Ctrl-C landing between two bytecodes, even between a move and the next line) writes
-            # every coordinate of this tensor back, bit for bit, in one NumPy call.
-            try:
-                for r, (i, position) in enumerate(zip(index.tolist(), positions, strict=True)):
-                    target[position] = moved[r]
-                    value = self.loss(self.params)
-                    target[position] = olds[r]
-                    if not isinstance(value, float) or not math.isfinite(value):  # np.float64 is a float too
-                        value = scalar_loss(value, f"{_label(name, arr.shape, i)} moved")
-                    flat_costs[i] = value
-                    if self.progress is not None and r % 256 == 255:
-                        self.progress(256)
-            except BaseException:
-                _write_back(arr, index, olds)
-                raise
-            if self.progress is not None:
-                self.progress(index.size % 256)
-            self.evaluations += int(index.size)
+            costs.reshape(-1)[index] = self.range_losses(name, index, np.asarray(offset).reshape(-1)[index])
             out[name] = costs
         return out
+
+    def range_losses(self, name: str, index: NDArray[np.intp], steps: NDArray[Any]) -> F64:
+        """The losses with ``leaves[name]``'s flat entry ``index[r]`` moved by ``steps[r]``, one at a time."""
+        arr = self.leaves[name]
+        losses = np.empty(index.size, dtype=np.float64)
+        # A C-contiguous array is addressed through a flat view; any other through index tuples.
+        view = arr.reshape(-1) if arr.flags.c_contiguous else None
+        positions: list[Any] = (
+            index.tolist() if view is not None else list(zip(*np.unravel_index(index, arr.shape), strict=True))
+        )
+        target = view if view is not None else arr
+        olds = arr.reshape(-1)[index]  # a copy: the exact bits to write back
+        moved = (olds + steps).astype(arr.dtype)
+        # One protected region around every move and its restore: an exception anywhere in it (the loss
+        # raising, or a Ctrl-C landing between two bytecodes, even between a move and the next line) writes
+        # every coordinate of this tensor back, bit for bit, in one NumPy call.
+        try:
+            for r, (i, position) in enumerate(zip(index.tolist(), positions, strict=True)):
+                target[position] = moved[r]
+                value = self.loss(self.params)
+                target[position] = olds[r]
+                if not isinstance(value, float) or not math.isfinite(value):  # np.float64 is a float too
+                    value = scalar_loss(value, f"{_label(name, arr.shape, i)} moved")
+                losses[r] = value
+                if self.progress is not None and r % 256 == 255:
+                    self.progress(256)
+        except BaseException:
+            _write_back(arr, index, olds)
+            raise
+        if self.progress is not None:
+            self.progress(index.size % 256)
+        self.evaluations += int(index.size)
+        return losses
 
 
 def _write_back(arr: NDArray[Any], index: NDArray[np.intp], olds: NDArray[Any]) -> None:

@@ -28,6 +28,7 @@ from preflight._util.blas import limit_blas_threads, one_blas_thread
 from preflight._util.validation import describe
 from preflight.check.engine import GradcheckReport, NondeterministicLossError
 from preflight.check.engine import gradcheck as run_check
+from preflight.nn.logit_series import LogitSeries
 from preflight.nn.network import DropoutMasks, Network
 from preflight.nn.series import coth_bound, series_terms, tanh_series
 
@@ -86,6 +87,7 @@ class NetworkPerturbedLoss:
         self.inputs, self.logits, self._hidden = cache.inputs, cache.logits, cache.activations
         self._terms: dict[int, tuple[A, A]] = {}
         self._buffers: dict[tuple[str, int], A] = {}
+        self._logit_series: dict[int, LogitSeries | None] = {}
         self.unperturbed = net._cost(self.params, cache, self.targets)
         self.squares = sum(
             float(np.sum(np.square(self.params[f"W{k}"], dtype=np.float64))) for k in range(1, net.depth + 1)
@@ -139,10 +141,19 @@ class NetworkPerturbedLoss:
             self.evaluations += int(chunk.size)
         return costs.reshape(theta.shape)
 
-    def _batch(self, layer: int) -> int:
-        """Perturbations per batch: the widest (K, m, n) array from layer ``layer`` on stays near BATCH_BYTES."""
-        widest = max(self.net.sizes[layer:])
+    def _batch(self, layer: int, *, exact: bool = False) -> int:
+        """Perturbations per batch: the widest (K, m, n) array after layer ``layer`` stays near BATCH_BYTES (layer
+        ``layer`` itself moves by one (K, m) column); through :class:`LogitSeries` the widest is the logits'."""
+        widest = max(self.net.sizes[min(layer + 1, self.net.depth) :])
+        if not exact and self._series(layer) is not None:
+            widest = self.net.sizes[-1]
         return max(1, BATCH_BYTES // (self.m * widest * self.dtype.itemsize))
+
+    def _series(self, layer: int) -> LogitSeries | None:
+        """The logits' series for moves of hidden layer ``layer`` (None where it does not apply)."""
+        if layer not in self._logit_series:
+            self._logit_series[layer] = LogitSeries.for_layer(self.net, self.params, self._hidden, layer, self.masks)
+        return self._logit_series[layer]
 
     def _costs(self, data: F64, squares: F64) -> F64:
         """Mean data loss plus the L2 term, as :meth:`Network.cost` adds them."""
@@ -161,6 +172,17 @@ class NetworkPerturbedLoss:
         if self.masks is not None:
             activation = activation * self.masks[layer - 1][:, units].T * self.dtype.type(1.0 / net.keep_prob)
         change = activation - self.inputs[layer][:, units].T
+        series = self._series(layer)
+        if series is not None:
+            moves = series.changes(units, change)
+            if moves is not None:
+                return self._head_losses(moves)
+            exact = self._batch(layer, exact=True)
+            if k > exact:  # the series' batches are larger than the exact pass's memory allows
+                parts = [
+                    self._data_losses(layer, units[s : s + exact], column[s : s + exact]) for s in range(0, k, exact)
+                ]
+                return np.concatenate(parts)
         # Only column i of A_layer moved: Z_{layer+1} moves by a rank-one term per copy.
         weights = self.params[f"W{layer + 1}"][:, units]
         if layer + 1 == depth:
@@ -358,7 +380,7 @@ def check_network(
         The analytic gradient under test (default: ``net.gradients``, the network's backprop).
     **options
         Passed to :func:`preflight.gradcheck.gradcheck`: ``eps``, ``sample``, ``seed``, ``method``, ``screen``,
-        ``progress``.
+        ``progress``, ``client`` (a Dask client: the evaluator is shipped once per worker).
 
     Returns
     -------

@@ -71,6 +71,7 @@ def check_module(
     seed: int = 0,
     progress: bool | None = None,
     order: int = 1,
+    client: Any = None,
 ) -> GradcheckReport:
     """Check every trainable parameter of ``model`` against autograd, with :func:`preflight.gradcheck.gradcheck`.
 
@@ -119,6 +120,9 @@ def check_module(
         central differences of its gradient, for a few random directions, each tensor's own, and every Hessian
         column up to 2,000 parameters (a sample above), in the report's ``second_order`` section
         (:mod:`preflight.check.second_order`).
+    client : dask.distributed.Client, optional
+        Compute the perturbed losses on a Dask cluster (:mod:`preflight.check.distributed`): the evaluator is
+        shipped once per worker, the coordinates go out in ranges; the noise and the verdict stay here.
 
     Returns
     -------
@@ -167,7 +171,7 @@ def check_module(
         try:
             report = gradcheck(
                 job.loss, job.leaves, grads, eps=eps, sample=sample, seed=seed, method=method,
-                screen=screen, evaluator=evaluator, progress=show, hvp=hvp,
+                screen=screen, evaluator=evaluator, progress=show, hvp=hvp, client=client,
             )  # fmt: skip
         except NondeterministicLossError:
             raise NondeterministicLossError(_random_loss_message(model, None)) from None
@@ -404,6 +408,12 @@ class _TensorEvaluator:
                     self.done += [] if name in self.done else [name]
                 out[name] = costs.reshape(np.shape(offset))
         return out
+
+    def range_losses(self, name: str, index: A, steps: A) -> A:
+        """The perturbed losses at flat positions ``index`` moved by ``steps`` (a Dask task's range)."""
+        dtype = self.job.leaves[name].dtype
+        with torch.no_grad():
+            return self.losses(name, torch.from_numpy(index), torch.from_numpy(steps.astype(dtype)))
 
     def losses(self, name: str, coords: torch.Tensor, deltas: torch.Tensor) -> A:
         size = self.engine.chunk(name) if hasattr(self.engine, "chunk") else len(coords)
