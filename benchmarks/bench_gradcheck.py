@@ -111,12 +111,13 @@ def scipy_check(net: Network, params: dict[str, np.ndarray], X: np.ndarray, y: n
     return float(check_grad(lambda t: net.cost(unravel(t), X, y), gradient, theta))
 
 
-def torch_check(net: Network, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray) -> bool:
+def torch_cost(net: Network, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
+    """The flat float64 theta torch.autograd.gradcheck perturbs and the network's cost as a function of it."""
     import torch
 
     names = list(params)
     shapes = [params[n].shape for n in names]
-    theta = torch.tensor(np.concatenate([params[n].reshape(-1) for n in names]), requires_grad=True)
+    theta = torch.tensor(np.concatenate([params[n].reshape(-1) for n in names]))
     x, labels, m = torch.tensor(X), torch.tensor(np.asarray(y)), X.shape[0]
 
     def cost(flat: torch.Tensor) -> torch.Tensor:
@@ -136,7 +137,16 @@ def torch_check(net: Network, params: dict[str, np.ndarray], X: np.ndarray, y: n
         squares = sum(torch.sum(tensors[2 * layer] ** 2) for layer in range(net.depth))
         return data / m + net.l2 / (2 * m) * squares
 
-    ok: bool = torch.autograd.gradcheck(cost, (theta,), eps=1e-6, atol=1e-6, rtol=1e-4, fast_mode=False)
+    return theta, cost
+
+
+def torch_check(net: Network, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray) -> bool:
+    import torch
+
+    theta, cost = torch_cost(net, params, X, y)
+    ok: bool = torch.autograd.gradcheck(
+        cost, (theta.requires_grad_(True),), eps=1e-6, atol=1e-6, rtol=1e-4, fast_mode=False
+    )
     return ok
 
 

@@ -22,11 +22,10 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 from threadpoolctl import threadpool_limits
 
 import preflight
-from bench_gradcheck import problem
+from bench_gradcheck import problem, torch_cost
 from preflight._util.text import format_table
 
 SIZES = [1024, 768, 256, 10]
@@ -56,25 +55,7 @@ def torch_seconds_per_loss(count: int) -> float:
     import torch
 
     torch.set_num_threads(1)
-    net, params, X, y = problem(SIZES)
-    names = list(params)
-    shapes = [params[n].shape for n in names]
-    theta = torch.tensor(np.concatenate([params[n].reshape(-1) for n in names]))
-    x, labels, m = torch.tensor(X), torch.tensor(np.asarray(y)), X.shape[0]
-
-    def cost(flat: torch.Tensor) -> torch.Tensor:
-        tensors, start = [], 0
-        for shape in shapes:
-            size = int(np.prod(shape))
-            tensors.append(flat[start : start + size].reshape(shape))
-            start += size
-        a = x
-        for layer in range(net.depth):
-            z = a @ tensors[2 * layer].T + tensors[2 * layer + 1]
-            a = torch.tanh(z) if layer < net.depth - 1 else z
-        data = torch.nn.functional.cross_entropy(a, labels, reduction="sum")
-        squares = sum(torch.sum(tensors[2 * layer] ** 2) for layer in range(net.depth))
-        return data / m + net.l2 / (2 * m) * squares
+    theta, cost = torch_cost(*problem(SIZES))
 
     with torch.no_grad():
         cost(theta)
