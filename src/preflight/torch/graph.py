@@ -267,7 +267,8 @@ class GraphEvaluator:
 
         if self.vmap_works:
             try:
-                return _batched(rest, moved).to(torch.float64)
+                losses: torch.Tensor = _batched(rest, moved).to(torch.float64)
+                return losses
             except (RuntimeError, ValueError, NotImplementedError):
                 self.vmap_works = False  # an op without a batching rule: the same suffix, one perturbation a call
         count = len(moved[0] if isinstance(moved, (tuple, list)) else moved)
