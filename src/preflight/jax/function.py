@@ -40,6 +40,7 @@ def check_function(
     names: Sequence[str] | None = None,
     seed: int = 0,
     worst: int = 5,
+    order: int = 1,
 ) -> GradcheckReport:
     """Check the VJP and JVP of ``f`` against finite differences, per Jacobian entry.
 
@@ -62,6 +63,9 @@ def check_function(
         Up to this many output elements the whole Jacobian is checked; beyond, 16 random output projections.
     names : sequence of str, optional
         Names for the arguments (default "input0", "input1", ...); leaves get their path appended.
+    order : {1, 2}
+        2 also checks the backward's own derivatives, once the first order passes
+        (:mod:`preflight.jax.second_order`): the report's ``second_order`` section.
 
     Returns
     -------
@@ -87,6 +91,13 @@ def check_function(
     (False, ['input0: analytic = 1.50 x numeric'])
     """
     check_positive_int(max_outputs, name="max_outputs")
+    if not isinstance(order, int) or isinstance(order, bool) or order not in (1, 2):
+        raise ValueError(f"order: expected 1 or 2, got {order!r}")
+    if order == 2:
+        from preflight.jax.second_order import check_function_twice
+
+        return check_function_twice(f, *primals, modes=modes, eps=eps, richardson=richardson,
+                                    max_outputs=max_outputs, names=names, seed=seed, worst=worst)  # fmt: skip
     if eps is not None:
         eps = check_in_range(eps, name="eps", low=0.0, high=1.0, low_open=True)
     if not callable(f):
