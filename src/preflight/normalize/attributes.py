@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from preflight.normalize import sources as io
 from preflight.normalize.moments import Moments, near_constant
 
-__all__ = ["FittedAttributes", "fitted_attributes", "scale_of"]
+__all__ = ["FittedAttributes", "check_features", "fitted_attributes", "scale_of"]
 
 F64 = NDArray[np.float64]
 
@@ -66,3 +67,19 @@ def fitted_attributes(moments: Moments, *, weighted: bool, with_mean: bool, with
         var=np.where(empty, np.nan, moments.variance) if with_std else None,
         scale=np.where(empty, np.nan, scale_of(moments)) if with_std else None,
     )
+
+
+def check_features(estimator: Any, n_features: int, names: list[str] | None, *, reset: bool) -> None:
+    """``n_features_in_`` and ``feature_names_in_`` set (``reset``, a new fit) or checked against X's, with
+    scikit-learn's wording for a different count or different names."""
+    if reset:
+        estimator.n_features_in_ = n_features
+        if names is not None:
+            estimator.feature_names_in_ = np.asarray(names, dtype=object)
+        return
+    io.check_feature_names(getattr(estimator, "feature_names_in_", None), names)
+    if n_features != estimator.n_features_in_:
+        raise ValueError(
+            f"X has {n_features} features, but Standardizer is expecting {estimator.n_features_in_} features as "
+            f"input (it was fitted on {estimator.n_features_in_}; got {n_features})"
+        )

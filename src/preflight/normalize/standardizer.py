@@ -22,7 +22,7 @@ from preflight._util.text import NAMES_SHOWN, name_list
 from preflight._util.warn import warn
 from preflight.normalize import sources as io
 from preflight.normalize import tables
-from preflight.normalize.attributes import fitted_attributes
+from preflight.normalize.attributes import check_features, fitted_attributes
 from preflight.normalize.callbacks import CallbackSupport, fit_task
 from preflight.normalize.errors import ConstantFeatureWarning, NotFittedError, not_fitted
 from preflight.normalize.estimator import EstimatorProtocol
@@ -95,6 +95,7 @@ class Standardizer(EstimatorProtocol, MetadataRequests, CallbackSupport):
 
     PARAMETERS: ClassVar[dict[str, Any]] = {"with_mean": True, "with_std": True, "copy": True, "ignore_nan": False}
     FITTED_ATTRIBUTE: ClassVar[str] = "mean_"
+    feature_names_in_: NDArray[np.object_]  # set by fit when X has column names (normalize/attributes.py)
 
     def __init__(self, *, with_mean: bool = True, with_std: bool = True, copy: bool = True, ignore_nan: bool = False):
         self.with_mean = with_mean
@@ -374,17 +375,7 @@ class Standardizer(EstimatorProtocol, MetadataRequests, CallbackSupport):
         return next_shift(self._moments, x, weights, skip_nan=self.ignore_nan) if hasattr(self, "_moments") else None
 
     def _check_features(self, n_features: int, names: list[str] | None, *, reset: bool) -> None:
-        if reset:
-            self.n_features_in_ = n_features
-            if names is not None:
-                self.feature_names_in_ = np.asarray(names, dtype=object)
-            return
-        io.check_feature_names(getattr(self, "feature_names_in_", None), names)
-        if n_features != self.n_features_in_:
-            raise ValueError(
-                f"X has {n_features} features, but Standardizer is expecting {self.n_features_in_} features as "
-                f"input (it was fitted on {self.n_features_in_}; got {n_features})"
-            )
+        check_features(self, n_features, names, reset=reset)
 
     def _feature_names(self, columns: Sequence[int] | NDArray[np.intp]) -> str:  # the first few, then a count
         names = getattr(self, "feature_names_in_", None)
