@@ -117,3 +117,31 @@ def test_bad_client_names_the_argument(bad: Any) -> None:
 def test_task_size_keeps_the_overhead_under_five_percent() -> None:
     # TASK_OVERHEAD 5 ms over 5 % of a task: 0.1 s of work per task at least, unless the tensor is small.
     assert task_size(1e-3, 10**7, 4) == 100 and task_size(1e-3, 150, 4) == 38 and task_size(10.0, 10**7, 4) == 1
+
+
+@pytest.mark.slow  # a LocalCluster of 2 processes: seconds to start
+def test_a_fallback_taken_on_a_worker_reaches_the_reports_notes(client: Any) -> None:
+    torch = pytest.importorskip("torch")
+    from preflight.torch import check_module
+
+    class Signed(torch.nn.Module):
+        """Multiplies by a learnt scale, choosing the sign with ``.item()``: vmap refuses it only when the scale is
+        the perturbed tensor, so the client's timing probe (on the largest tensor) keeps vmap and the workers fall
+        back."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.tensor([0.7], dtype=torch.float64))
+
+        def forward(self, x: Any) -> Any:
+            return x * self.scale if self.scale.item() > 0 else -x * self.scale
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 7), Signed(), torch.nn.Tanh(), torch.nn.Linear(7, 3)).double()
+    batch = (torch.randn(9, 5, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2]))
+    loss = torch.nn.functional.cross_entropy
+    local = check_module(model, loss, batch, progress=False, strategy="vmap")
+    remote = check_module(model, loss, batch, progress=False, strategy="vmap", client=client)
+    for report in (local, remote):
+        assert report.passed, str(report)
+        assert report.notes[0].startswith("strategy: loop") and "vmap failed on this model" in report.notes[0]

@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from preflight._util.blas import one_blas_thread
+from preflight._util.heap import roomy_heap
 from preflight._util.optional import require
 from preflight._util.validation import describe
 from preflight.check.inputs import parameter_leaves
@@ -113,7 +114,8 @@ def distributed_loss(
     if evaluator is None:
         return DistributedLoss(client, BlackBoxBuilder(loss, params, f0), f0, f0_time)
     shipped = evaluator
-    return DistributedLoss(client, lambda: shipped, f0, _seconds_per_loss(evaluator, parameter_leaves(params)))
+    seconds = _seconds_per_loss(evaluator, parameter_leaves(params))
+    return DistributedLoss(client, lambda: shipped, f0, seconds, origin=evaluator)
 
 
 def _seconds_per_loss(evaluator: PerturbedLoss, leaves: dict[str, NDArray[Any]]) -> float:
@@ -131,22 +133,29 @@ def _seconds_per_loss(evaluator: PerturbedLoss, leaves: dict[str, NDArray[Any]])
         count *= 4
 
 
-def _evaluate_range(payload: Any, token: str, name: str, shape: tuple[int, ...], index: Any, values: Any) -> F64:
-    """On a worker: the perturbed losses of ``name`` at the flat positions ``index`` moved by ``values``."""
+def _evaluate_range(
+    payload: Any, token: str, name: str, shape: tuple[int, ...], index: Any, values: Any
+) -> tuple[F64, Any]:
+    """On a worker: the perturbed losses of ``name`` at the flat positions ``index`` moved by ``values``, and what
+    the worker's copy of the evaluator learned that the caller's report needs (its ``worker_state()``, if it has
+    one: a structure-aware evaluator that fell back to plain model calls says so)."""
     from distributed import get_worker
 
     key = (token, get_worker().address)
     if key not in _WORKER_EVALUATORS:
         _WORKER_EVALUATORS[key] = pickle.loads(payload)()  # cloudpickle's output loads with pickle
     evaluator = _WORKER_EVALUATORS[key]
-    with one_blas_thread():
+    # Dask's workers hand every freed temporary back to the system (see preflight._util.heap): 2.4x the cost of a
+    # loss evaluation; the task runs with glibc's own limits and the worker trims once after it.
+    with one_blas_thread(), roomy_heap():
         if hasattr(evaluator, "range_losses"):  # the black box and the torch evaluators: no tensor-sized scan
-            return np.asarray(evaluator.range_losses(name, index, values), dtype=np.float64)
-        offset = np.zeros(int(np.prod(shape)), dtype=np.asarray(values).dtype)
-        offset[index] = values
-        costs = evaluator({name: offset.reshape(shape)})[name]
-    out: F64 = np.asarray(costs, dtype=np.float64).reshape(-1)[index]
-    return out
+            out: F64 = np.asarray(evaluator.range_losses(name, index, values), dtype=np.float64)
+        else:
+            offset = np.zeros(int(np.prod(shape)), dtype=np.asarray(values).dtype)
+            offset[index] = values
+            costs = evaluator({name: offset.reshape(shape)})[name]
+            out = np.asarray(costs, dtype=np.float64).reshape(-1)[index]
+    return out, evaluator.worker_state() if hasattr(evaluator, "worker_state") else None
 
 
 class DistributedLoss:
@@ -161,12 +170,23 @@ class DistributedLoss:
         The loss at the given parameters: the value of entries whose offset is 0.
     seconds_per_loss : float
         One perturbed loss's cost, for the task size (:func:`task_size`).
+    origin : PerturbedLoss, optional
+        The caller's own evaluator: a worker's ``worker_state()`` that is not None goes to its
+        ``merge_worker_state`` (so a fallback on a worker reaches the report's notes).
     """
 
-    def __init__(self, client: Any, build: Callable[[], PerturbedLoss], unperturbed: float, seconds_per_loss: float):
+    def __init__(
+        self,
+        client: Any,
+        build: Callable[[], PerturbedLoss],
+        unperturbed: float,
+        seconds_per_loss: float,
+        origin: Any = None,
+    ):
         import cloudpickle  # type: ignore[import-untyped]
 
         self.client, self.unperturbed, self.seconds_per_loss = check_client(client), unperturbed, seconds_per_loss
+        self.origin = origin
         self.workers = max(1, len(self.client.scheduler_info(n_workers=-1)["workers"]))
         self.token = uuid.uuid4().hex
         blob = cloudpickle.dumps(build, protocol=pickle.HIGHEST_PROTOCOL)
@@ -184,7 +204,9 @@ class DistributedLoss:
             self._submit(pending, window, where)
         for future in window:
             costs, index = where.pop(future.key)
-            costs[index] = future.result()
+            costs[index], state = future.result()
+            if state is not None and hasattr(self.origin, "merge_worker_state"):
+                self.origin.merge_worker_state(state)
             self._submit(pending, window, where)
         return out
 

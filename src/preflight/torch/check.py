@@ -12,7 +12,7 @@ import importlib.util
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -43,8 +43,7 @@ STRATEGIES = {
 MODULE_FIX = "check a copy, e.g. copy.deepcopy(model).double() with the batch's floating tensors .double()"
 #: The progress estimate times the evaluator on up to this many perturbed losses, or until this many seconds pass
 #: (a few hundredths of a second: small next to the 2 s from which a bar is worth showing).
-PROBE_LOSSES = 64
-PROBE_SECONDS = 0.02
+PROBE_LOSSES, PROBE_SECONDS = 64, 0.02
 
 
 def _split_batch(batch: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
@@ -263,9 +262,7 @@ class _ModuleCheck:
         self.leaves = {n: self.tensors[n].numpy() for n in self.checked}
         self.buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
         self.notes: list[str] = []
-        self.strategy = ""
-        #: Why "auto" did not take the chain, when it would otherwise have applied.
-        self.chain_refused: str | None = None
+        self.strategy, self.chain_refused = "", cast(str | None, None)  # why "auto" did not take the chain
         #: Set when the strategy failed on the model: (the strategy, why, the tensors it had computed before).
         self.fallback: tuple[str, str, list[str]] | None = None
         self._describe_state()
@@ -408,6 +405,12 @@ class _TensorEvaluator:
                     self.done += [] if name in self.done else [name]
                 out[name] = costs.reshape(np.shape(offset))
         return out
+
+    def worker_state(self) -> tuple[str, str, list[str]] | None:  # a copy on a Dask worker: its fallback, if any
+        return self.job.fallback
+
+    def merge_worker_state(self, fallback: tuple[str, str, list[str]]) -> None:  # the first fallback seen
+        self.job.fallback = self.job.fallback or fallback
 
     def range_losses(self, name: str, index: A, steps: A) -> A:
         """The perturbed losses at flat positions ``index`` moved by ``steps`` (a Dask task's range)."""
