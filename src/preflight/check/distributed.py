@@ -44,9 +44,11 @@ __all__ = [
 ]
 
 F64 = NDArray[np.float64]
-#: Scheduling cost of one Dask task, seconds: a few ms on a LocalCluster (submit, ship the range, run, gather),
-#: measured by ``benchmarks/bench_distributed.py``; an upper estimate, as a longer task only costs balance.
-TASK_OVERHEAD = 5e-3
+#: Scheduling cost of one Dask task, seconds: on a LocalCluster (submit, ship the range, run, gather; the scheduler
+#: shares the client's process) ``benchmarks/bench_distributed.py`` measured 9.9 ms on an idle 2-core machine and
+#: 14 ms under load, of which about 7.7 ms is CPU in the client's process, taken from the workers' cores when they
+#: share a machine. An upper estimate: a longer task only costs balance at the end.
+TASK_OVERHEAD = 1e-2
 #: The share of a task's time the scheduling overhead may take.
 OVERHEAD_SHARE = 0.05
 #: Tasks out per worker at a time: two keeps each worker busy while a result travels back.
@@ -84,7 +86,7 @@ def task_size(seconds_per_loss: float, coordinates: int, workers: int, overhead:
     Examples
     --------
     >>> task_size(250e-6, 10**7, 2), task_size(250e-6, 500, 2)
-    (400, 250)
+    (800, 250)
     """
     enough = math.ceil(overhead / (OVERHEAD_SHARE * max(seconds_per_loss, 1e-9)))
     share = math.ceil(coordinates / max(workers, 1))
