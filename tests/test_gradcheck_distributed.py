@@ -145,3 +145,20 @@ def test_a_fallback_taken_on_a_worker_reaches_the_reports_notes(client: Any) -> 
     for report in (local, remote):
         assert report.passed, str(report)
         assert report.notes[0].startswith("strategy: loop") and "vmap failed on this model" in report.notes[0]
+
+
+@pytest.mark.slow  # a LocalCluster of 2 processes: seconds to start
+def test_a_loss_failing_on_a_worker_raises_on_the_caller_as_it_would_locally(client: Any) -> None:
+    def loss(w: np.ndarray) -> float:
+        return float(np.sum(w**2)) if abs(w[7] - 0.5) < 1e-9 else float("nan")  # NaN once w[7] moves
+
+    w = np.linspace(-1.0, 1.0, 40)
+    w[7] = 0.5
+    kept = w.copy()
+    errors = []
+    for where in (None, client):
+        with pytest.raises(ValueError) as caught:
+            preflight.gradcheck(loss, w, 2 * w, progress=False, client=where)
+        errors.append(str(caught.value))
+        np.testing.assert_array_equal(w, kept)  # the caller's parameters as they were
+    assert "[7]" in errors[0] and errors[0] == errors[1]
