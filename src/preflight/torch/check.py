@@ -22,7 +22,7 @@ from torch import nn
 from preflight._util.progress import should_show_progress
 from preflight._util.validation import check_choice, describe
 from preflight.check.engine import GradcheckReport, NondeterministicLossError, gradcheck
-from preflight.torch._evaluators import ChainEvaluator, LoopEvaluator, VmapEvaluator
+from preflight.torch._evaluators import ChainEvaluator, LoopEvaluator, VmapEvaluator, class_targets
 from preflight.torch._model import FunctionalModel, check_precision, scalar_loss, shared_parameters
 from preflight.torch.function import check_function
 from preflight.torch.graph import build_graph_evaluator, linear_only
@@ -336,7 +336,7 @@ class _ModuleCheck:
         self.strategy, model = "chain", self.model
         assert isinstance(model, nn.Sequential)
         with torch.no_grad():
-            return ChainEvaluator(model, self.inputs[0], self.loss_of_output)
+            return ChainEvaluator(model, self.inputs[0], self.loss_of_output, class_targets(self.loss_fn, self.targets))
 
     def _graph(self, whole: VmapEvaluator, strategy: str) -> Any:
         """The graph evaluator over ``whole`` (the vmap evaluator), or ``whole`` with the reason noted."""
