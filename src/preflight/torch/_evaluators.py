@@ -43,9 +43,10 @@ CHUNK_ELEMENTS = 1 << 22
 #: at most tan(1), so the terms past order ``TANH_ORDER`` of a move of size ``r < 1`` sum to at most
 #: ``tan(1) r^(TANH_ORDER + 1) / (1 - r)``.
 TANH_ORDER = 4
-#: The truncation allowed in the next layer's outputs, as a share of their largest magnitude: 2^-64, 1/2048 of the
-#: half-ulp (2^-53) rounding the plain forward makes on that number anyway. A move past it takes the exact path.
-TRUNCATION_SHARE = 2.0**-64
+#: The truncation allowed in the next layer's outputs, as a share of their largest magnitude, in units of the
+#: dtype's machine epsilon: 2^-12 eps (2^-64 in float64), 1/2048 of the half-ulp rounding the plain forward makes on
+#: that number anyway. A move past it takes the exact path.
+TRUNCATION_SHARE = 2.0**-12
 
 
 class LoopEvaluator:
@@ -175,6 +176,7 @@ class ChainEvaluator:
         if terms is None:
             return None
         h, norm, peak = terms
+        eps = torch.finfo(h.dtype).eps
         k, out = len(rows), self.cache[nxt + 3]
         e = moved.reshape(k, -1)
         units, where = torch.unique(rows, return_inverse=True)
@@ -185,7 +187,7 @@ class ChainEvaluator:
             (
                 p
                 for p in range(1, TANH_ORDER + 1)
-                if r < 0.5 and math.tan(1.0) * r ** (p + 1) / (1 - r) * norm <= TRUNCATION_SHARE * peak
+                if r < 0.5 and math.tan(1.0) * r ** (p + 1) / (1 - r) * norm <= TRUNCATION_SHARE * eps * peak
             ),
             0,
         )
