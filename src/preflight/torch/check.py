@@ -22,7 +22,7 @@ from torch import nn
 from preflight._util.progress import should_show_progress
 from preflight._util.validation import check_choice, describe
 from preflight.check.engine import GradcheckReport, NondeterministicLossError, gradcheck
-from preflight.torch._evaluators import ChainEvaluator, LoopEvaluator, VmapEvaluator
+from preflight.torch._evaluators import ChainEvaluator, LoopEvaluator, VmapEvaluator, class_targets
 from preflight.torch._model import FunctionalModel, check_precision, scalar_loss, shared_parameters
 from preflight.torch.function import check_function
 from preflight.torch.graph import build_graph_evaluator, linear_only
@@ -34,7 +34,8 @@ Mode = Literal["as_is", "eval", "train"]
 Strategy = Literal["auto", "chain", "graph", "vmap", "loop"]
 #: What each strategy's note says it does.
 STRATEGIES = {
-    "chain": "cached prefix, rank-one updates of Linear layers, vmapped suffix",
+    "chain": "cached prefix, rank-one updates of Linear layers (Taylor series through a Tanh), vmapped or closed-form "
+    "loss",
     "graph": "traced graph, cached forward, structured update of the moved layer, vmapped downstream nodes",
     "vmap": "whole model through functional_call, batched over perturbations",
     "loop": "one model call per perturbation",
@@ -333,7 +334,7 @@ class _ModuleCheck:
         self.strategy, model = "chain", self.model
         assert isinstance(model, nn.Sequential)
         with torch.no_grad():
-            return ChainEvaluator(model, self.inputs[0], self.loss_of_output)
+            return ChainEvaluator(model, self.inputs[0], self.loss_of_output, class_targets(self.loss_fn, self.targets))
 
     def _graph(self, whole: VmapEvaluator, strategy: str) -> Any:
         """The graph evaluator over ``whole`` (the vmap evaluator), or ``whole`` with the reason noted."""
