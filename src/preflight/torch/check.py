@@ -34,8 +34,7 @@ Mode = Literal["as_is", "eval", "train"]
 Strategy = Literal["auto", "chain", "graph", "vmap", "loop"]
 #: What each strategy's note says it does.
 STRATEGIES = {
-    "chain": "cached prefix, rank-one updates of Linear layers (Taylor series through a Tanh), vmapped or closed-form "
-    "loss",
+    "chain": "cached prefix, rank-one Linear updates (Taylor series through a Tanh), vmapped or closed-form loss",
     "graph": "traced graph, cached forward, structured update of the moved layer, vmapped downstream nodes",
     "vmap": "whole model through functional_call, batched over perturbations",
     "loop": "one model call per perturbation",
