@@ -65,6 +65,8 @@ DRIFT_WINDOWS = 2
 #: The measured sigma is known to +-25 % (:mod:`preflight.check.inputs`); the tests read residuals against the
 #: upper end of that range, so an underestimated sigma does not invent kinks.
 NOISE_MARGIN = 1.25
+#: A window's normal equations with a larger condition number are singular (see ``_fit``).
+SINGULAR = 1e10
 
 
 @dataclass(frozen=True)
@@ -94,19 +96,23 @@ def noise_bound(dof: int | NDArray[Any]) -> F64:
 
 
 def _fit(u: F64, f: F64, degree: int, sigma: F64) -> tuple[F64, F64, NDArray[np.bool_]]:
-    """Least-squares polynomial fits, one per row (``u``, ``f``: rows x points, ``u`` in units of h): the slope at 0
-    (per unit of u), its standard error, and whether the residuals are noise."""
+    """Least-squares polynomial fits, one per row (``u``, ``f``: rows x points, ``u`` within [-1, 1]): the slope at 0
+    (per unit of u), its standard error, and whether the residuals are noise (and the design regular)."""
     X = np.stack([u**p for p in range(degree + 1)], axis=-1)  # rows x n x p
     A = np.einsum("rnp,rnq->rpq", X, X)
     rhs = np.einsum("rnp,rn->rp", X, f)
-    coef = np.linalg.solve(A, rhs[..., None])[..., 0]
+    # Moves that collapse onto each other (a step the dtype cannot resolve) make the system singular: the
+    # pseudo-inverse keeps the fit from raising, and such a window says nothing (infinite error, not smooth). With u
+    # scaled to the window the regular designs have condition numbers under 1e3; 1e10 leaves 6 digits of float64.
+    singular = ~(np.linalg.cond(A) < SINGULAR)
+    inverse = np.linalg.pinv(A)
+    coef = np.einsum("rpq,rq->rp", inverse, rhs)
     residual = f - np.einsum("rnp,rp->rn", X, coef)
     dof = u.shape[1] - (degree + 1)
-    inverse = np.linalg.inv(A)
-    se: F64 = sigma * np.sqrt(inverse[:, 1, 1])
+    se: F64 = np.where(singular, np.inf, sigma * np.sqrt(np.abs(inverse[:, 1, 1])))
     rss = np.sum(residual**2, axis=1)
     fits = (rss <= (NOISE_MARGIN * sigma) ** 2 * dof * noise_bound(dof)) if dof > 0 else np.ones(u.shape[0], bool)
-    return coef[:, 1], se, fits
+    return coef[:, 1], se, fits & ~singular
 
 
 def _window(
@@ -118,8 +124,8 @@ def _window(
     keys = [k for k in values if (abs(k) <= half if side == 0 else 0 <= side * k <= half)]
     u = np.stack([np.broadcast_to(positions[k] / h, (rows,)) for k in keys], axis=1)
     f = np.stack([np.broadcast_to(values[k] - values[0.0], (rows,)) for k in keys], axis=1)
-    b, s, fits = _fit(u, f, 3 if side == 0 else 2, sigma)
-    return b / h, s / h, fits
+    b, s, fits = _fit(u / half, f, 3 if side == 0 else 2, sigma)
+    return b / (half * h), s / (half * h), fits
 
 
 def _scales(
