@@ -26,7 +26,18 @@ from numpy.typing import NDArray
 
 from preflight.check.kinks import ROUNDING_FACTOR
 
-__all__ = ["MULTIPLE_MATCH", "QUANTUM_NOISE", "WIDE", "Rejudged", "entry_quanta", "rejudge", "row_quanta"]
+__all__ = [
+    "MULTIPLE_MATCH",
+    "QUANTUM_NOISE",
+    "SHARED_ENTRIES",
+    "SHARED_MULTIPLES",
+    "WIDE",
+    "Rejudged",
+    "entry_quanta",
+    "rejudge",
+    "row_quanta",
+    "shared_quanta",
+]
 
 F64 = NDArray[np.float64]
 #: The smallest change along an element counts as a quantum only this far above the row's measured noise sigma. At
@@ -42,6 +53,14 @@ QUANTUM_NOISE = 16.0
 #: test_torch_function_quanta.py): 3 standard deviations of it. At the smallest quanta admitted the test is stricter
 #: than the noise, which only loses evidence (the first look's verdict stands).
 MULTIPLE_MATCH = 0.1
+#: Without a level, a row's grid shows as changes that are whole multiples of its smallest one across this many of
+#: its entries (each entry's own changes over equal spacings are nearly equal, so it adds about one test): a smooth
+#: row passes each test by chance with odds of 2 MULTIPLE_MATCH = 0.2, all five beyond the smallest entry's with
+#: odds of 3e-4.
+SHARED_ENTRIES = 6
+#: Only changes up to this many quanta are tested as whole multiples (beyond, the grid's drift, ~3e-4 relative per
+#: quantum, reaches MULTIPLE_MATCH), and only those count towards SHARED_ENTRIES.
+SHARED_MULTIPLES = 32.0
 #: The wider step, in units of h, at which an entry flat over the check's span [-2h, 2h] is looked at once more: 16h
 #: moves the row 8 times farther than the span did, on either side.
 WIDE = 16.0
@@ -90,6 +109,43 @@ def row_quanta(*quanta: Any) -> F64:
         return np.zeros(np.asarray(quanta[0]).shape[0] if quanta else 0)
     smallest = np.min(np.stack(rows), axis=0)
     out: F64 = np.where(np.isfinite(smallest), smallest, 0.0)
+    return out
+
+
+def shared_quanta(values: Any, sigma: Any) -> F64:
+    """Per row, the grid its entries share, 0 where none: the smallest nonzero change of its values between adjacent
+    positions (all h apart), when it is at least :data:`QUANTUM_NOISE` sigma and every change up to
+    :data:`SHARED_MULTIPLES` of it, in at least :data:`SHARED_ENTRIES` entries, is a whole multiple of it.
+
+    Parameters
+    ----------
+    values : array (R, n, P)
+        Each entry's values at P positions h apart, in increasing order of position.
+    sigma : array (R, 1)
+        Each row's measured rounding noise.
+
+    Examples
+    --------
+    >>> q = 1.2e-7
+    >>> slopes = np.array([3.0, 5.0, 8.0, 1.0, 7.0, 2.0])[:, None] * np.arange(-2.0, 3.0)
+    >>> grid, smooth = q * slopes, q * slopes * np.array([1.0, 1.13, 0.91, 1.0, 1.27, 1.44])[:, None]
+    >>> shared_quanta(np.stack([grid, smooth]), np.full((2, 1), 1e-11)).tolist()
+    [1.2e-07, 0.0]
+    """
+    f = np.asarray(values, dtype=np.float64)
+    if f.shape[1] == 0 or f.shape[2] < 2:
+        return np.zeros(f.shape[0])
+    d = np.abs(np.diff(f, axis=-1))
+    moving = np.isfinite(d) & (d > 0)
+    q = np.min(np.where(moving, d, np.inf), axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = d / q[:, None, None]
+    tested = moving & (ratio <= SHARED_MULTIPLES)
+    whole = np.all(~tested | (np.abs(ratio - np.round(ratio)) <= MULTIPLE_MATCH), axis=(1, 2))
+    entries = np.sum(tested.any(axis=2), axis=1)
+    noise = np.asarray(sigma, dtype=np.float64).reshape(-1)
+    evidence = np.isfinite(q) & (q >= QUANTUM_NOISE * noise) & whole & (entries >= SHARED_ENTRIES)
+    out: F64 = np.where(evidence, q, 0.0)
     return out
 
 

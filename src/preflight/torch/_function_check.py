@@ -17,10 +17,10 @@ from numpy.typing import NDArray
 
 from preflight.check import numdiff
 from preflight.check.diagnosis import TensorEvidence
-from preflight.check.quanta import row_quanta
+from preflight.check.quanta import entry_quanta, row_quanta, shared_quanta
 from preflight.torch._function_ad import forward_columns, reverse_rows
 from preflight.torch._function_io import RealFunction
-from preflight.torch._function_steps import Block, Verdict, build_block, entry_quanta, judge_block
+from preflight.torch._function_steps import Block, Verdict, build_block, first_look, judge_block
 
 __all__ = ["FunctionCheck", "Stopped"]
 
@@ -187,9 +187,13 @@ class FunctionCheck:
                            (self.f0, self.sigma, epsilon), self.notes)  # fmt: skip
 
     def read_quanta(self, blocks: dict[int, Block]) -> None:
-        """Each output row's grid, from what every input's first look shows (:mod:`preflight.check.quanta`): a row
-        is one output element, whichever input moves it."""
-        self.quantum = row_quanta(*(entry_quanta(block) for block in blocks.values()))
+        """Each output row's grid, from what every input's first look shows (:mod:`preflight.check.quanta`): a level
+        in one of its entries, or whole multiples shared by several; a row is one output element, whichever input
+        moves it."""
+        stacks = [first_look(block) for block in blocks.values()]
+        levels = row_quanta(*(entry_quanta(values, self.sigma) for values in stacks))
+        shared = shared_quanta(np.concatenate(stacks, axis=1), self.sigma)
+        self.quantum = np.where((shared > 0) & ((levels == 0) | (shared < levels)), shared, levels)
 
     def judge(self, block: Block, analytic: A) -> tuple[F64, Verdict]:
         """The verdict on one input's block (:func:`preflight.torch._function_steps.judge_block`)."""

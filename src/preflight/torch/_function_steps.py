@@ -35,7 +35,7 @@ __all__ = [
     "Block",
     "Verdict",
     "build_block",
-    "entry_quanta",
+    "first_look",
     "judge_block",
 ]
 
@@ -292,12 +292,12 @@ def _settle(block: Block, a: F64, failing: Index, verdict: list[A]) -> None:
         )
 
 
-def entry_quanta(block: Block) -> F64:
-    """The quantum each usable entry's values at the first look's positions (h apart) show, ``(R, usable)``, 0 where
-    none (:func:`preflight.check.quanta.entry_quanta`)."""
+def first_look(block: Block) -> F64:
+    """Every usable entry's values at the first look's positions (h apart) and the point, ``(R, usable, P)``, for
+    :mod:`preflight.check.quanta`."""
     columns = block.columns
     scales = [s for s in (-2.0, -1.0, 1.0, 2.0) if s in columns.values]
-    return grid.entry_quanta(_stack(columns, scales, np.arange(block.usable.size)), columns.sigma)
+    return _stack(columns, scales, np.arange(block.usable.size))
 
 
 def _stack(columns: Columns, scales: Sequence[float], cols: Index) -> F64:
