@@ -232,13 +232,18 @@ def build_block(
     return block
 
 
+#: A second short position of the smoothness test, as a fraction of h: irrational, so that a staircase's stairs
+#: do not fall on it at the ratio they fall on +-h/16, +-h and +-2h (a staircase can look exactly linear there).
+MIDDLE = 0.5**0.5
+
+
 def _smooth(level: Columns, cols: Index) -> NDArray[np.bool_]:
-    """Per entry of ``cols``, whether its values at the level's +-h/16, +-h, +-2h show no step or kink in the span:
-    the fourth difference within the kink test's allowance for noise (:data:`preflight.check.kinks.KINK_EVIDENCE`),
-    and the short central difference over +-h/16 within the kink test's allowance around Richardson's value (its
-    rounding, 1/256 of the truncation Richardson measured, and Richardson's own rounding). A staircase sampled
-    symmetrically has a fourth difference of 0, but a short slope of its own."""
-    for scale in (-2.0, -1.0, -SHORT, SHORT, 1.0, 2.0):
+    """Per entry of ``cols``, whether its values show no step or kink in the level's span: the fourth difference
+    at +-h, +-2h within the kink test's allowance for noise (:data:`preflight.check.kinks.KINK_EVIDENCE`), and the
+    central differences over +-h/16 and +-h/sqrt(2) within the kink test's allowance around Richardson's value (their
+    rounding, t^2 times the truncation Richardson measured at h, and Richardson's own rounding). A staircase sampled
+    symmetrically has a fourth difference of 0, but slopes of its own over other widths."""
+    for scale in (-2.0, -1.0, -SHORT, SHORT, -MIDDLE, MIDDLE, 1.0, 2.0):
         level.fill(scale, cols)
     f = {s: level.values[s][:, cols] for s in (-2.0, -1.0, 1.0, 2.0)}
     x = {s: level.positions[s][cols][None, :] for s in f}
@@ -248,10 +253,12 @@ def _smooth(level: Columns, cols: Index) -> NDArray[np.bool_]:
         noise = ROUNDING_FACTOR * level.sigma
         d1 = (f[1.0] - f[-1.0]) / (x[1.0] - x[-1.0])
         richardson = (4 * d1 - (f[2.0] - f[-2.0]) / (x[2.0] - x[-2.0])) / 3
-        width = (level.positions[SHORT] - level.positions[-SHORT])[cols][None, :]
-        short = (level.values[SHORT][:, cols] - level.values[-SHORT][:, cols]) / width
-        allowance = 2 * noise / width + SHORT**2 * np.abs(richardson - d1)
-        out &= np.abs(short - richardson) <= allowance + 1.5 * noise / ((x[1.0] - x[-1.0]) / 2)
+        own = 1.5 * noise / ((x[1.0] - x[-1.0]) / 2)
+        for t in (SHORT, MIDDLE):
+            width = (level.positions[t] - level.positions[-t])[cols][None, :]
+            slope = (level.values[t][:, cols] - level.values[-t][:, cols]) / width
+            allowance = 2 * noise / width + t**2 * np.abs(richardson - d1) + own
+            out &= np.abs(slope - richardson) <= allowance
     return out
 
 
