@@ -275,10 +275,12 @@ def _settle(block: Block, a: F64, failing: Index, verdict: list[A]) -> None:
         with np.errstate(all="ignore"):
             e = judge_entries(_restricted(block.level(k), cols), a[:, cols])
         agree = np.abs(e.numeric - previous[0][:, pending]) <= e.tolerance + previous[1][:, pending]
-        # The estimate whose verdict would stand (at h for k = 1, else at h / 2^k) must also come from values that
-        # are smooth over its span: on a staircase finer than the step (round(x, 3) in float32), the estimates at
-        # h and h/2 agree on the stairs' mean slope while the function's derivative is 0.
-        agree &= _smooth(block.level(k - 1 if k == 1 else k), cols)
+        # Where the backward says flat (exactly 0), the estimate whose verdict would stand (at h for k = 1, else at
+        # h / 2^k) must also come from values that are smooth over its span: on a staircase finer than the step
+        # (round(x, 3) in float32), the estimates at h and h/2 agree on the stairs' mean slope while the function's
+        # derivative is 0. Elsewhere a staircase is the rounding of a smooth function (a saturated tanh's 1 - t^2 in
+        # float32), whose mean slope is its derivative: agreement settles it, as before.
+        agree &= _smooth(block.level(k - 1 if k == 1 else k), cols) | (a[:, cols] != 0)
         settled = np.all(agree | ~was_bad[:, pending], axis=0)
         if k > 1:  # at k = 1, settled means the estimate at h had settled: its verdict stands
             done = cols[settled]
