@@ -9,11 +9,12 @@ by one or two quanta over the step, or not at all, and the first look's toleranc
 Evidence of the grid, per entry (:func:`entry_quanta`): along the element's own steps the row shows a *level* (two
 adjacent positions on exactly the same float), its changes are whole multiples of its smallest change ``q``, and
 ``q`` is far above the row's measured noise. A row's quantum (:func:`row_quanta`) is the smallest such ``q`` over its
-entries. A failing entry of such a row is judged again with the quantum as the rounding of each value
-(:func:`rejudge`): it fails, passes, or, where even that verdict cannot tell its value from 0, is *not resolved at
-this step*: counted and named, never judged. An entry whose row never leaves its float, even at a wider step, is a
-flat output (a mask applied in the forward only): it is resolved wherever its analytic value predicts a move of more
-than half a quantum there, and then it fails.
+entries; without a level in any of them, changes that are whole multiples of one quantum across several of its
+entries show it too (:func:`shared_quanta`). A failing entry of such a row is judged again with the quantum as the
+rounding of each value (:func:`rejudge`): it fails, passes, or, where even that verdict cannot tell its value from
+0, is *not resolved at this step*: counted and named, never judged. An entry whose row never leaves its float, even
+at a wider step, is a flat output (a mask applied in the forward only): it is resolved wherever its analytic value
+predicts a move of more than half a quantum there, and then it fails.
 """
 
 from __future__ import annotations
