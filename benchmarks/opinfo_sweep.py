@@ -59,7 +59,7 @@ class Record:
     sample: int
     shapes: str
     torch: str  # "pass", "FAIL", "error"
-    ours: str  # "pass", "FAIL", "stopped", "error"
+    ours: str  # "pass", "FAIL", "inconclusive" (nothing it could resolve enough to judge), "stopped", "error"
     kind: str
     torch_message: str
     ours_message: str
@@ -169,6 +169,8 @@ def check_sample(op: Any, index: int, sample: Any, dtype: str = "float64") -> Re
             report = check_function(ours_fn, *ours_args, forward_ad=False)
             if report.stopped:
                 ours, our_message = "stopped", report.stopped[:220]
+            elif report.verdict == "INCONCLUSIVE":
+                ours, our_message = "inconclusive", "; ".join(report.notes)[:220]
             else:
                 ours = "pass" if report.passed else "FAIL"
                 failing = [n for n, r in report.parameters.items() if not r.passed]
@@ -215,6 +217,8 @@ def report(records: list[Record], ops: int, seconds: float, dtype: str = "float6
                              f"{len(records)} samples, {seconds:.0f} s"))  # fmt: skip
     false_alarms = sum(r.ours == "FAIL" and r.torch == "pass" for r in records)
     print(f"false alarms (check_function FAIL where gradcheck passes): {false_alarms}")
+    unsure = [f"{r.op}{'.' + r.variant if r.variant else ''}[{r.sample}]" for r in records if r.ours == "inconclusive"]
+    print(f"inconclusive (too few entries resolved to judge, not a pass): {len(unsure)} {', '.join(unsure)}")
     ours_errors = sum(r.ours in ("error", "stopped") for r in records)
     torch_errors = sum(r.torch == "error" for r in records)
     print(f"\nagree on {agree} of {len(records)} samples; check_function errors or stops on {ours_errors}, "

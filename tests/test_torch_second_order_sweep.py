@@ -21,27 +21,22 @@ from .second_order_functions import COMPOSITIONS, PLANTED, inputs, sweep  # noqa
 pytestmark = pytest.mark.slow
 
 
-#: check_function's own first-order false alarm (issue #12, open): in float32 the MLP's log-probability of its
-#: dominant class (about -5e-5) is a difference of O(1) values and rounds at an ulp of 1, which neither the noise
-#: probe's few-ulp moves nor the check's steps make it leave (the output stays on one float over +-2h): seed 7 of 0-7.
-FIRST_ORDER_KNOWN = {("mlp", "float32")}
-
-
 def test_no_false_alarm_and_every_planted_bug_caught_over_seeds() -> None:
     found = sweep(8)
     for name in COMPOSITIONS:
         for dtype, counts in found[name].items():
-            first, second = counts.split(" + ")
-            assert second == "0", (name, dtype, counts)
-            assert first == "0" or (name, dtype) in FIRST_ORDER_KNOWN, (name, dtype, counts)
+            assert counts == "0 + 0", (name, dtype, counts)
     for name in PLANTED:
         assert found[name] == {"float64": "8", "float32": "8"}, (name, found[name])
 
 
-@pytest.mark.xfail(strict=True, reason="issue #12: FIRST_ORDER_KNOWN (a float32 log-softmax rounding below the probe)")
 def test_the_first_order_of_the_float32_mlp_passes_every_seed() -> None:
+    """Issue #12: its dominant class's log-probability (about -5e-5) rounds on a grid of an ulp of 1, which the noise
+    probe does not see; seeds 7, 8, 9, 14 and 18 of 0-19 failed before such rows were judged with their grid
+    (:mod:`preflight.check.quanta`)."""
     fn, shapes = COMPOSITIONS["mlp"]
-    assert all(check_function(fn, *inputs(shapes, torch.float32, seed)).passed for seed in range(8))
+    failed = [seed for seed in range(20) if not check_function(fn, *inputs(shapes, torch.float32, seed)).passed]
+    assert failed == []
 
 
 def test_the_wide_probe_reads_a_staircase_and_not_a_jump() -> None:

@@ -17,9 +17,10 @@ from numpy.typing import NDArray
 
 from preflight.check import numdiff
 from preflight.check.diagnosis import TensorEvidence
+from preflight.check.quanta import entry_quanta, row_quanta, shared_quanta
 from preflight.torch._function_ad import forward_columns, reverse_rows
 from preflight.torch._function_io import RealFunction
-from preflight.torch._function_steps import Block, Verdict, build_block, judge_block
+from preflight.torch._function_steps import Block, Verdict, build_block, first_look, judge_block
 
 __all__ = ["FunctionCheck", "Stopped"]
 
@@ -63,6 +64,8 @@ class FunctionCheck:
         self.output_epsilon = max(float(torch.finfo(d).eps) for d in self.io.dtypes)
         self.input_epsilon = max(float(torch.finfo(self.io.inputs[i].dtype).eps) for i in positions)
         self.sigma = np.zeros_like(self.f0)
+        #: Each output row's grid where it rounds coarser than its measured noise (:meth:`read_quanta`).
+        self.quantum: F64 | None = None
 
     def shape(self, i: int) -> tuple[int, ...]:
         """The checked (real) shape of input i: a complex input's with its trailing real/imaginary index."""
@@ -183,9 +186,18 @@ class FunctionCheck:
         return build_block(label, self.shape(i), point.astype(np.float64), h.astype(np.float64), move, scales,
                            (self.f0, self.sigma, epsilon), self.notes)  # fmt: skip
 
+    def read_quanta(self, blocks: dict[int, Block]) -> None:
+        """Each output row's grid, from what every input's first look shows (:mod:`preflight.check.quanta`): a level
+        in one of its entries, or whole multiples shared by several; a row is one output element, whichever input
+        moves it."""
+        stacks = [first_look(block) for block in blocks.values()]
+        levels = row_quanta(*(entry_quanta(values, self.sigma) for values in stacks))
+        shared = shared_quanta(np.concatenate(stacks, axis=1), self.sigma)
+        self.quantum = np.where((shared > 0) & ((levels == 0) | (shared < levels)), shared, levels)
+
     def judge(self, block: Block, analytic: A) -> tuple[F64, Verdict]:
         """The verdict on one input's block (:func:`preflight.torch._function_steps.judge_block`)."""
-        return judge_block(block, analytic)
+        return judge_block(block, analytic, self.quantum)
 
     def judge_backward(self, block: Block, rows: tuple[A, A | None]) -> tuple[F64, Verdict]:
         """The verdict on the backward of all outputs together; where the outputs' backwards taken one at a time
@@ -212,7 +224,7 @@ class FunctionCheck:
         )]  # fmt: skip
         bad = verdict.bad | lone.bad
         return np.where(use, a_alone, a), Verdict(
-            merged[0], merged[1], bad, merged[2] & ~bad, verdict.skip, verdict.tried
+            merged[0], merged[1], bad, merged[2] & ~bad, verdict.skip, verdict.tried, verdict.not_resolved & ~bad
         )
 
     def evidence(self, label: str, i: int, a: F64, v: Verdict) -> TensorEvidence:

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from preflight._util.validation import check_in_range, check_positive_int
 from preflight.check.diagnosis import TensorEvidence, diagnose
 from preflight.check.report import Coordinate, GradcheckReport, TensorResult
-from preflight.check.verdict import relative_difference
+from preflight.check.verdict import JUDGED_SHARE, relative_difference
 from preflight.torch._function_check import FunctionCheck, Stopped
 from preflight.torch._function_io import differentiable_kind
 from preflight.torch._function_steps import Verdict
@@ -181,6 +181,7 @@ def run_function_check(
         job.require_usable()
         job.measure_noise()
         blocks = {i: job.columns(i, label, eps, richardson) for label, i in zip(labels, positions, strict=True)}
+        job.read_quanta(blocks)
     except Stopped as stop:
         return report(False, {}, difference=math.nan, hints=[str(stop)], noise=0.0, stopped=str(stop))
     rows = job.analytic()
@@ -203,10 +204,18 @@ def run_function_check(
                            for label, (i, a, v) in forward.items()}  # fmt: skip
     verdicts = list(backward_verdicts.values())
     tried, judged = sum(int(v.tried.sum()) for v in verdicts), sum(int(v.judged.sum()) for v in verdicts)
-    conclusive = judged > 0 or tried == 0
+    unresolved = sum(int(v.not_resolved.sum()) for v in verdicts)
+    # Entries not resolved at the step count against the judged share as the engine's kinks do (JUDGED_SHARE): a
+    # check that could resolve almost none of its entries proves nothing.
+    conclusive = tried == 0 or (judged > 0 and judged >= JUDGED_SHARE * (judged + unresolved))
     if not any(block.finite.any() for block in blocks.values()):
         job.notes.append("nothing to check: every element of the checked inputs is not finite")
-    if not conclusive:
+    if not conclusive and judged > 0:
+        job.notes.append(
+            f"inconclusive: {unresolved:,} Jacobian entries not resolved at the step against {judged:,} judged: "
+            "nothing proven"
+        )
+    elif not conclusive:
         job.notes.append(
             f"inconclusive: none of the {tried:,} Jacobian entries could be judged (all set aside as kinks or steps "
             "of the function, or not checkable): nothing proven"

@@ -1,0 +1,222 @@
+"""Rows that round on a grid coarser than their measured noise (issue #12): check_function in float32.
+
+The specification of :mod:`preflight.check.quanta` as check_function applies it: a correct function whose entries
+cannot be resolved at the check's step is not failed, and the report says how many entries were not resolved; a
+flat output (a mask applied in the forward only) is still caught; a 1e-3 bug in such a function is still caught
+where the check can resolve it; a check that resolved too few of its entries is not a pass.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from preflight.check.quanta import QUANTUM_NOISE, entry_quanta, rejudge, row_quanta, shared_quanta  # noqa: E402
+from preflight.torch import check_function  # noqa: E402
+
+from .second_order_functions import COMPOSITIONS, inputs  # noqa: E402
+
+F32 = torch.float32
+MLP, SHAPES = COMPOSITIONS["mlp"]
+#: Seeds of the float32 MLP whose dominant-class rows hold entries not resolvable at the step (all three failed
+#: before: tests/test_torch_second_order_sweep.py).
+UNRESOLVED_SEEDS = (7, 8, 9)
+
+
+def not_resolved(report: Any) -> int:
+    """The entries the report's notes count as not resolved at the step."""
+    return sum(
+        int(m.group(1)) for n in report.notes for m in [re.search(r"(\d+) Jacobian entries not resolved", n)] if m
+    )
+
+
+# --- the rule on values ---------------------------------------------------------------------------------------------
+
+
+def test_a_staircase_with_a_level_shows_its_quantum_and_a_smooth_row_none() -> None:
+    q, sigma = 1.2e-7, 1e-11
+    staircase = q * np.array([-2.0, -1.0, 0.0, 0.0, 1.0])  # the element's row at -2h, -h, 0, h, 2h
+    smooth = 3e-6 * np.array([-2.0, -1.0, 0.0, 1.0, 2.0]) + 1e-9 * np.array([0.3, -0.1, 0.0, 0.2, -0.4])
+    no_level = q * np.array([-4.0, -2.0, 0.0, 2.0, 4.0])
+    not_whole = q * np.array([-2.5, -1.0, 0.0, 0.0, 1.0])
+    assert entry_quanta(np.stack([staircase, smooth, no_level, not_whole]), sigma).tolist() == [q, 0.0, 0.0, 0.0]
+    # A quantum the measured noise explains is no evidence: below QUANTUM_NOISE sigma.
+    assert entry_quanta(staircase, q / (QUANTUM_NOISE / 2))[()] == 0.0
+    # A row's quantum: the smallest over its entries, in every input's block.
+    assert row_quanta(np.array([[0.0, 2 * q], [0.0, 0.0]]), np.array([[q], [0.0]])).tolist() == [q, 0.0]
+
+
+def test_an_entry_judged_with_its_rows_quantum_fails_passes_or_is_not_resolved() -> None:
+    h, q = 5e-3, 1.2e-7
+    x = {s: np.array([s * h]) for s in (-2.0, -1.0, 1.0, 2.0)}
+
+    def rows(slope: float) -> dict[float, Any]:
+        return {s: q * np.round(slope * x[s] / q) for s in x}
+
+    # Slope 2e-5: the row moves by about one quantum per step; its estimate cannot tell 2e-5 from 0.
+    small = rejudge(rows(2e-5), x, np.array([2e-5]), 0.0, 1e-11, q)
+    assert not small.bad[0] and small.unresolved[0]
+    # Slope 2e-3: resolved to 1.5 q / h = 3.6e-5; a 2 % error fails, the right value passes and is judged.
+    right = rejudge(rows(2e-3), x, np.array([2e-3]), 0.0, 1e-11, q)
+    wrong = rejudge(rows(2e-3), x, np.array([2.04e-3]), 0.0, 1e-11, q)
+    assert (right.bad[0], right.unresolved[0], wrong.bad[0]) == (False, False, True)
+
+
+def test_a_row_that_never_moves_fails_where_the_analytic_value_predicts_a_move() -> None:
+    h, q = 5e-3, 1.2e-7
+    x = {s: np.array([s * h]) for s in (-2.0, -1.0, 1.0, 2.0)}
+    flat = {s: np.zeros(1) for s in x}
+    # On one float over +-2h: a slope up to 1.5 q / h = 3.6e-5 is within a quantum per value. Where the row stays on
+    # that float at +-16h too, 5e-7 predicts a move of 4e-8 there, below half a quantum (not resolved), while 3e-5
+    # predicts 2.4e-6, twenty quanta the row would have shown: a flat output, which fails.
+    tiny = rejudge(flat, x, np.array([5e-7]), 0.0, 1e-11, q, silent=np.array([True]))
+    mask = rejudge(flat, x, np.array([3e-5]), 0.0, 1e-11, q, silent=np.array([True]))
+    moved = rejudge(flat, x, np.array([3e-5]), 0.0, 1e-11, q, silent=np.array([False]))
+    assert (tiny.bad[0], tiny.unresolved[0]) == (False, True)
+    assert (mask.bad[0], mask.unresolved[0]) == (True, False)
+    assert (moved.bad[0], moved.unresolved[0]) == (False, True)
+
+
+def test_a_grid_shared_by_a_rows_entries_is_its_quantum_without_a_level() -> None:
+    q = 1.2e-7
+    steps = np.arange(-2.0, 3.0)  # -2h .. 2h
+    slopes = np.array([3.0, 5.0, 8.0, 1.0, 7.0, 2.0])
+    on_grid = q * slopes[:, None] * steps
+    assert shared_quanta(on_grid[None], np.full((1, 1), 1e-11)).tolist() == [q]
+    # Five entries are not enough; nor is a grid the noise explains.
+    assert shared_quanta(on_grid[None, :5], np.full((1, 1), 1e-11)).tolist() == [0.0]
+    assert shared_quanta(on_grid[None], np.full((1, 1), q / 8)).tolist() == [0.0]
+
+
+# --- check_function -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", UNRESOLVED_SEEDS)
+def test_a_correct_float32_mlp_passes_and_says_how_many_entries_were_not_resolved(seed: int) -> None:
+    report = check_function(MLP, *inputs(SHAPES, F32, seed))
+    assert report.passed, str(report)
+    count = not_resolved(report)
+    assert count > 0, report.notes
+    # The entries not resolved are not judged: each tensor's checked entries and kinks leave exactly them out.
+    unjudged = sum(r.size - r.checked - len(r.kinks) for r in report.parameters.values())
+    assert unjudged == count
+
+
+def mask_forgotten_in_backward(mask: Any) -> Any:
+    """``x * mask`` whose backward forgets the mask: the output is flat in the masked elements."""
+
+    class Masked(torch.autograd.Function):
+        @staticmethod
+        def forward(x: Any) -> Any:
+            return x * mask
+
+        @staticmethod
+        def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
+            pass
+
+        @staticmethod
+        def backward(ctx: Any, g: Any) -> Any:
+            return g
+
+    return Masked.apply
+
+
+@pytest.mark.parametrize("seed", UNRESOLVED_SEEDS)
+def test_a_flat_mask_missing_bug_is_still_caught(seed: int) -> None:
+    mask = torch.ones(SHAPES[0], dtype=F32)
+    mask[1, 2] = 0.0
+    masked = mask_forgotten_in_backward(mask)
+    report = check_function(lambda x, *rest: MLP(masked(x), *rest), *inputs(SHAPES, F32, seed))
+    assert not report.passed
+    failing = report.parameters["input0"].failing()
+    assert {c.index for c in failing} == {(1, 2)}
+
+
+def weight_gradient_scaled(factor: float) -> Any:
+    """``x @ w.T`` whose backward scales the weight's gradient by ``factor`` (1.001: a 1e-3 bug)."""
+
+    class Linear(torch.autograd.Function):
+        @staticmethod
+        def forward(x: Any, w: Any) -> Any:
+            return x @ w.T
+
+        @staticmethod
+        def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
+            ctx.save_for_backward(*inputs)
+
+        @staticmethod
+        def backward(ctx: Any, g: Any) -> Any:
+            x, w = ctx.saved_tensors
+            return g @ w, factor * (g.T @ x)
+
+    return Linear.apply
+
+
+@pytest.mark.parametrize("seed", UNRESOLVED_SEEDS)
+def test_a_1e3_bug_in_such_a_function_is_still_caught_where_it_is_resolvable(seed: int) -> None:
+    def mlp(x: Any, w1: Any, b1: Any, w2: Any, b2: Any, factor: float) -> Any:
+        return torch.log_softmax(weight_gradient_scaled(factor)(torch.tanh(x @ w1.T + b1), w2) + b2, -1)
+
+    args = inputs(SHAPES, F32, seed)
+    assert check_function(lambda *a: mlp(*a, 1.0), *args).passed
+    report = check_function(lambda *a: mlp(*a, 1.001), *args)
+    assert not report.passed
+    assert [name for name, r in report.parameters.items() if not r.passed] == ["input3"]
+
+
+def test_a_check_that_resolved_too_few_entries_is_not_a_pass() -> None:
+    # special.ndtr's float32 tail is a plateau on a grid of 3e-8 (1 - erf rounds at an ulp of 1): at -5.42 its
+    # derivative, 1.7e-7, moves it by less than a quantum over the step, and by one at 16 steps.
+    alone = check_function(torch.special.ndtr, torch.tensor([-5.42], dtype=F32))
+    assert alone.verdict == "INCONCLUSIVE" and not_resolved(alone) == 1
+    assert any("inconclusive" in n for n in alone.notes)
+    beside = check_function(torch.special.ndtr, torch.tensor([-5.42, -5.44, 0.3], dtype=F32))
+    assert beside.passed and not_resolved(beside) == 2
+
+
+#: Draws of round(x, 3)'s input whose staircase still fails (issue #12, open): the noise probe crosses stairs in
+#: these rows and reads them as noise (sigma about q / 6), so the values look smooth within it at every step above
+#: the stairs' width, and the stairs' mean slope (about 1) settles against the backward's 0.
+STAIRS_READ_AS_NOISE = {1, 2, 3}
+
+
+@pytest.mark.parametrize(
+    "seed",
+    [pytest.param(s, marks=pytest.mark.xfail(strict=True, reason="stairs read as noise")) if s in STAIRS_READ_AS_NOISE
+     else s for s in range(4)],
+)  # fmt: skip
+def test_a_staircase_finer_than_the_step_is_not_a_failure(seed: int) -> None:
+    # round(x, 3) in float32 at |x| up to 9: stairs of 1e-3 under steps of 4.9e-3 |x|, whose estimates at h and h/2
+    # agree on the stairs' mean slope (about 1) while the derivative is 0. An estimate settles only where its values
+    # are smooth over its span: the step halves onto one stair, or the element is named as not checkable.
+    x = (torch.rand(20, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 18 - 9).to(F32)
+    report = check_function(lambda t: torch.round(t, decimals=3), x)
+    assert report.verdict in ("PASSED", "INCONCLUSIVE"), str(report)
+
+
+def test_settling_on_smooth_values_leaves_a_smooth_functions_bug_standing() -> None:
+    """A 1 % error in tanh's backward, in float32: the estimates at h and h/2 agree on smooth values."""
+
+    class Tanh(torch.autograd.Function):
+        @staticmethod
+        def forward(t: Any) -> Any:
+            return torch.tanh(t)
+
+        @staticmethod
+        def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
+            ctx.save_for_backward(output)
+
+        @staticmethod
+        def backward(ctx: Any, g: Any) -> Any:
+            (y,) = ctx.saved_tensors
+            return 1.01 * g * (1 - y * y)
+
+    x = torch.randn(20, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(F32)
+    report = check_function(Tanh.apply, x)
+    assert not report.passed
+    assert {c.index for c in report.parameters["input0"].failing()} <= {(i,) for i in range(20)}
