@@ -162,3 +162,26 @@ def test_a_loss_failing_on_a_worker_raises_on_the_caller_as_it_would_locally(cli
         errors.append(str(caught.value))
         np.testing.assert_array_equal(w, kept)  # the caller's parameters as they were
     assert "[7]" in errors[0] and errors[0] == errors[1]
+
+
+def _profiler_state_in_a_task() -> tuple[bool, bool]:
+    """In a task on a worker: is the worker's profiler running inside profiler_paused, and again after it?"""
+    import time
+
+    from distributed import get_worker
+
+    from preflight.check.distributed import profiler_paused
+
+    worker = get_worker()
+    callback = worker.periodic_callbacks["profile"]
+    with profiler_paused(worker):
+        time.sleep(0.2)  # the event loop runs the stop it was handed
+        inside = callback.is_running()
+    time.sleep(0.2)
+    return inside, callback.is_running()
+
+
+@pytest.mark.slow  # a LocalCluster of 2 processes: seconds to start
+def test_the_workers_profiler_pauses_for_the_perturbed_losses_only(client: Any) -> None:
+    inside, after = client.submit(_profiler_state_in_a_task, pure=False).result()
+    assert (inside, after) == (False, True)

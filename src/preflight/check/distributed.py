@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import math
 import pickle
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -40,6 +42,7 @@ __all__ = [
     "DistributedLoss",
     "check_client",
     "distributed_loss",
+    "profiler_paused",
     "task_size",
 ]
 
@@ -55,6 +58,8 @@ OVERHEAD_SHARE = 0.05
 TASKS_IN_FLIGHT = 2
 
 _WORKER_EVALUATORS: dict[tuple[str, str], PerturbedLoss] = {}
+_PAUSE_LOCK = threading.Lock()
+_PAUSED = [0]  # preflight tasks running in this worker process
 
 
 def check_client(client: Any) -> Any:
@@ -135,6 +140,33 @@ def _seconds_per_loss(evaluator: PerturbedLoss, leaves: dict[str, NDArray[Any]])
         count *= 4
 
 
+@contextmanager
+def profiler_paused(worker: Any) -> Iterator[None]:
+    """The worker's statistical profiler paused while the block runs (restarted when the last such block ends).
+
+    Dask samples the stack of every thread running a task each 10 ms (``distributed.worker.profile.interval``),
+    holding the GIL while it walks the frames; measured on the project's 2-core machine, a loss evaluation of the
+    1e5-parameter MLP in a worker cost 0.499 ms with it against 0.475 ms without (0.456 ms outside Dask). The
+    perturbed losses are thousands of identical calls, with nothing for a profile to show; other tasks are
+    profiled as before. A worker without the profiler (disabled in its configuration) is left as it is.
+    """
+    callback = getattr(worker, "periodic_callbacks", {}).get("profile")
+    if callback is None:
+        yield
+        return
+    with _PAUSE_LOCK:
+        _PAUSED[0] += 1
+        if _PAUSED[0] == 1:
+            worker.loop.add_callback(callback.stop)  # the event loop's own thread stops it: add_callback is thread-safe
+    try:
+        yield
+    finally:
+        with _PAUSE_LOCK:
+            _PAUSED[0] -= 1
+            if _PAUSED[0] == 0:
+                worker.loop.add_callback(callback.start)
+
+
 def _evaluate_range(
     payload: Any, token: str, name: str, shape: tuple[int, ...], index: Any, values: Any
 ) -> tuple[F64, Any]:
@@ -143,13 +175,14 @@ def _evaluate_range(
     one: a structure-aware evaluator that fell back to plain model calls says so)."""
     from distributed import get_worker
 
-    key = (token, get_worker().address)
+    worker = get_worker()
+    key = (token, worker.address)
     if key not in _WORKER_EVALUATORS:
         _WORKER_EVALUATORS[key] = pickle.loads(payload)()  # cloudpickle's output loads with pickle
     evaluator = _WORKER_EVALUATORS[key]
     # Dask's workers hand every freed temporary back to the system (see preflight._util.heap): 2.4x the cost of a
     # loss evaluation; the task runs with glibc's own limits and the worker trims once after it.
-    with one_blas_thread(), roomy_heap():
+    with one_blas_thread(), roomy_heap(), profiler_paused(worker):
         if hasattr(evaluator, "range_losses"):  # the black box and the torch evaluators: no tensor-sized scan
             out: F64 = np.asarray(evaluator.range_losses(name, index, values), dtype=np.float64)
         else:
