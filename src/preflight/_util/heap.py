@@ -18,10 +18,11 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from preflight._util.shared_state import SharedSetting
 
 __all__ = ["ALLOCATOR_VARIABLES", "roomy_heap"]
 
@@ -37,8 +38,7 @@ ROOMY_TRIM_THRESHOLD = 2 * ROOMY_MMAP_THRESHOLD
 #: glibc's defaults, restored for a variable the environment does not set.
 _DEFAULT_THRESHOLD = 128 << 10
 
-_lock = threading.Lock()
-_depth = [0]
+_SETTING = SharedSetting()
 _libc: list[Any] = []
 
 
@@ -80,17 +80,15 @@ def roomy_heap() -> Iterator[None]:
     if libc is None:
         yield
         return
-    with _lock:
-        _depth[0] += 1
-        if _depth[0] == 1:
-            libc.mallopt(_M_MMAP_THRESHOLD, ROOMY_MMAP_THRESHOLD)
-            libc.mallopt(_M_TRIM_THRESHOLD, ROOMY_TRIM_THRESHOLD)
-    try:
+
+    def enter() -> None:
+        libc.mallopt(_M_MMAP_THRESHOLD, ROOMY_MMAP_THRESHOLD)
+        libc.mallopt(_M_TRIM_THRESHOLD, ROOMY_TRIM_THRESHOLD)
+
+    def leave() -> None:
+        libc.mallopt(_M_MMAP_THRESHOLD, _environment_threshold("MALLOC_MMAP_THRESHOLD_"))
+        libc.mallopt(_M_TRIM_THRESHOLD, _environment_threshold("MALLOC_TRIM_THRESHOLD_"))
+        libc.malloc_trim(0)
+
+    with _SETTING.held(enter, leave):
         yield
-    finally:
-        with _lock:
-            _depth[0] -= 1
-            if _depth[0] == 0:
-                libc.mallopt(_M_MMAP_THRESHOLD, _environment_threshold("MALLOC_MMAP_THRESHOLD_"))
-                libc.mallopt(_M_TRIM_THRESHOLD, _environment_threshold("MALLOC_TRIM_THRESHOLD_"))
-                libc.malloc_trim(0)

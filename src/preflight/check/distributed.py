@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import pickle
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -30,6 +29,7 @@ from numpy.typing import NDArray
 from preflight._util.blas import one_blas_thread
 from preflight._util.heap import roomy_heap
 from preflight._util.optional import require
+from preflight._util.shared_state import SharedSetting
 from preflight._util.validation import describe
 from preflight.check.inputs import parameter_leaves
 from preflight.check.perturb import BlackBoxLoss, PerturbedLoss
@@ -58,8 +58,7 @@ OVERHEAD_SHARE = 0.05
 TASKS_IN_FLIGHT = 2
 
 _WORKER_EVALUATORS: dict[tuple[str, str], PerturbedLoss] = {}
-_PAUSE_LOCK = threading.Lock()
-_PAUSED = [0]  # preflight tasks running in this worker process
+_PROFILER = SharedSetting()  # paused while any preflight task runs in this worker process
 
 
 def check_client(client: Any) -> Any:
@@ -154,17 +153,9 @@ def profiler_paused(worker: Any) -> Iterator[None]:
     if callback is None:
         yield
         return
-    with _PAUSE_LOCK:
-        _PAUSED[0] += 1
-        if _PAUSED[0] == 1:
-            worker.loop.add_callback(callback.stop)  # the event loop's own thread stops it: add_callback is thread-safe
-    try:
+    loop = worker.loop  # its own thread stops and restarts the callback: add_callback is thread-safe
+    with _PROFILER.held(lambda: loop.add_callback(callback.stop), lambda: loop.add_callback(callback.start)):
         yield
-    finally:
-        with _PAUSE_LOCK:
-            _PAUSED[0] -= 1
-            if _PAUSED[0] == 0:
-                worker.loop.add_callback(callback.start)
 
 
 def _evaluate_range(
