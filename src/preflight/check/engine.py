@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from preflight._util.blas import limit_blas_threads
+from preflight._util.heap import settle_heap
 from preflight._util.progress import progress_bar, should_show_progress
 from preflight._util.validation import check_choice, check_in_range, check_positive_int, describe
 from preflight.check import numdiff, second_order
@@ -151,6 +152,7 @@ def gradcheck(
     ['w: analytic = 2.00 x numeric']
     """
     start = time.perf_counter()
+    settle_heap()  # batched temporaries stay on the heap instead of being faulted in again (see its docstring)
     if not callable(loss):
         raise ValueError(f"loss: expected a callable loss(params) -> float, got {describe(loss)}")
     if hvp is not None:
