@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from preflight.check.hinges import NOISE_MARGIN, NOISE_Z, hinge_fit, noise_bound
+
 __all__ = ["GRID", "NOISE_Z", "SLOPE_Z", "WINDOWS", "Closer", "closer_look", "noise_bound"]
 
 F64 = NDArray[np.float64]
@@ -44,10 +46,6 @@ GRID: tuple[float, ...] = tuple(
 )
 #: Half-widths of the windows, in units of h, widest first.
 WINDOWS = (2.0, 1.0, 0.5, 0.25, 0.125, 0.0625)
-#: A window's residual sum of squares is rounding noise when it stays under the chi-square quantile at this many
-#: standard deviations (Wilson-Hilferty): a smooth window is wrongly refused 3e-5 of the time (it then only loses
-#: precision: a narrower window decides), a kink whose values stray 4 sigma from every cubic is seen.
-NOISE_Z = 4.0
 #: Slope estimates are trusted to this many standard errors: the Gaussian tail over 1e5 suspects (5 deviations:
 #: 6e-7 each), the drift term carrying what kinks may add.
 SLOPE_Z = 5.0
@@ -62,9 +60,13 @@ AGREE_Z = 3.0
 #: the agreement), the bend a kink could hide. Two halvings: a window four times narrower holds a fourth of the
 #: kinks, and its own error is still within a few times the kept one's.
 DRIFT_WINDOWS = 2
-#: The measured sigma is known to +-25 % (:mod:`preflight.check.inputs`); the tests read residuals against the
-#: upper end of that range, so an underestimated sigma does not invent kinks.
-NOISE_MARGIN = 1.25
+#: Where a kink is seen near the point, a second one may crowd it closer than the grid resolves (two kinks h/20
+#: apart leave the point a piece of three grid steps, whose own slope no fit reads): its jump moves the point's
+#: slope beyond what the fit sees, taken up to this many times the largest jump the fit sees along the coordinate.
+#: The kinks along one coordinate are one unit's crossings for different examples, of one scale; the one correct
+#: coordinate found crowded in 16 float32 ReLU nets at batch 256 (tests/test_kinks_float32.py's, seed 12) needed
+#: 1.15 times it.
+CROWD = 2.0
 #: A window's normal equations with a larger condition number are singular (see ``_fit``).
 SINGULAR = 1e10
 
@@ -78,21 +80,11 @@ class Closer:
     tolerance: F64
     kink: NDArray[np.bool_]
     smooth: NDArray[np.bool_]
-
-
-def noise_bound(dof: int | NDArray[Any]) -> F64:
-    """The chi-square quantile at :data:`NOISE_Z` standard deviations for ``dof`` degrees of freedom, over ``dof``.
-
-    Wilson-Hilferty's cube-root normal approximation (good to a few percent from 1 degree of freedom on).
-
-    Examples
-    --------
-    >>> round(float(noise_bound(30)), 2)
-    2.39
-    """
-    d = np.maximum(np.asarray(dof, dtype=np.float64), 1.0)
-    out: F64 = (1 - 2 / (9 * d) + NOISE_Z * np.sqrt(2 / (9 * d))) ** 3
-    return out
+    #: The located kinks explain the values, and the analytic value is off every slope the point's piece could have
+    #: (either side of a kink at the point, a hinge near it taken both ways, and where a kink is seen near the
+    #: point, one more jump of the size seen, for a kink crowding it beyond the grid's resolution): a bug, whatever
+    #: kinks the step holds.
+    off: NDArray[np.bool_]
 
 
 def _fit(u: F64, f: F64, degree: int, sigma: F64) -> tuple[F64, F64, NDArray[np.bool_]]:
@@ -215,4 +207,19 @@ def closer_look(
     # the two sides (a subgradient at a kink, or the side the point belongs to when a kink sits closer than the
     # grid resolves: it bends every window across the point alike).
     kink = (split | ~smooth) & (fits | between & np.isfinite(left_tol) & np.isfinite(right_tol))
-    return Closer(numeric, np.where(np.isfinite(tolerance), tolerance, np.inf), kink, smooth)
+    # What the windows would fail, the located kinks may explain (preflight.check.hinges): a kink at the point, or
+    # one too weak to stop the widening, bends the windows' slope by up to half its jump. The point's slope is then
+    # either side of a kink at the point, a hinge near it taken both ways, and, where a kink is seen near the point,
+    # moved by a second one crowding it (CROWD).
+    model = hinge_fit(values, positions, h, noise)
+    model_tol = SLOPE_Z * model.se + a_tol
+    reach = model_tol + np.where(model.near, CROWD * model.hidden, 0.0)
+    plausible = model.fits & (g >= model.low - reach) & (g <= model.high + reach)
+    # Where the windows fail, a plausible value is judged on the model: set aside as a kink where one is seen,
+    # passed on the model's tolerance otherwise.
+    rescued = ~(fits | kink) & plausible
+    numeric = np.where(rescued, np.clip(g, model.low, model.high), numeric)
+    tolerance = np.where(rescued, np.maximum(reach, np.abs(g - np.clip(g, model.low, model.high))), tolerance)
+    kink |= rescued & model.seen
+    off = model.fits & ~plausible
+    return Closer(numeric, np.where(np.isfinite(tolerance), tolerance, np.inf), kink, smooth, off)

@@ -174,12 +174,18 @@ def second_look(t: TensorCheck, evaluate: PerturbedLoss, f0: float, sigma: float
     """Richardson, then the kink and tie test (:func:`preflight.check.kinks.judge`), for every coordinate outside
     its first tolerance: values already taken are reused, the missing positions cost 2 to 4 evaluations each.
 
-    A coordinate that neither settles nor shows a kink to the second look, but whose short difference agrees
-    (:attr:`~preflight.check.kinks.Judgement.near`: several kinks within the step blur every other estimate, or a
-    bug hides among them), gets the closer look (:func:`preflight.check.dense.closer_look`, 56 evaluations more):
-    set aside only where a kink is seen, judged on the slope around 0 otherwise. (A kink the second look saw stays
-    set aside: overruling it where the closer look finds the loss smooth within h of the point raised false alarms
-    on correct float32 ReLU nets, whose many small kinks bend a line without breaking it.)"""
+    Every coordinate the second look neither settles nor fails gets the closer look
+    (:func:`preflight.check.dense.closer_look`, 56 evaluations more):
+
+    - one that shows no kink to the second look but whose short difference agrees
+      (:attr:`~preflight.check.kinks.Judgement.near`: several kinks within the step blur every other estimate, or
+      a bug hides among them) is set aside only where the closer look sees a kink, judged on it otherwise;
+    - one the second look set aside as a kink (its rules read seven values: a fourth difference beyond noise, the
+      analytic value among the chords' slopes, which a bug beside a kink also meets) stays set aside unless the
+      closer look finds the analytic value off every slope the point's piece could have
+      (:attr:`~preflight.check.dense.Closer.off`: the located kinks explain the values, and no kink at or near the
+      point, seen or too weak to be seen, brings the slope there). Where kinks crowd the point beyond what the grid
+      resolves, the excuse stands."""
     g = t.g.reshape(-1)[t.index]
     rows = np.flatnonzero(excess_ratio(g, t.numeric, t.tolerance) > 1.0)
     if rows.size == 0:
@@ -196,7 +202,7 @@ def second_look(t: TensorCheck, evaluate: PerturbedLoss, f0: float, sigma: float
     t.numeric[rows] = verdict.numeric
     t.tolerance[rows] = verdict.tolerance
     t.kink[rows] = verdict.kink
-    near = np.flatnonzero(verdict.near)
+    near = np.flatnonzero(verdict.near | verdict.kink)
     if near.size == 0:
         return
     closer = rows[near]
@@ -208,9 +214,11 @@ def second_look(t: TensorCheck, evaluate: PerturbedLoss, f0: float, sigma: float
         else:
             dense_values[scale], dense_positions[scale] = _values_at(t, evaluate, scale, closer)
     look = closer_look(dense_values, dense_positions, t.h[closer], g[closer], noise[near], sigma)
-    t.numeric[closer] = look.numeric
-    t.tolerance[closer] = look.tolerance
-    t.kink[closer] = look.kink
+    fails = ~look.kink & (excess_ratio(g[closer], look.numeric, look.tolerance) > 1.0)
+    stands = verdict.kink[near] & fails & ~look.off
+    t.numeric[closer] = np.where(stands, t.numeric[closer], look.numeric)
+    t.tolerance[closer] = np.where(stands, t.tolerance[closer], look.tolerance)
+    t.kink[closer] = stands | look.kink
 
 
 def _values_at(t: TensorCheck, evaluate: PerturbedLoss, scale: float, rows: NDArray[np.intp]) -> tuple[F64, F64]:
