@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from preflight import gradcheck
-from preflight.check import jacobian
+from preflight.check import jacobian, numdiff, second_order
 from preflight.check.dense import Closer
 from preflight.nn import BuggyNetwork, Network
 from preflight.nn.bugs import broken_tensors
@@ -126,3 +126,20 @@ def test_a_planted_hvp_bug_among_the_kinks_of_a_float32_relu_network_is_caught(m
                 if c.output_name is not None}  # fmt: skip
         assert rows and rows <= broken_tensors(net, "hvp-product-rule"), rows
     assert looks.judged_wrong > 0
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_direction_moves_exactly_to_every_position_of_the_closer_look(dtype: Any) -> None:
+    """The closer look reads g(theta + k d) at k = j / 64 out to 2: each of those moves must be exact in the dtype,
+    or the function along the direction would carry the rounding of the positions as roughness (a "kink")."""
+    rng = np.random.default_rng(0)
+    leaves = {"w": (rng.standard_normal(5000) * rng.choice([0.01, 1.0, 30.0], 5000)).astype(dtype),
+              "b": np.zeros(50, dtype)}  # fmt: skip
+    base = float(np.finfo(dtype).eps) ** (1 / 3)
+    steps = np.concatenate([numdiff.step_size(a.reshape(-1), eps=base).astype(np.float64) for a in leaves.values()])
+    move = second_order._exact(leaves, second_order._direction(leaves, steps, rng, None))
+    assert np.count_nonzero(move) > 0.9 * move.size
+    theta = np.concatenate([a.reshape(-1).astype(np.float64) for a in leaves.values()])
+    for k in second_order.POSITIONS:
+        landed = (theta + k * move).astype(dtype).astype(np.float64)
+        assert np.array_equal(landed - theta, k * move), k

@@ -293,11 +293,12 @@ def _exact(leaves: Leaves, raw: F64) -> F64:
             continue
         grid = GRID_ULPS * np.spacing((np.abs(theta) + 4 * np.abs(part)).astype(arr.dtype)).astype(np.float64)
         move = np.round(part / grid) * grid
-        for k in POSITIONS:
-            target = theta + k * move
-            exact = target.astype(arr.dtype).astype(np.float64) - theta == k * move
-            move = np.where(exact, move, 0.0)
-        out.append(move)
+        # Every target theta + j move / GRID_ULPS (|j| <= 2 GRID_ULPS: all of POSITIONS) is exact when theta and
+        # move / GRID_ULPS are whole multiples of the spacing at the farthest target (spacing grows with magnitude).
+        farthest = np.spacing((np.abs(theta) + 2 * np.abs(move)).astype(arr.dtype)).astype(np.float64)
+        units = (theta / farthest, move / (GRID_ULPS * farthest))  # exact: divisions by powers of 2
+        exact = (units[0] == np.round(units[0])) & (units[1] == np.round(units[1]))
+        out.append(np.where(exact, move, 0.0))
     return np.concatenate(out)
 
 
