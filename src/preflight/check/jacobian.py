@@ -3,7 +3,10 @@
 A function's check (``preflight.torch.check_function``, any adapter) moves one input element at a time and records
 ``R`` output rows at each move; a :class:`Columns` holds those values for the ``n`` elements of one input. The
 verdict is the engine's, entry by entry: the noise of each row measured (not assumed), a first tolerance from it
-and the step, and the same second look (:func:`preflight.check.kinks.judge`) for every entry outside it.
+and the step, and the same second look (:func:`preflight.check.kinks.judge`) for every entry outside it; where the
+caller can move its columns to any position (``closer=True``), the closer look
+(:func:`preflight.check.dense.closer_look`) for every entry the second look leaves undecided, as the first-order
+engine does for a coordinate.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from preflight.check.dense import GRID, closer_look
 from preflight.check.kinks import ROUNDING_FACTOR, SCALES, judge
 from preflight.check.report import Coordinate, TensorResult
 from preflight.check.verdict import ANALYTIC_FACTOR, relative_difference
@@ -66,11 +70,17 @@ class EntryVerdict:
     kink: NDArray[np.bool_]
 
 
-def judge_entries(columns: Columns, analytic: Any) -> EntryVerdict:
+def judge_entries(columns: Columns, analytic: Any, *, closer: bool = False) -> EntryVerdict:
     """The verdict on every entry of one input's Jacobian block ``analytic (R, n)``.
 
     The first look is the central difference at h (Richardson with 2h where ``columns`` has it); entries outside
-    its tolerance get the second look, the missing positions evaluated for their columns only.
+    its tolerance get the second look, the missing positions evaluated for their columns only. An entry the second
+    look neither settles nor sees a kink in, but whose short difference agrees with it
+    (:attr:`~preflight.check.kinks.Judgement.near`: several kinks within the step, or a bug among them), fails,
+    unless ``closer``: then its column is evaluated at every position of :data:`preflight.check.dense.GRID` (56
+    evaluations more, once per column whatever its number of such entries) and the closer look decides: set aside
+    only where it sees a kink, judged on the slope its least-squares windows keep otherwise (they allow for
+    curvature over the step, so a smooth row is never set aside).
     """
     a = np.asarray(analytic, dtype=np.float64)
     n = a.shape[1]
@@ -112,11 +122,32 @@ def judge_entries(columns: Columns, analytic: Any) -> EntryVerdict:
         rows_suspect = suspect[:, touched]
         numeric[:, touched] = np.where(rows_suspect, second.numeric, numeric[:, touched])
         tolerance[:, touched] = np.where(rows_suspect, second.tolerance, tolerance[:, touched])
-        # Only on evidence of a kink: a Jacobian block is mostly structural zeros, so no share of its entries is a
-        # safe allowance for the engine's evidence-free "near" excuse.
+        # Only on evidence of a kink, never by a share of the block (a Jacobian block is mostly structural zeros:
+        # no share of its entries is a safe allowance).
         kink[:, touched] = second.kink & rows_suspect
+        near = np.zeros_like(suspect)
+        near[:, touched] = second.near & rows_suspect
+        if closer and near.any():
+            _look_closer(columns, a, near, analytic_tolerance, numeric, tolerance, kink)
     bad = ((np.abs(a - numeric) > tolerance) | broken) & ~kink
     return EntryVerdict(numeric, tolerance, bad, kink)
+
+
+def _look_closer(
+    columns: Columns, a: F64, near: NDArray[np.bool_], analytic_tolerance: F64, numeric: F64, tolerance: F64,
+    kink: NDArray[np.bool_],
+) -> None:  # fmt: skip
+    """The closer look for the ``near`` entries: ``numeric``, ``tolerance`` and ``kink`` updated in place."""
+    touched = np.flatnonzero(near.any(axis=0))
+    for scale in GRID:
+        columns.fill(scale, touched)
+    r, c = np.nonzero(near)
+    x = columns.positions
+    values = {0.0: columns.f0[r, 0]} | {s: columns.values[s][r, c] for s in GRID}
+    positions = {0.0: np.zeros(r.size)} | {s: x[s][c] for s in GRID}
+    sigma = np.broadcast_to(columns.sigma, a.shape)[r, c]
+    look = closer_look(values, positions, (x[1.0][c] - x[-1.0][c]) / 2, a[r, c], analytic_tolerance[r, c], sigma)
+    numeric[r, c], tolerance[r, c], kink[r, c] = look.numeric, look.tolerance, look.kink
 
 
 def block_result(

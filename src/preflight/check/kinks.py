@@ -56,7 +56,8 @@ class Judgement:
     settled: NDArray[np.bool_]
     kink: NDArray[np.bool_]
     #: Unsettled, not a kink by the rules, but the analytic value fits the short central difference: several kinks
-    #: within the step blur every other estimate. The caller may excuse a few of these (never a whole tensor).
+    #: within the step blur every other estimate, or a bug hides among them. Never excused on this alone: the caller
+    #: looks closer (:func:`preflight.check.dense.closer_look`) and sets aside only a kink it sees, or fails it.
     near: NDArray[np.bool_]
 
 

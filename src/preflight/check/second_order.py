@@ -12,9 +12,14 @@ to multiply by ``v``. Columns ``H d`` are checked for:
 
 Each column's entries (one per gradient element) are judged by :func:`preflight.check.jacobian.judge_entries`, the
 verdict every Jacobian gets: the rounding noise of every gradient element measured (ECnoise), Richardson-extrapolated
-central differences at ``h`` and ``2h``, the second look (kinks, ties) for every entry outside its tolerance. A
-direction is scaled to one coordinate's step and quantized so that ``theta + k d`` is exact for every position
-``k`` used: the moves are collinear, and ``hvp`` is asked about exactly the direction moved along.
+central differences at ``h`` and ``2h``, the second look (kinks, ties) for every entry outside its tolerance, and the
+closer look (the gradient element along the column at the 60 positions of :data:`preflight.check.dense.GRID`, read by
+least squares) for every entry the second look leaves undecided: the first-order engine's rule, applied to each
+element of the gradient as a function along the column's direction (``g_i(theta + t d)``, whose slope at 0 is the
+entry ``(H d)_i``). An entry is set aside only where a kink is seen; no share of a block is excused on the short
+difference's agreement alone. A direction is scaled to one coordinate's step and quantized so that ``theta + k d`` is
+exact for every position ``k`` used: the moves are collinear, and ``hvp`` is asked about exactly the direction moved
+along.
 """
 
 from __future__ import annotations
@@ -30,14 +35,14 @@ from numpy.typing import NDArray
 
 from preflight._util.validation import describe
 from preflight.check import numdiff
+from preflight.check.dense import GRID
 from preflight.check.diagnosis import diagnose
 from preflight.check.hessian_results import Evidence, Group, RowNames, Symmetry, block_hints
 from preflight.check.inputs import Leaves, analytic_gradient, course_names, moved_all, sample_coordinates
 from preflight.check.jacobian import Columns, EntryVerdict, Evaluate, judge_entries
-from preflight.check.kinks import SCALES, SHORT, judge
 from preflight.check.report import GradcheckReport, TensorResult
 from preflight.check.tree import flatten, ravel
-from preflight.check.verdict import ANALYTIC_FACTOR, JUDGED_SHARE, NEAR_KINK_SHARE
+from preflight.check.verdict import JUDGED_SHARE
 
 __all__ = [
     "FULL_HESSIAN",
@@ -58,8 +63,12 @@ SAMPLED_COLUMNS = 256
 RANDOM_DIRECTIONS = 3
 #: Entries (gradient elements x columns) judged in one block: 32 MB per position of the difference stencil.
 BLOCK_ENTRIES = 4_000_000
-#: The positions of a direction's stencil, in units of its step: each must be exactly representable.
-POSITIONS = (1.0, -1.0, 2.0, -2.0, SHORT, -SHORT)
+#: The positions of a direction's stencil, in units of its step: each must be exactly representable. The closer
+#: look's grid holds every position the first and second looks use (+-1, +-2, +-1/16) and goes down to h/64.
+POSITIONS = GRID
+#: A direction's move is a whole number of this many ulps of each coordinate, so that 1/64 of it (the finest step of
+#: :data:`POSITIONS`) is still a whole number of ulps.
+GRID_ULPS = 64
 #: A column with a kink inside its stencil is judged again at a step this many times shorter, at most RETRIES times
 #: (a ReLU network's gradient in float32: see :func:`_judge_retrying`).
 RETRY_SHRINK = 4.0
@@ -272,20 +281,24 @@ def _direction(leaves: Leaves, steps: F64, rng: np.random.Generator, only: str |
 
 
 def _exact(leaves: Leaves, raw: F64) -> F64:
-    """``raw`` on a grid of 16 ulps of each coordinate, so that ``theta + k move`` is exact for every k of
-    :data:`POSITIONS` (coordinates where it still is not: not moved)."""
+    """``raw`` on a grid of :data:`GRID_ULPS` ulps of each coordinate, so that ``theta + k move`` is exact for every
+    k of :data:`POSITIONS` (coordinates where it still is not: not moved)."""
     out, offset = [], 0
     for arr in leaves.values():
         size, theta = arr.size, arr.reshape(-1).astype(np.float64)
         part = raw[offset : offset + size]
         offset += size
-        grid = 16 * np.spacing((np.abs(theta) + 4 * np.abs(part)).astype(arr.dtype)).astype(np.float64)
+        if not part.any():  # a tensor the direction does not move
+            out.append(np.zeros(size))
+            continue
+        grid = GRID_ULPS * np.spacing((np.abs(theta) + 4 * np.abs(part)).astype(arr.dtype)).astype(np.float64)
         move = np.round(part / grid) * grid
-        for k in POSITIONS:
-            target = theta + k * move
-            exact = target.astype(arr.dtype).astype(np.float64) - theta == k * move
-            move = np.where(exact, move, 0.0)
-        out.append(move)
+        # Every target theta + j move / GRID_ULPS (|j| <= 2 GRID_ULPS: all of POSITIONS) is exact when theta and
+        # move / GRID_ULPS are whole multiples of the spacing at the farthest target (spacing grows with magnitude).
+        farthest = np.spacing((np.abs(theta) + 2 * np.abs(move)).astype(arr.dtype)).astype(np.float64)
+        units = (theta / farthest, move / (GRID_ULPS * farthest))  # exact: divisions by powers of 2
+        exact = (units[0] == np.round(units[0])) & (units[1] == np.round(units[1]))
+        out.append(np.where(exact, move, 0.0))
     return np.concatenate(out)
 
 
@@ -358,10 +371,10 @@ def _judge_retrying(
     :data:`RETRY_SHRINK` times shorter (up to :data:`RETRIES` times), which crosses that many times fewer kinks.
 
     A ReLU network's gradient has kinks (and jumps) wherever a sample's pre-activation crosses 0; a column moves
-    every sample's pre-activations, and in float32 (a step of 5e-3) many cross within 2h: more kinks than the verdict
-    may set aside. A shorter step is judged with its own, larger, rounding tolerance: calibrated as ever. Columns
-    without a kink keep their first verdict (a bug alone is never retried). Returns the analytic columns, the
-    verdict, and the level (number of shrinks) each column was judged at.
+    every sample's pre-activations, and in float32 (a step of 5e-3) many cross within 2h, each setting entries aside.
+    A shorter step is judged with its own, larger, rounding tolerance: calibrated as ever. Columns without a kink seen
+    (by the second look or the closer look) keep their first verdict (a bug alone is never retried). Returns the
+    analytic columns, the verdict, and the level (number of shrinks) each column was judged at.
     """
     which = np.arange(count)
     analytic = analytic_at(0, which)
@@ -382,35 +395,12 @@ def _judge_retrying(
 
 
 def _judge_once(evaluate: Evaluate, analytic: F64, g0: F64, sigma: F64, epsilon: float) -> EntryVerdict:
-    """judge_entries on columns evaluated at +-h and +-2h (more on demand), with the near-kink allowance."""
+    """judge_entries on columns evaluated at +-h and +-2h (more on demand), with the closer look: a column moves
+    along its own direction or coordinate wherever the verdict asks."""
     columns = Columns(g0[:, None], sigma, epsilon, analytic.shape[1], evaluate)
     for scale in (1.0, -1.0, 2.0, -2.0):
         columns.fill(scale, np.arange(analytic.shape[1]))
-    return _near_kinks(columns, analytic, judge_entries(columns, analytic))
-
-
-def _near_kinks(columns: Columns, analytic: F64, verdict: EntryVerdict) -> EntryVerdict:
-    """The engine's allowance for a gradient (:func:`preflight.check.verdict.second_look`), here for the gradient's
-    own derivatives: failing entries whose analytic value fits the short central difference, with several kinks
-    inside the step blurring every other estimate (a ReLU network's gradient in float32: each column moves every
-    sample's pre-activations, and some cross 0 within 2h), are set aside as kinks when they are at most
-    :data:`~preflight.check.verdict.NEAR_KINK_SHARE` of the block's entries (never a whole block)."""
-    touched = np.flatnonzero(verdict.bad.any(axis=0))
-    if touched.size == 0:
-        return verdict
-    # Every failing entry was a suspect of judge_entries, whose second look filled its column at every position.
-    values = {0.0: columns.f0} | {s: columns.values[s][:, touched] for s in SCALES}
-    positions = {0.0: 0.0} | {s: columns.positions[s][touched][None, :] for s in SCALES}
-    rms = np.sqrt(np.mean(analytic * analytic, axis=1, keepdims=True))
-    a = analytic[:, touched]
-    # The analytic side's rounding, as judge_entries allows it.
-    second = judge(values, positions, a, ANALYTIC_FACTOR * columns.epsilon * (np.abs(a) + rms), columns.sigma)
-    near = second.near & verdict.bad[:, touched]
-    if near.sum() > max(2, NEAR_KINK_SHARE * analytic.size):
-        return verdict
-    kink = verdict.kink.copy()
-    kink[:, touched] |= near
-    return EntryVerdict(verdict.numeric, verdict.tolerance, verdict.bad & ~kink, kink)
+    return judge_entries(columns, analytic, closer=True)
 
 
 def _unit(size: int, j: int) -> F64:

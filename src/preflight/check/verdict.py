@@ -38,11 +38,6 @@ F64 = NDArray[np.float64]
 #: Rounding of the analytic gradient, in units of eps (|g_i| + rms(g)): a float32 matrix product over a batch of
 #: ~100 rows errs by a few sqrt(m) eps relative to its terms.
 ANALYTIC_FACTOR = 64.0
-#: The second-order check (:mod:`preflight.check.second_order`) may set aside at most this share of a block's entries on
-#: the short difference's agreement alone (:attr:`~preflight.check.kinks.Judgement.near`): a discrepancy across the
-#: block is a bug, not kinks. The first-order check no longer excuses on that agreement: it looks closer
-#: (:mod:`preflight.check.dense`) and sets aside only a kink it sees.
-NEAR_KINK_SHARE = 0.05
 #: A check whose coordinates were nearly all set aside as kinks proves nothing: below this judged share of the
 #: coordinates it reads "inconclusive", not a pass (a loss that is a staircase, or parameters at +-1e-300, set
 #: aside all of them). Correct ReLU networks stay far above it: a float32 one at batch 256 sets aside ~15 % of a
