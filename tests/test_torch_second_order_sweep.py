@@ -13,8 +13,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from preflight.check.numdiff import robust_noise_rows  # noqa: E402
 from preflight.torch import check_function  # noqa: E402
+from preflight.torch._backward_noise import robust_noise_rows  # noqa: E402
 
 from .second_order_functions import COMPOSITIONS, PLANTED, inputs, sweep  # noqa: E402
 

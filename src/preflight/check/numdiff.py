@@ -37,7 +37,6 @@ __all__ = [
     "machine_epsilon",
     "noise_at",
     "richardson",
-    "robust_noise_rows",
     "step_size",
 ]
 
@@ -226,38 +225,6 @@ def estimate_noise_rows(values: Any) -> F64:
             gamma = math.factorial(k) ** 2 / math.factorial(2 * k)
             squares.append(gamma * np.mean(diff * diff, axis=1))
     out: F64 = top[:, 0] * np.sqrt(np.mean(squares, axis=0))
-    return out
-
-
-#: The median of a chi-square variable with one degree of freedom: a Gaussian difference's median square over its
-#: variance.
-CHI2_MEDIAN = 0.454936
-
-
-def robust_noise_rows(values: Any) -> F64:
-    """The rounding noise of each row of ``values`` (rows x equally spaced points, at least 8), from the median
-    square of its third and fourth differences (ECnoise's scaling, Moré and Wild 2011): a jump in a row touches at
-    most 5 of its 12 or more differences, so it moves the median little where the mean would read it as noise.
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(0)
-    >>> rows = np.linspace(0, 1, 16) + 1e-8 * rng.standard_normal((1, 16))
-    >>> jumped = rows + np.where(np.arange(16) >= 8, 1e-3, 0.0)
-    >>> bool(0.3e-8 < robust_noise_rows(rows)[0] < 3e-8), bool(robust_noise_rows(jumped)[0] < 1e-6)
-    (True, True)
-    """
-    f = np.asarray(values, dtype=np.float64)
-    if f.ndim != 2 or f.shape[1] < 8:
-        raise ValueError(f"values: expected rows of at least 8 values, got shape {f.shape}")
-    top = np.max(np.abs(f - f[:, :1]), axis=1, keepdims=True)
-    scaled = np.divide(f - f[:, :1], top, out=np.zeros_like(f), where=top > 0)
-    levels = []
-    for k in (3, 4):
-        diff = np.diff(scaled, n=k, axis=1)
-        gamma = math.factorial(k) ** 2 / math.factorial(2 * k)
-        levels.append(gamma * np.median(diff * diff, axis=1) / CHI2_MEDIAN)
-    out: F64 = top[:, 0] * np.sqrt(np.mean(levels, axis=0))
     return out
 
 

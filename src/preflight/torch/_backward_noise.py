@@ -8,11 +8,14 @@ on the same floating-point value and reads none of its rounding, while the diffe
 move it through many ulps and carry all of it. :class:`BackwardCheck` probes a second time with moves of ``h / 4``
 per element (:data:`PROBE_FRACTION`: 16 positions spanning about the differences' own span, 4h) and keeps, per output,
 the larger of the two readings; that second reading takes the median of the squared differences
-(:func:`preflight.check.numdiff.robust_noise_rows`), so a probe that crosses one jump of the backward (a ReLU's
-kink) does not read the jump as noise.
+(:func:`robust_noise_rows`), so a probe that crosses one jump of the backward (a ReLU's kink) does not read the jump
+as noise.
 """
 
 from __future__ import annotations
+
+import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +24,7 @@ from numpy.typing import NDArray
 from preflight.check import numdiff
 from preflight.torch._function_check import FunctionCheck
 
-__all__ = ["PROBE_FRACTION", "BackwardCheck"]
+__all__ = ["PROBE_FRACTION", "BackwardCheck", "robust_noise_rows"]
 
 F64 = NDArray[np.float64]
 #: The wide probe moves each element by its step h over this: 16 positions span 3.75 h, about the +-2h the
@@ -31,6 +34,36 @@ F64 = NDArray[np.float64]
 #: (15 sigma / h) by ~0.05 f''' h^2: less than the truncation allowance |Richardson - central| ~ f''' h^2 / 6 that
 #: the tolerance already holds.
 PROBE_FRACTION = 4.0
+#: The median of a chi-square variable with one degree of freedom: a Gaussian difference's median square over its
+#: variance.
+CHI2_MEDIAN = 0.454936
+
+
+def robust_noise_rows(values: Any) -> F64:
+    """The rounding noise of each row of ``values`` (rows x equally spaced points, at least 8), from the median
+    square of its third and fourth differences (ECnoise's scaling, Moré and Wild 2011): a jump in a row touches at
+    most 5 of its 12 or more differences, so it moves the median little where the mean would read it as noise.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> rows = np.linspace(0, 1, 16) + 1e-8 * rng.standard_normal((1, 16))
+    >>> jumped = rows + np.where(np.arange(16) >= 8, 1e-3, 0.0)
+    >>> bool(0.3e-8 < robust_noise_rows(rows)[0] < 3e-8), bool(robust_noise_rows(jumped)[0] < 1e-6)
+    (True, True)
+    """
+    f = np.asarray(values, dtype=np.float64)
+    if f.ndim != 2 or f.shape[1] < 8:
+        raise ValueError(f"values: expected rows of at least 8 values, got shape {f.shape}")
+    top = np.max(np.abs(f - f[:, :1]), axis=1, keepdims=True)
+    scaled = np.divide(f - f[:, :1], top, out=np.zeros_like(f), where=top > 0)
+    levels = []
+    for k in (3, 4):
+        diff = np.diff(scaled, n=k, axis=1)
+        gamma = math.factorial(k) ** 2 / math.factorial(2 * k)
+        levels.append(gamma * np.median(diff * diff, axis=1) / CHI2_MEDIAN)
+    out: F64 = top[:, 0] * np.sqrt(np.mean(levels, axis=0))
+    return out
 
 
 class BackwardCheck(FunctionCheck):
@@ -56,6 +89,6 @@ class BackwardCheck(FunctionCheck):
         values = np.stack(rows, axis=1)
         finite_rows = np.all(np.isfinite(values), axis=1)
         wide = np.zeros(len(values))
-        wide[finite_rows] = numdiff.robust_noise_rows(values[finite_rows])
+        wide[finite_rows] = robust_noise_rows(values[finite_rows])
         self.sigma = np.maximum(self.sigma, wide[:, None])
         self.noise = float(np.max(self.sigma)) if self.sigma.size else 0.0

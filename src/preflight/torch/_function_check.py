@@ -65,9 +65,9 @@ class FunctionCheck:
         self.output_epsilon = max(float(torch.finfo(d).eps) for d in self.io.dtypes)
         self.input_epsilon = max(float(torch.finfo(self.io.inputs[i].dtype).eps) for i in positions)
         self.sigma = np.zeros_like(self.f0)
-        #: Each output row's noise read without the jumps the probe crossed (:meth:`measure_noise`): for the
+        #: Each output row's stairs, where the noise probe crossed some (:meth:`measure_noise`), 0 elsewhere: for the
         #: smoothness tests of the smaller steps (:mod:`preflight.torch._function_judge`).
-        self.steady = np.zeros_like(self.f0)
+        self.probe_quantum = np.zeros_like(self.f0)
         #: Each output row's grid where it rounds coarser than its measured noise (:meth:`read_quanta`).
         self.quantum: F64 | None = None
         #: How many entries of each row show its grid (:func:`preflight.check.quanta.showing_quanta`).
@@ -134,7 +134,8 @@ class FunctionCheck:
         # difference only once it reaches 1 / c ulps (c = 3.5e-4 in an op-database sample), which the check's own
         # steps do. 15 such moves span 2^-14 of the step, far inside the kinks the second look resolves (h / 16). In
         # float32, 2^-18 of the step is below a few ulps: the one probe serves.
-        sigma, steady = np.zeros(len(self.f0)), np.zeros(len(self.f0))
+        sigma, grid = np.zeros(len(self.f0)), np.zeros(len(self.f0))
+        floor = self.output_epsilon * np.abs(self.f0[:, 0])
         for size in sorted({16 * epsilon, max(16 * epsilon, epsilon ** (1 / 3) / 2**18)}):
             rows = []
             with torch.no_grad():
@@ -147,15 +148,12 @@ class FunctionCheck:
             values = np.stack(rows, axis=1)
             finite = np.all(np.isfinite(values), axis=1)
             sigma[finite] = np.maximum(sigma[finite], numdiff.estimate_noise_rows(values[finite]))
-            steady[finite] = np.maximum(steady[finite], numdiff.robust_noise_rows(values[finite]))
+            # Stairs the probe crossed: levels and whole jumps far above the value's own rounding (round(x, 3):
+            # one jump of 1e-3, flat elsewhere), which ECnoise reads as noise (sigma ~ q / 6).
+            grid[finite] = np.maximum(grid[finite], entry_quanta(values[finite], floor[finite]))
         # Never below the rounding of the row's own value (a row the probe did not move at all).
-        floor = self.output_epsilon * np.abs(self.f0[:, 0])
         self.sigma = np.maximum(sigma, floor)[:, None]
-        # The same probe read without its jumps (median squares): where the probe crossed a stair of a staircase
-        # (round(x, 3): one jump of 1e-3, flat elsewhere), ECnoise reads the stair as noise (sigma ~ q / 6) and the
-        # staircase then looks smooth at every step. Never above sigma, never below the value's own rounding (a
-        # row whose rounding shows as a blip or two of an ulp reads 0 by its median).
-        self.steady = np.minimum(self.sigma, np.maximum(steady, floor)[:, None])
+        self.probe_quantum = grid[:, None]
         self.noise = float(np.max(self.sigma)) if self.sigma.size else 0.0
 
     def _moved(self, i: int, h: F64, scale: float, elements: NDArray[np.intp]) -> tuple[F64, F64, NDArray[np.bool_]]:
@@ -197,7 +195,7 @@ class FunctionCheck:
         scales = (1.0, -1.0, 2.0, -2.0) if richardson else (1.0, -1.0)
         epsilon = float(torch.finfo(x.dtype).eps)
         return build_block(label, self.shape(i), point.astype(np.float64), h.astype(np.float64), move, scales,
-                           (self.f0, self.sigma, epsilon), self.notes, self.steady)  # fmt: skip
+                           (self.f0, self.sigma, epsilon), self.notes, self.probe_quantum)  # fmt: skip
 
     def read_quanta(self, blocks: dict[int, Block]) -> None:
         """Each output row's grid, from what every input's first look shows (:mod:`preflight.check.quanta`): a level

@@ -55,21 +55,20 @@ MIDDLE = 0.5**0.5
 _SMOOTH_SCALES = (-2.0, -1.0, -SHORT, SHORT, -MIDDLE, MIDDLE, 1.0, 2.0)
 
 
-def _smooth(level: Columns, cols: Index, sigma: F64) -> NDArray[np.bool_]:
+def _smooth(level: Columns, cols: Index) -> NDArray[np.bool_]:
     """Per entry of ``cols``, whether its values show no step or kink in the level's span: the fourth difference
     at +-h, +-2h within the kink test's allowance for noise (:data:`preflight.check.kinks.KINK_EVIDENCE`), and the
     central differences over +-h/16 and +-h/sqrt(2) within the kink test's allowance around Richardson's value (their
-    rounding, t^2 times the truncation Richardson measured at h, and Richardson's own rounding), ``sigma`` each row's
-    noise without the jumps its probe crossed. A staircase sampled symmetrically has a fourth difference of 0, but
-    slopes of its own over other widths."""
+    rounding, t^2 times the truncation Richardson measured at h, and Richardson's own rounding). A staircase sampled
+    symmetrically has a fourth difference of 0, but slopes of its own over other widths."""
     for scale in _SMOOTH_SCALES:
         level.fill(scale, cols)
     f = {s: level.values[s][:, cols] for s in (-2.0, -1.0, 1.0, 2.0)}
     x = {s: level.positions[s][cols][None, :] for s in f}
     fourth = f[2.0] - 4 * f[1.0] + 6 * level.f0 - 4 * f[-1.0] + f[-2.0]
-    out: NDArray[np.bool_] = np.abs(fourth) <= KINK_EVIDENCE * sigma
+    out: NDArray[np.bool_] = np.abs(fourth) <= KINK_EVIDENCE * level.sigma
     with np.errstate(all="ignore"):
-        noise = ROUNDING_FACTOR * sigma
+        noise = ROUNDING_FACTOR * level.sigma
         d1 = (f[1.0] - f[-1.0]) / (x[1.0] - x[-1.0])
         richardson = (4 * d1 - (f[2.0] - f[-2.0]) / (x[2.0] - x[-2.0])) / 3
         own = 1.5 * noise / ((x[1.0] - x[-1.0]) / 2)
@@ -81,19 +80,24 @@ def _smooth(level: Columns, cols: Index, sigma: F64) -> NDArray[np.bool_]:
     return out
 
 
-def _flat_or_smooth(level: Columns, cols: Index, sigma: F64, wanted: NDArray[np.bool_]) -> NDArray[np.bool_]:
+def _flat_or_smooth(
+    level: Columns, cols: Index, stairs: F64, wanted: NDArray[np.bool_], closer: bool
+) -> NDArray[np.bool_]:
     """Per entry of ``cols``, whether its values are flat (every position on the point's value) or smooth over the
-    level's span: :func:`_smooth`, and for the ``wanted`` entries it finds smooth but not flat, the closer look too
-    (:func:`preflight.check.dense.closer_look`: every window across the point out to 2h a cubic within ``sigma``).
-    Nine positions can fall on a staircase finer than their spacing as on a line (round(x, 4) in float32 at h/4:
+    level's span; ``wanted``: the entries asked about. Smooth: :func:`_smooth`; in a row whose noise probe crossed
+    stairs (``stairs`` > 0), flat only: the probe read the stairs as noise, within which a staircase looks smooth;
+    and with ``closer``, for the entries still smooth but not flat, the closer look agrees
+    (:func:`preflight.check.dense.closer_look`: every window across the point out to 2h a cubic within the noise):
+    nine positions can fall on a staircase finer than their spacing as on a line (round(x, 4) in float32 at h/4:
     fourth difference 0, the short slopes within 1 % of the mean slope); sixty cannot."""
-    out = _smooth(level, cols, sigma)
+    out = _smooth(level, cols)
     flat = np.all([level.values[s][:, cols] == level.f0 for s in _SMOOTH_SCALES], axis=0)
+    out = np.where(stairs > 0, flat, out)
     look = out & wanted & ~flat
-    closer = np.flatnonzero(look.any(axis=0))
-    if closer.size:
-        seen = _closer_look(level, cols[closer], np.zeros((level.f0.shape[0], closer.size)), sigma)
-        out[:, closer] &= seen.smooth | ~look[:, closer]
+    seen = np.flatnonzero(look.any(axis=0)) if closer else np.zeros(0, dtype=np.intp)
+    if seen.size:
+        smooth = _closer_look(level, cols[seen], np.zeros((level.f0.shape[0], seen.size)), level.sigma).smooth
+        out[:, seen] &= smooth | ~look[:, seen]
     return out
 
 
@@ -133,8 +137,17 @@ def _settle(block: Block, a: F64, failing: Index, verdict: list[A]) -> None:
         # (round(x, 3) in float32), the estimates at h and h/2 agree on the stairs' mean slope while the function's
         # derivative is 0. Elsewhere a staircase is the rounding of a smooth function (a saturated tanh's 1 - t^2 in
         # float32), whose mean slope is its derivative: agreement settles it, as before.
-        steady = block.columns.sigma if block.steady is None else block.steady
-        agree &= _flat_or_smooth(block.level(k - 1 if k == 1 else k), cols, steady, a[:, cols] == 0) | (a[:, cols] != 0)
+        stairs = np.zeros_like(block.columns.f0) if block.stairs is None else block.stairs
+        flat_claim = a[:, cols] == 0
+        # The closer look costs 56 evaluations per element: at the full step, where a smooth function's bug (the
+        # backward's 0 where it has a slope) settles in as many entries as the bug touches, the values at h/2 must be
+        # smooth too instead; smaller steps, which only an element not smooth at the full step reaches, take it.
+        if k == 1:
+            smooth = _flat_or_smooth(block.level(0), cols, stairs, flat_claim, closer=False)
+            smooth &= _flat_or_smooth(block.level(1), cols, stairs, flat_claim, closer=False)
+        else:
+            smooth = _flat_or_smooth(block.level(k), cols, stairs, flat_claim, closer=True)
+        agree &= smooth | ~flat_claim
         settled = np.all(agree | ~was_bad[:, pending], axis=0)
         if k > 1:  # at k = 1, settled means the estimate at h had settled: its verdict stands
             done = cols[settled]

@@ -115,9 +115,9 @@ class Block:
     unsettled: set[int] = field(default_factory=set)
     #: (kind, column) pairs a note already names.
     reported: set[tuple[str, int]] = field(default_factory=set)
-    #: Each row's noise without the jumps its probe crossed ``(R, 1)``, for the smoothness test (:func:`_smooth`);
-    #: None: the rows' ``sigma``.
-    steady: F64 | None = None
+    #: Each row's stairs where its noise probe crossed some ``(R, 1)``, 0 elsewhere (None: none known), for the
+    #: smoothness test of the smaller steps (:mod:`preflight.torch._function_judge`).
+    stairs: F64 | None = None
 
     def unreported(self, kind: str, columns: set[int] | dict[int, int]) -> list[int]:
         """The columns of ``kind`` no note names yet, now marked as named."""
@@ -150,11 +150,11 @@ class Block:
 
 def build_block(
     label: str, shape: tuple[int, ...], point: A, h: F64, move: Move, scales: tuple[float, ...],
-    rows_at_point: tuple[F64, F64, float], notes: list[str], steady: F64 | None = None,
+    rows_at_point: tuple[F64, F64, float], notes: list[str], stairs: F64 | None = None,
 ) -> Block:  # fmt: skip
     """Evaluate every finite element of ``point`` at ``scales x h``, each element's step halved while its outputs
     are not finite. ``rows_at_point`` is ``(f0, sigma, epsilon)`` for :class:`~preflight.check.jacobian.Columns`;
-    ``steady`` the rows' noise without jumps (:attr:`Block.steady`); notes name the elements not moved."""
+    ``stairs`` the rows' stairs the noise probe crossed (:attr:`Block.stairs`); notes name the elements not moved."""
     f0, sigma, epsilon = rows_at_point
     n, rows = point.size, f0.shape[0]
     finite = np.isfinite(point)
@@ -212,5 +212,5 @@ def build_block(
     columns = Columns(f0, sigma, epsilon, usable.size, later,
                       values={s: values[s][:, usable] for s in scales},
                       positions={s: moves[s][usable] for s in scales})  # fmt: skip
-    block = Block(label, shape, columns, usable, h, move, notes, finite=finite, steady=steady)
+    block = Block(label, shape, columns, usable, h, move, notes, finite=finite, stairs=stairs)
     return block
