@@ -107,13 +107,13 @@ def test_a_correct_float32_mlp_passes_and_says_how_many_entries_were_not_resolve
     assert unjudged == count
 
 
-def mask_forgotten_in_backward(mask: Any) -> Any:
-    """``x * mask`` whose backward forgets the mask: the output is flat in the masked elements."""
+def straight_through(forward: Any) -> Any:
+    """``forward`` with the straight-through backward (the gradient passed as it came: a derivative of 1)."""
 
-    class Masked(torch.autograd.Function):
+    class StraightThrough(torch.autograd.Function):
         @staticmethod
         def forward(x: Any) -> Any:
-            return x * mask
+            return forward(x)
 
         @staticmethod
         def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
@@ -123,7 +123,12 @@ def mask_forgotten_in_backward(mask: Any) -> Any:
         def backward(ctx: Any, g: Any) -> Any:
             return g
 
-    return Masked.apply
+    return StraightThrough.apply
+
+
+def mask_forgotten_in_backward(mask: Any) -> Any:
+    """``x * mask`` whose backward forgets the mask: the output is flat in the masked elements."""
+    return straight_through(lambda x: x * mask)
 
 
 @pytest.mark.parametrize("seed", UNRESOLVED_SEEDS)
@@ -211,25 +216,6 @@ def test_a_staircase_is_not_a_failure(name: str, dtype: Any) -> None:
         result = report.parameters["input0"]
         if result.checked + len(result.kinks) < result.size:
             assert any("not checkable" in n or "not resolved" in n for n in report.notes), report.notes
-
-
-def straight_through(forward: Any) -> Any:
-    """``forward`` with the straight-through backward (the gradient passed as it came: a derivative of 1)."""
-
-    class StraightThrough(torch.autograd.Function):
-        @staticmethod
-        def forward(x: Any) -> Any:
-            return forward(x)
-
-        @staticmethod
-        def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
-            pass
-
-        @staticmethod
-        def backward(ctx: Any, g: Any) -> Any:
-            return g
-
-    return StraightThrough.apply
 
 
 @pytest.mark.parametrize(
