@@ -107,13 +107,13 @@ def test_a_correct_float32_mlp_passes_and_says_how_many_entries_were_not_resolve
     assert unjudged == count
 
 
-def mask_forgotten_in_backward(mask: Any) -> Any:
-    """``x * mask`` whose backward forgets the mask: the output is flat in the masked elements."""
+def straight_through(forward: Any) -> Any:
+    """``forward`` with the straight-through backward (the gradient passed as it came: a derivative of 1)."""
 
-    class Masked(torch.autograd.Function):
+    class StraightThrough(torch.autograd.Function):
         @staticmethod
         def forward(x: Any) -> Any:
-            return x * mask
+            return forward(x)
 
         @staticmethod
         def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
@@ -123,7 +123,12 @@ def mask_forgotten_in_backward(mask: Any) -> Any:
         def backward(ctx: Any, g: Any) -> Any:
             return g
 
-    return Masked.apply
+    return StraightThrough.apply
+
+
+def mask_forgotten_in_backward(mask: Any) -> Any:
+    """``x * mask`` whose backward forgets the mask: the output is flat in the masked elements."""
+    return straight_through(lambda x: x * mask)
 
 
 @pytest.mark.parametrize("seed", UNRESOLVED_SEEDS)
@@ -179,24 +184,54 @@ def test_a_check_that_resolved_too_few_entries_is_not_a_pass() -> None:
     assert beside.passed and not_resolved(beside) == 2
 
 
-#: Draws of round(x, 3)'s input whose staircase still fails (issue #12, open): the noise probe crosses stairs in
-#: these rows and reads them as noise (sigma about q / 6), so the values look smooth within it at every step above
-#: the stairs' width, and the stairs' mean slope (about 1) settles against the backward's 0.
-STAIRS_READ_AS_NOISE = {1, 2, 3}
+#: Piecewise-constant functions, and the width of their stairs.
+STAIRCASES = {
+    "round(x, 1)": (lambda t: torch.round(t, decimals=1), 0.1),
+    "round(x, 2)": (lambda t: torch.round(t, decimals=2), 0.01),
+    "round(x, 3)": (lambda t: torch.round(t, decimals=3), 1e-3),
+    "round(x, 4)": (lambda t: torch.round(t, decimals=4), 1e-4),
+    "floor(4x) / 4": (lambda t: torch.floor(t * 4) / 4, 0.25),
+    "floor(1000x) / 1000": (lambda t: torch.floor(t * 1000) / 1000, 1e-3),
+    "ceil(8x) / 8": (lambda t: torch.ceil(t * 8) / 8, 0.125),
+    "trunc(100x) / 100": (lambda t: torch.trunc(t * 100) / 100, 0.01),
+}
+
+
+def draw(seed: int, dtype: Any) -> Any:
+    return (torch.rand(20, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 18 - 9).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [F32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("name", list(STAIRCASES))
+def test_a_staircase_is_not_a_failure(name: str, dtype: Any) -> None:
+    # In float32 the step, 4.9e-3 max(1, |x|), spans many stairs of round(x, 3) or finer (a step of round(x, 4) at
+    # |x| = 9 spans 440 of them): the estimates at h and h/2 agree on the stairs' mean slope (about 1) while the
+    # derivative is 0. Before: 3 of 4 draws of round(x, 3) failed, as did every draw of round(x, 4), since the
+    # noise probe crossed a stair and read it as noise, and nine positions can fall on a fine staircase as on a line.
+    fn, _ = STAIRCASES[name]
+    for seed in range(4):
+        report = check_function(fn, draw(seed, dtype))
+        assert report.verdict in ("PASSED", "INCONCLUSIVE"), (seed, str(report))
+        # Whatever was not judged is named: settled with a smaller step, or not checkable.
+        result = report.parameters["input0"]
+        if result.checked + len(result.kinks) < result.size:
+            assert any("not checkable" in n or "not resolved" in n for n in report.notes), report.notes
 
 
 @pytest.mark.parametrize(
-    "seed",
-    [pytest.param(s, marks=pytest.mark.xfail(strict=True, reason="stairs read as noise")) if s in STAIRS_READ_AS_NOISE
-     else s for s in range(4)],
+    ("name", "dtype"),
+    [("round(x, 1)", torch.float64), ("round(x, 3)", torch.float64), ("floor(4x) / 4", torch.float64),
+     ("ceil(8x) / 8", torch.float64), ("floor(x)", F32), ("round(x)", F32)],
 )  # fmt: skip
-def test_a_staircase_finer_than_the_step_is_not_a_failure(seed: int) -> None:
-    # round(x, 3) in float32 at |x| up to 9: stairs of 1e-3 under steps of 4.9e-3 |x|, whose estimates at h and h/2
-    # agree on the stairs' mean slope (about 1) while the derivative is 0. An estimate settles only where its values
-    # are smooth over its span: the step halves onto one stair, or the element is named as not checkable.
-    x = (torch.rand(20, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 18 - 9).to(F32)
-    report = check_function(lambda t: torch.round(t, decimals=3), x)
-    assert report.verdict in ("PASSED", "INCONCLUSIVE"), str(report)
+def test_a_derivative_of_1_where_the_stairs_are_flat_over_the_step_is_caught(name: str, dtype: Any) -> None:
+    # A straight-through backward is not the derivative of the function it is attached to: where the function is
+    # flat over the check's whole span (stairs wider than the step), the differences say 0 and the check fails.
+    # In float32 stairs of 0.125 and less are crossed by the wider look (+-16 h): a function rounded on such a grid
+    # ((x + 1e6) - 1e6 in float32 moves on a grid of 0.0625) has those values too, and its derivative is 1, so its
+    # entries are not resolved there; stairs of 1 are flat over the wider look too.
+    fn = STAIRCASES[name][0] if name in STAIRCASES else getattr(torch, name.split("(")[0])
+    for seed in range(4):
+        assert not check_function(straight_through(fn), draw(seed, dtype)).passed, seed
 
 
 def test_settling_on_smooth_values_leaves_a_smooth_functions_bug_standing() -> None:
@@ -220,3 +255,35 @@ def test_settling_on_smooth_values_leaves_a_smooth_functions_bug_standing() -> N
     report = check_function(Tanh.apply, x)
     assert not report.passed
     assert {c.index for c in report.parameters["input0"].failing()} <= {(i,) for i in range(20)}
+
+
+# --- kink labels need a kink ----------------------------------------------------------------------------------------
+
+
+def test_a_smooth_float32_function_has_no_entry_labelled_a_kink() -> None:
+    # log_softmax(tanh(x W + b)) has no kink; its dominant-class rows move on a grid of an ulp of 1, which the kink
+    # test read as kinks (87 entries at seed 8, 181 over these 20 seeds): they are judged with the grid, or named as
+    # not resolved.
+    for seed in range(20):
+        report = check_function(MLP, *inputs(SHAPES, F32, seed))
+        assert report.passed, (seed, str(report))
+        assert [c for r in report.parameters.values() for c in r.kinks] == [], seed
+
+
+@pytest.mark.parametrize("dtype", [F32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("name", ["relu", "abs", "leaky_relu", "maximum"])
+def test_a_real_kink_within_the_step_is_still_labelled_a_kink(name: str, dtype: Any) -> None:
+    generator = torch.Generator().manual_seed(0)
+    h = torch.finfo(dtype).eps ** (1 / 3)
+    near = ((torch.rand(12, generator=generator, dtype=torch.float64) * 2 - 1) * 1.5 * h).to(dtype)  # within 1.5 h
+    if name == "maximum":
+        base = torch.randn(12, generator=generator, dtype=torch.float64).to(dtype)
+        report = check_function(torch.maximum, base, base + near)  # a tie within the step
+    else:
+        fn = {"relu": torch.relu, "abs": torch.abs, "leaky_relu": lambda t: torch.nn.functional.leaky_relu(t, 0.1)}
+        report = check_function(fn[name], near)
+    assert report.passed, str(report)
+    kinks = [c for r in report.parameters.values() for c in r.kinks]
+    # Each element whose kink falls within the step's span (+-2h) and off its central difference is set aside.
+    assert len(kinks) >= 5
+    assert all(c.output is not None and c.output[1:] == c.index for c in kinks)

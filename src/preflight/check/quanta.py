@@ -38,6 +38,7 @@ __all__ = [
     "rejudge",
     "row_quanta",
     "shared_quanta",
+    "showing_quanta",
 ]
 
 F64 = NDArray[np.float64]
@@ -110,6 +111,22 @@ def row_quanta(*quanta: Any) -> F64:
         return np.zeros(np.asarray(quanta[0]).shape[0] if quanta else 0)
     smallest = np.min(np.stack(rows), axis=0)
     out: F64 = np.where(np.isfinite(smallest), smallest, 0.0)
+    return out
+
+
+def showing_quanta(quantum: Any, entries: Any) -> NDArray[np.bool_]:
+    """Which entries ``(R, n)`` of a block (their quanta from :func:`entry_quanta`) show their row's ``quantum``
+    ``(R,)``, within :data:`MULTIPLE_MATCH` of it.
+
+    Examples
+    --------
+    >>> q = 1.2e-7
+    >>> showing_quanta(np.array([q, 0.0]), np.array([[q, 0.0, 1.05 * q], [q, 0.0, 0.0]])).tolist()
+    [[True, False, True], [False, False, False]]
+    """
+    row = np.asarray(quantum, dtype=np.float64)[:, None]
+    q = np.asarray(entries, dtype=np.float64)
+    out: NDArray[np.bool_] = (row > 0) & (q > 0) & (np.abs(q - row) <= MULTIPLE_MATCH * row)
     return out
 
 

@@ -17,10 +17,11 @@ from numpy.typing import NDArray
 
 from preflight.check import numdiff
 from preflight.check.diagnosis import TensorEvidence
-from preflight.check.quanta import entry_quanta, row_quanta, shared_quanta
+from preflight.check.quanta import entry_quanta, row_quanta, shared_quanta, showing_quanta
 from preflight.torch._function_ad import forward_columns, reverse_rows
 from preflight.torch._function_io import RealFunction
-from preflight.torch._function_steps import Block, Verdict, build_block, first_look, judge_block
+from preflight.torch._function_judge import first_look, judge_block
+from preflight.torch._function_steps import Block, Verdict, build_block
 
 __all__ = ["FunctionCheck", "Stopped"]
 
@@ -64,8 +65,13 @@ class FunctionCheck:
         self.output_epsilon = max(float(torch.finfo(d).eps) for d in self.io.dtypes)
         self.input_epsilon = max(float(torch.finfo(self.io.inputs[i].dtype).eps) for i in positions)
         self.sigma = np.zeros_like(self.f0)
+        #: Each output row's stairs, where the noise probe crossed some (:meth:`measure_noise`), 0 elsewhere: for the
+        #: smoothness tests of the smaller steps (:mod:`preflight.torch._function_judge`).
+        self.probe_quantum = np.zeros_like(self.f0)
         #: Each output row's grid where it rounds coarser than its measured noise (:meth:`read_quanta`).
         self.quantum: F64 | None = None
+        #: How many entries of each row show its grid (:func:`preflight.check.quanta.showing_quanta`).
+        self.showing: NDArray[np.int_] | None = None
 
     def shape(self, i: int) -> tuple[int, ...]:
         """The checked (real) shape of input i: a complex input's with its trailing real/imaginary index."""
@@ -128,7 +134,8 @@ class FunctionCheck:
         # difference only once it reaches 1 / c ulps (c = 3.5e-4 in an op-database sample), which the check's own
         # steps do. 15 such moves span 2^-14 of the step, far inside the kinks the second look resolves (h / 16). In
         # float32, 2^-18 of the step is below a few ulps: the one probe serves.
-        sigma = np.zeros(len(self.f0))
+        sigma, grid = np.zeros(len(self.f0)), np.zeros(len(self.f0))
+        floor = self.output_epsilon * np.abs(self.f0[:, 0])
         for size in sorted({16 * epsilon, max(16 * epsilon, epsilon ** (1 / 3) / 2**18)}):
             rows = []
             with torch.no_grad():
@@ -141,8 +148,12 @@ class FunctionCheck:
             values = np.stack(rows, axis=1)
             finite = np.all(np.isfinite(values), axis=1)
             sigma[finite] = np.maximum(sigma[finite], numdiff.estimate_noise_rows(values[finite]))
+            # Stairs the probe crossed: levels and whole jumps far above the value's own rounding (round(x, 3):
+            # one jump of 1e-3, flat elsewhere), which ECnoise reads as noise (sigma ~ q / 6).
+            grid[finite] = np.maximum(grid[finite], entry_quanta(values[finite], floor[finite]))
         # Never below the rounding of the row's own value (a row the probe did not move at all).
-        self.sigma = np.maximum(sigma, self.output_epsilon * np.abs(self.f0[:, 0]))[:, None]
+        self.sigma = np.maximum(sigma, floor)[:, None]
+        self.probe_quantum = grid[:, None]
         self.noise = float(np.max(self.sigma)) if self.sigma.size else 0.0
 
     def _moved(self, i: int, h: F64, scale: float, elements: NDArray[np.intp]) -> tuple[F64, F64, NDArray[np.bool_]]:
@@ -184,20 +195,25 @@ class FunctionCheck:
         scales = (1.0, -1.0, 2.0, -2.0) if richardson else (1.0, -1.0)
         epsilon = float(torch.finfo(x.dtype).eps)
         return build_block(label, self.shape(i), point.astype(np.float64), h.astype(np.float64), move, scales,
-                           (self.f0, self.sigma, epsilon), self.notes)  # fmt: skip
+                           (self.f0, self.sigma, epsilon), self.notes, self.probe_quantum)  # fmt: skip
 
     def read_quanta(self, blocks: dict[int, Block]) -> None:
         """Each output row's grid, from what every input's first look shows (:mod:`preflight.check.quanta`): a level
         in one of its entries, or whole multiples shared by several; a row is one output element, whichever input
         moves it."""
         stacks = [first_look(block) for block in blocks.values()]
-        levels = row_quanta(*(entry_quanta(values, self.sigma) for values in stacks))
+        entries = [entry_quanta(values, self.sigma) for values in stacks]
+        levels = row_quanta(*entries)
         shared = shared_quanta(np.concatenate(stacks, axis=1), self.sigma)
-        self.quantum = np.where((shared > 0) & ((levels == 0) | (shared < levels)), shared, levels)
+        use_shared = (shared > 0) & ((levels == 0) | (shared < levels))
+        self.quantum = np.where(use_shared, shared, levels)
+        # How many entries show it, per row, in every input's block (a grid the entries share: all of them).
+        shown = sum((showing_quanta(self.quantum, e).sum(axis=1) for e in entries), np.zeros(len(self.quantum), int))
+        self.showing = np.where(use_shared, sum(e.shape[1] for e in entries), shown)
 
     def judge(self, block: Block, analytic: A) -> tuple[F64, Verdict]:
-        """The verdict on one input's block (:func:`preflight.torch._function_steps.judge_block`)."""
-        return judge_block(block, analytic, self.quantum)
+        """The verdict on one input's block (:func:`preflight.torch._function_judge.judge_block`)."""
+        return judge_block(block, analytic, self.quantum, self.showing)
 
     def judge_backward(self, block: Block, rows: tuple[A, A | None]) -> tuple[F64, Verdict]:
         """The verdict on the backward of all outputs together; where the outputs' backwards taken one at a time
