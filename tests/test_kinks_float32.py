@@ -49,7 +49,9 @@ def kink_within_step(net: Network, params: dict[str, np.ndarray], X: np.ndarray,
     return any(not np.array_equal(masks[0], m) for m in masks[1:])
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+# Seed 12 holds a coordinate whose point sits between two kinks 0.06 h apart (a piece of four grid steps, whose own
+# slope no fit of the loss reads): it was a false alarm before the closer look located kinks (preflight.check.hinges).
+@pytest.mark.parametrize("seed", [0, 1, 12])
 def test_a_correct_float32_relu_net_at_batch_256_passes_and_every_coordinate_set_aside_is_a_kink(seed: int) -> None:
     net, params, X, y = relu_net(seed)
     report = check_network(net, params, X, y)
@@ -103,3 +105,32 @@ def test_the_closer_look_excuses_a_kink_it_sees_and_judges_a_smooth_line() -> No
     look = closer_look(values, x, h, analytic, np.zeros(3), sigma)
     assert look.kink.tolist() == [True, False, True]
     assert abs(analytic[1] - look.numeric[1]) > look.tolerance[1]  # the bug is a smooth line, judged and failed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_wrong_elements_beside_kinks_are_caught_not_excused(seed: int) -> None:
+    """Every W2 element 15 to 60 sigma / h large whose step holds a kink, forgotten by the backward one at a time: the
+    second look's kink rule (seven values) excused most of them; the closer look, locating the kinks, overrules it
+    where the analytic value is off every slope the point's piece could have. Measured over 16 nets: 376 of 467
+    caught and named (seeds 0-7: 191 of 240, 148 before), the rest beside kinks near the point; no false alarm."""
+    net, params, X, y = relu_net(seed)
+    noise = check_network(net, params, X, y).noise
+    truth = net.gradients({k: v.astype(np.float64) for k, v in params.items()}, X.astype(np.float64), y)["W2"]
+    h = numdiff.step_size(params["W2"]).astype(np.float64)
+    size = np.abs(truth) / (noise / h)
+    elements = [
+        e
+        for e in (np.unravel_index(int(i), truth.shape) for i in np.flatnonzero((size >= 15) & (size <= 60)))
+        if kink_within_step(net, params, X, "W2", e)
+    ][:30]
+    caught = 0
+    for element in elements:
+        grads = net.gradients(params, X, y)
+        grads["W2"][element] = 0.0
+        report = check_network(net, params, X, y, grads=grads)
+        failing = [n for n, r in report.parameters.items() if not r.passed]
+        assert failing in ([], ["W2"]), (element, failing)  # never a correct tensor blamed
+        caught += failing == ["W2"]
+    assert len(elements) == 30
+    assert caught >= 0.55 * len(elements), caught  # measured 19 and 27 of 30 (12 and 20 before)

@@ -71,10 +71,10 @@ class Hinges:
     se: F64
     seen: NDArray[np.bool_]
     fits: NDArray[np.bool_]
-    #: The largest jump of slope among the kinks the fit sees (at the point, ``2c``, and the hinges placed): a kink
-    #: crowding the point closer than the grid resolves (a piece shorter than two grid steps) moves the point's
-    #: slope beyond ``low`` .. ``high`` by about one such jump. The kinks along one coordinate are one ReLU unit
-    #: crossing for different examples, of one scale of jump; 0 where the fit sees none.
+    #: The largest jump of slope among the kinks the fit sees near the point (at it, ``2c``, and the hinges within
+    #: :data:`NEAR`): the scale of a second kink crowding the point closer than the grid resolves, which moves the
+    #: point's slope beyond ``low`` .. ``high``. The kinks along one coordinate are one ReLU unit crossing for
+    #: different examples, of one scale of jump.
     hidden: F64
     #: A kink seen at the point or a hinge placed within :data:`NEAR` of it.
     near: NDArray[np.bool_]
@@ -171,9 +171,9 @@ def _fit_rows(u: F64, f: F64, noise: F64, candidates: F64) -> tuple[F64, NDArray
     out[:, 5] = np.sum(np.maximum(jumps, 0.0), axis=1)
     at_point = np.abs(coef[:, 4]) > HINGE_Z * noise * np.sqrt(np.abs(inverse[:, 4, 4]))
     seen = at_point | np.isfinite(placed[:, 0])
-    # The jumps this coordinate's kinks have: the one at the point (2c) and the hinges placed.
-    placed_jumps = np.abs(np.where(np.isfinite(placed), coef[:, BASE:], 0.0))
-    hidden = np.maximum(2 * np.abs(coef[:, 4]), np.max(placed_jumps, axis=1))
+    # The jumps of the kinks near the point: the one at it (2c) and the hinges within NEAR (a hinge farther out may
+    # stand for several kinks merged: its jump is no one kink's).
+    hidden = np.maximum(2 * np.abs(coef[:, 4]), np.max(np.abs(jumps), axis=1))
     near = at_point | np.any(ambiguous, axis=1)
     return np.concatenate([out, hidden[:, None]], axis=1), np.stack([seen, fits, near], axis=1)
 
@@ -185,15 +185,16 @@ def _select(base: F64, Z: F64, candidates: F64, f: F64, noise: F64) -> tuple[F64
     rows, n, _ = base.shape
     X = np.zeros((rows, n, BASE + MAX_HINGES))
     X[:, :, :BASE] = base
-    where = np.full((rows, MAX_HINGES), np.nan)
+    where: F64 = np.full((rows, MAX_HINGES), np.nan)
     active = np.ones(rows, dtype=bool)
     for j in range(MAX_HINGES):
-        inverse = np.linalg.pinv(np.einsum("rnp,rnq->rpq", X, X))
-        residual = f - np.einsum("rnp,rp->rn", X, np.einsum("rpq,rnq,rn->rp", inverse, X, f))
-        projected = Z - np.einsum("rnp,rpc->rnc", X, np.einsum("rpq,rnq,rnc->rpc", inverse, X, Z))
-        size = np.einsum("rnc,rnc->rc", projected, projected)
+        Xt = X.transpose(0, 2, 1)
+        inverse = np.linalg.pinv(Xt @ X)
+        residual = f - (X @ (inverse @ (Xt @ f[:, :, None])))[:, :, 0]
+        projected = Z - X @ (inverse @ (Xt @ Z))
+        size = np.sum(projected**2, axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.abs(np.einsum("rnc,rn->rc", projected, residual)) / (noise[:, None] * np.sqrt(size))
+            t = np.abs((residual[:, None, :] @ projected)[:, 0, :]) / (noise[:, None] * np.sqrt(size))
         # A candidate already placed projects to rounding (~1e-16 n); a new one to at least its last point's
         # share (u moves 1/128 per grid step: (1/128)^2 = 6e-5).
         t = np.where(size > 1e-12 * n, np.nan_to_num(t, nan=0.0, posinf=0.0), 0.0)
@@ -204,7 +205,9 @@ def _select(base: F64, Z: F64, candidates: F64, f: F64, noise: F64) -> tuple[F64
         active &= add
         if not active.any():
             break
-    inverse = np.linalg.pinv(np.einsum("rnp,rnq->rpq", X, X))
-    coef = np.einsum("rpq,rnq,rn->rp", inverse, X, f)
-    residual = f - np.einsum("rnp,rp->rn", X, coef)
-    return where, coef, inverse, np.sum(residual**2, axis=1)
+    Xt = X.transpose(0, 2, 1)
+    inverse = np.linalg.pinv(Xt @ X)
+    coef: F64 = (inverse @ (Xt @ f[:, :, None]))[:, :, 0]
+    residual = f - (X @ coef[:, :, None])[:, :, 0]
+    rss: F64 = np.sum(residual**2, axis=1)
+    return where, coef, np.asarray(inverse, dtype=np.float64), rss

@@ -169,8 +169,8 @@ def second_look(t: TensorCheck, evaluate: PerturbedLoss, f0: float, sigma: float
     """Richardson, then the kink and tie test (:func:`preflight.check.kinks.judge`), for every coordinate outside
     its first tolerance: values already taken are reused, the missing positions cost 2 to 4 evaluations each.
 
-    Every coordinate the second look neither settles nor fails gets the closer look
-    (:func:`preflight.check.dense.closer_look`, 56 evaluations more):
+    Every coordinate the second look neither settles nor fails, and every one it sets aside as a kink, gets the
+    closer look (:func:`preflight.check.dense.closer_look`, 56 evaluations more):
 
     - one that shows no kink to the second look but whose short difference agrees
       (:attr:`~preflight.check.kinks.Judgement.near`: several kinks within the step blur every other estimate, or
@@ -178,9 +178,8 @@ def second_look(t: TensorCheck, evaluate: PerturbedLoss, f0: float, sigma: float
     - one the second look set aside as a kink (its rules read seven values: a fourth difference beyond noise, the
       analytic value among the chords' slopes, which a bug beside a kink also meets) stays set aside unless the
       closer look finds the analytic value off every slope the point's piece could have
-      (:attr:`~preflight.check.dense.Closer.off`: the located kinks explain the values, and no kink at or near the
-      point, seen or too weak to be seen, brings the slope there). Where kinks crowd the point beyond what the grid
-      resolves, the excuse stands."""
+      (:attr:`~preflight.check.dense.Closer.off`: the located kinks explain the values, and no kink at the point,
+      near it, or crowding it beyond the grid's resolution brings the slope there)."""
     g = t.g.reshape(-1)[t.index]
     rows = np.flatnonzero(excess_ratio(g, t.numeric, t.tolerance) > 1.0)
     if rows.size == 0:
