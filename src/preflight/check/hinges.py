@@ -16,9 +16,12 @@ the slope they read by half its jump. This model locates the kinks instead. Over
   what is left, while it stands out of the noise by :data:`HINGE_Z` (:data:`MAX_HINGES` at most). Each shifts the
   slope at 0 by ``d_j`` when it lies left of the point.
 
-The slope at 0 is then ``b + sum_{p_j < 0} d_j``, between its two sides ``-c`` and ``+c``; its tolerance is
+The slope at 0 is then ``b + sum_{p_j < 0} d_j``, between its two sides ``-c`` and ``+c``, a hinge placed within
+:data:`NEAR` of the point taken both ways (its side of the point is not resolved); the caller's tolerance is
 :data:`~preflight.check.dense.SLOPE_Z` standard errors of the fit. A kink is *seen* when ``c`` or a hinge stands out
-of the noise.
+of the noise. ``hidden`` is the largest jump seen near the point: the scale of a second kink crowding it closer than
+the grid resolves, which the caller (:func:`preflight.check.dense.closer_look`) allows for where a kink is seen
+there.
 """
 
 from __future__ import annotations
