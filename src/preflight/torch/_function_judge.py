@@ -116,7 +116,7 @@ def _closer_look(level: Columns, cols: Index, a: F64, sigma: F64) -> Closer:
     look = closer_look(values, positions, h, a.ravel(), np.zeros(rows * k), noise)
     shape = (rows, k)
     return Closer(look.numeric.reshape(shape), look.tolerance.reshape(shape), look.kink.reshape(shape),
-                  look.smooth.reshape(shape))  # fmt: skip
+                  look.smooth.reshape(shape), look.off.reshape(shape))  # fmt: skip
 
 
 def _settle(block: Block, a: F64, failing: Index, verdict: list[A]) -> None:
