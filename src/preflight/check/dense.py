@@ -62,10 +62,10 @@ AGREE_Z = 3.0
 DRIFT_WINDOWS = 2
 #: Where a kink is seen near the point, a second one may crowd it closer than the grid resolves (two kinks h/20
 #: apart leave the point a piece of three grid steps, whose own slope no fit reads): its jump moves the point's
-#: slope beyond what the fit sees, taken up to this many times the largest jump the fit sees along the coordinate.
-#: The kinks along one coordinate are one unit's crossings for different examples, of one scale; the one correct
-#: coordinate found crowded in 16 float32 ReLU nets at batch 256 (tests/test_kinks_float32.py's, seed 12) needed
-#: 1.15 times it.
+#: slope beyond what the fit sees, taken up to this many times the largest jump the fit sees near the point
+#: (:attr:`~preflight.check.hinges.Hinges.hidden`). The kinks along one coordinate are one unit's crossings for
+#: different examples, of one scale; the one correct coordinate found crowded in 16 float32 ReLU nets at batch 256
+#: (tests/test_kinks_float32.py's, seed 12) needed 1.15 times it.
 CROWD = 2.0
 #: A window's normal equations with a larger condition number are singular (see ``_fit``).
 SINGULAR = 1e10

@@ -196,20 +196,20 @@ def second_look(t: TensorCheck, evaluate: PerturbedLoss, f0: float, sigma: float
     t.numeric[rows] = verdict.numeric
     t.tolerance[rows] = verdict.tolerance
     t.kink[rows] = verdict.kink
-    near = np.flatnonzero(verdict.near | verdict.kink)
-    if near.size == 0:
+    looked = np.flatnonzero(verdict.near | verdict.kink)
+    if looked.size == 0:
         return
-    closer = rows[near]
-    dense_values: dict[float, Any] = {0.0: np.full(near.size, f0)}
-    dense_positions: dict[float, Any] = {0.0: np.zeros(near.size)}
+    closer = rows[looked]
+    dense_values: dict[float, Any] = {0.0: np.full(looked.size, f0)}
+    dense_positions: dict[float, Any] = {0.0: np.zeros(looked.size)}
     for scale in GRID:
         if scale in values:
-            dense_values[scale], dense_positions[scale] = values[scale][near], positions[scale][near]
+            dense_values[scale], dense_positions[scale] = values[scale][looked], positions[scale][looked]
         else:
             dense_values[scale], dense_positions[scale] = _values_at(t, evaluate, scale, closer)
-    look = closer_look(dense_values, dense_positions, t.h[closer], g[closer], noise[near], sigma)
+    look = closer_look(dense_values, dense_positions, t.h[closer], g[closer], noise[looked], sigma)
     fails = ~look.kink & (excess_ratio(g[closer], look.numeric, look.tolerance) > 1.0)
-    stands = verdict.kink[near] & fails & ~look.off
+    stands = verdict.kink[looked] & fails & ~look.off
     t.numeric[closer] = np.where(stands, t.numeric[closer], look.numeric)
     t.tolerance[closer] = np.where(stands, t.tolerance[closer], look.tolerance)
     t.kink[closer] = stands | look.kink
