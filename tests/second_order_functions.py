@@ -21,6 +21,27 @@ from preflight.torch import check_function
 F = torch.nn.functional
 
 
+def from_output(forward: Callable[[Any], Any], derivative: Callable[[Any], Any]) -> type[torch.autograd.Function]:
+    """A one-input Function ``forward`` that saves its output ``y`` and whose backward is ``g derivative(y)``
+    (tanh, tan, sigmoid: their derivatives are functions of their outputs); differentiable again."""
+
+    class FromOutput(torch.autograd.Function):
+        @staticmethod
+        def forward(x: Any) -> Any:
+            return forward(x)
+
+        @staticmethod
+        def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
+            ctx.save_for_backward(output)
+
+        @staticmethod
+        def backward(ctx: Any, g: Any) -> Any:
+            (y,) = ctx.saved_tensors
+            return g * derivative(y)
+
+    return FromOutput
+
+
 class _Softplus(torch.autograd.Function):
     """``softplus(x)``, saving x; the Functions below give it their backwards."""
 
@@ -37,19 +58,7 @@ def softplus(hessian_factor: float = 1.0) -> Callable[..., Any]:
     """``softplus(x)`` whose backward ``g sigmoid(x)`` goes through a custom sigmoid with its own backward, which
     multiplies the Hessian ``sigmoid'(x)`` by ``hessian_factor`` (1: correct; 2: the factor-2 bug; -1: a sign)."""
 
-    class Sigmoid(torch.autograd.Function):
-        @staticmethod
-        def forward(x: Any) -> Any:
-            return torch.sigmoid(x)
-
-        @staticmethod
-        def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
-            ctx.save_for_backward(output)
-
-        @staticmethod
-        def backward(ctx: Any, g: Any) -> Any:
-            (s,) = ctx.saved_tensors
-            return hessian_factor * g * s * (1 - s)
+    Sigmoid = from_output(torch.sigmoid, lambda s: hessian_factor * s * (1 - s))
 
     class Softplus(_Softplus):
         @staticmethod

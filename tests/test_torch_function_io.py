@@ -12,6 +12,8 @@ torch = pytest.importorskip("torch")
 
 from preflight.torch import check_function  # noqa: E402
 
+from .second_order_functions import from_output  # noqa: E402
+
 F64, F32 = torch.float64, torch.float32
 
 
@@ -206,19 +208,7 @@ def test_across_a_pole_the_step_shrinks_until_the_estimates_settle() -> None:
     assert report.passed, str(report)
     assert any("smaller step" in n and "input0[2]" in n for n in report.notes)
 
-    class Tan(torch.autograd.Function):
-        @staticmethod
-        def forward(x: Any) -> Any:
-            return torch.tan(x)
-
-        @staticmethod
-        def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
-            ctx.save_for_backward(output)
-
-        @staticmethod
-        def backward(ctx: Any, g: Any) -> Any:
-            (y,) = ctx.saved_tensors
-            return g * (1 + y * y) * 1.01
+    Tan = from_output(torch.tan, lambda y: (1 + y * y) * 1.01)
 
     assert not check_function(Tan.apply, x).passed
 

@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 from preflight.check.quanta import QUANTUM_NOISE, entry_quanta, rejudge, row_quanta, shared_quanta  # noqa: E402
 from preflight.torch import check_function  # noqa: E402
 
-from .second_order_functions import COMPOSITIONS, inputs  # noqa: E402
+from .second_order_functions import COMPOSITIONS, from_output, inputs  # noqa: E402
 
 F32 = torch.float32
 MLP, SHAPES = COMPOSITIONS["mlp"]
@@ -109,21 +109,7 @@ def test_a_correct_float32_mlp_passes_and_says_how_many_entries_were_not_resolve
 
 def straight_through(forward: Any) -> Any:
     """``forward`` with the straight-through backward (the gradient passed as it came: a derivative of 1)."""
-
-    class StraightThrough(torch.autograd.Function):
-        @staticmethod
-        def forward(x: Any) -> Any:
-            return forward(x)
-
-        @staticmethod
-        def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
-            pass
-
-        @staticmethod
-        def backward(ctx: Any, g: Any) -> Any:
-            return g
-
-    return StraightThrough.apply
+    return from_output(forward, lambda y: 1.0).apply
 
 
 def mask_forgotten_in_backward(mask: Any) -> Any:
@@ -237,20 +223,7 @@ def test_a_derivative_of_1_where_the_stairs_are_flat_over_the_step_is_caught(nam
 def test_settling_on_smooth_values_leaves_a_smooth_functions_bug_standing() -> None:
     """A 1 % error in tanh's backward, in float32: the estimates at h and h/2 agree on smooth values."""
 
-    class Tanh(torch.autograd.Function):
-        @staticmethod
-        def forward(t: Any) -> Any:
-            return torch.tanh(t)
-
-        @staticmethod
-        def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
-            ctx.save_for_backward(output)
-
-        @staticmethod
-        def backward(ctx: Any, g: Any) -> Any:
-            (y,) = ctx.saved_tensors
-            return 1.01 * g * (1 - y * y)
-
+    Tanh = from_output(torch.tanh, lambda y: 1.01 * (1 - y * y))
     x = torch.randn(20, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(F32)
     report = check_function(Tanh.apply, x)
     assert not report.passed
