@@ -17,15 +17,22 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from preflight.check.quanta import QUANTUM_NOISE, entry_quanta, rejudge, row_quanta, shared_quanta  # noqa: E402
-from preflight.torch import check_function  # noqa: E402
+from preflight.torch import check_function as checked_with_copy  # noqa: E402
 
 from .second_order_functions import COMPOSITIONS, from_output, inputs  # noqa: E402
 
 F32 = torch.float32
+
+
+def check_function(*args: Any, **kwargs: Any) -> Any:
+    """The float32 check alone: what this file specifies (the float64 copy, on by default, resolves far more)."""
+    return checked_with_copy(*args, reference=False, **kwargs)
+
+
 MLP, SHAPES = COMPOSITIONS["mlp"]
-#: Seeds of the float32 MLP whose dominant-class rows hold entries not resolvable at the step (all three failed
-#: before: tests/test_torch_second_order_sweep.py).
-UNRESOLVED_SEEDS = (7, 8, 9)
+#: Seeds of the float32 MLP whose dominant-class rows hold entries not resolvable at the step (seeds 0-29, measured
+#: with the noise probe's third direction; 7, 8 and 9 failed before the rule: tests/test_torch_second_order_sweep.py).
+UNRESOLVED_SEEDS = (8, 9, 14)
 
 
 def not_resolved(report: Any) -> int:
@@ -168,6 +175,13 @@ def test_a_check_that_resolved_too_few_entries_is_not_a_pass() -> None:
     assert any("inconclusive" in n for n in alone.notes)
     beside = check_function(torch.special.ndtr, torch.tensor([-5.42, -5.44, 0.3], dtype=F32))
     assert beside.passed and not_resolved(beside) == 2
+
+
+def test_the_float64_copy_judges_what_float32_could_not_resolve() -> None:
+    report = checked_with_copy(torch.special.ndtr, torch.tensor([-5.42], dtype=F32))
+    assert report.passed and report.reference is not None and report.reference.checked == 1
+    copy_note = "float64 copy: the same check on float64 copies of the values passed"
+    assert any(n.startswith(copy_note) for n in report.notes)
 
 
 #: Piecewise-constant functions, and the width of their stairs.

@@ -3,6 +3,7 @@ and located, correct ones passing in float64 and float32, beside torch.autograd.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any
 
@@ -51,14 +52,27 @@ def test_a_planted_second_order_bug_is_caught_and_located(name: str, dtype: Any)
     assert all(h.startswith("second order: ") for h in report.hints)
 
 
-def test_an_entry_set_aside_as_a_kink_leaves_the_block_hints_on() -> None:
-    """float32, seed 14: one entry of d(grad x)/dx is set aside as a kink; the block hints must still be read from the
-    639 entries judged (they were turned off, and the hint read "x: analytic = 1.10 x numeric" without the block)."""
+def test_an_entry_set_aside_as_a_kink_leaves_the_block_hints_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One entry of d(grad x)/dx set aside as a kink: the block hints must still be read from the entries judged
+    (they were turned off, and the hint read "x: analytic = 1.10 x numeric" without the block). The float32 seed
+    that set one aside (14) no longer does since the noise probe's third direction (no planted case sets one aside
+    at seeds 0-19), so the inner check's report is given one kink here."""
+    from preflight.torch import second_order
+
+    run = second_order.run_function_check
+
+    def one_set_aside(*args: Any, **kwargs: Any) -> Any:
+        report = run(*args, **kwargs)
+        x = report.parameters["x"]
+        aside = x.worst[-1]
+        x = dataclasses.replace(x, worst=x.worst[:-1], kinks=[aside], checked=x.checked - 1)
+        return dataclasses.replace(report, parameters={**report.parameters, "x": x})
+
+    monkeypatch.setattr(second_order, "run_function_check", one_set_aside)
     name = "tanh(x @ W.T), curvature x 1.1"
     make, _, shapes, _ = CASES[name]
-    report = check_function(make(), *inputs(shapes, torch.float32, 14), order=2, names=names(shapes))
-    assert report.second_order is not None
-    assert report.second_order["x"].kinks, "the seed no longer sets an entry aside: pick another for this test"
+    report = check_function(make(), *inputs(shapes, torch.float64, 0), order=2, names=names(shapes))
+    assert report.second_order is not None and len(report.second_order["x"].kinks) == 1
     assert planted_found(name, report), report.hints
 
 
