@@ -3,7 +3,9 @@
 Every case of ``tests/layers`` (autograd Functions through ``preflight.torch.check_function``, nn.Modules through
 ``check_module``, NumPy losses through ``preflight.gradcheck``), in float64 and float32, several seeds, goes through
 preflight's checker and through ``torch.autograd.gradcheck`` with its defaults (eps 1e-6, atol 1e-5, rtol 1e-3;
-a NumPy case is wrapped in a torch Function whose backward returns the given gradient). Beside each verdict: the
+a NumPy case is wrapped in a torch Function whose backward returns the given gradient). In float32, preflight's
+verdict (with its float64 copy, the default) stands beside its float32 check alone (``reference=False``; NumPy
+losses make no copy, so both read the same). Beside each verdict: the
 bug's relative size ``||J_bug - J_true|| / ||J_true||``, measured in float64 against autograd of the same forward.
 
 Verdicts: ``pass``; ``FAIL``; ``FAIL (blames x)`` when a tensor named as failing holds no bug; ``FAIL (none named)``
@@ -52,6 +54,8 @@ class Run:
     truth: Truth
     ours: Verdict
     torch: Verdict | None
+    #: preflight's float32 check without its float64 copy (``reference=False``); the same as ``ours`` in float64.
+    alone: Verdict | None = None
 
     def rule(self) -> str:
         """Which rule applies: "correct", "nothing to judge", ">=1e-3", ">=1e-6 (float64)", or "informational"."""
@@ -85,8 +89,9 @@ def run_all(cases: list[Case], dtypes: list[str], seeds: list[int], with_torch: 
             truth = measure(case, seed)
             for dtype in (d for d in dtypes if d in case.dtypes):
                 ours = run_ours(case.build(dtype, seed))
+                alone = run_ours(case.build(dtype, seed), reference=False) if dtype == "float32" else ours
                 theirs = run_torch(case.build(dtype, seed)) if with_torch else None
-                runs.append(Run(case, dtype, seed, truth, ours, theirs))
+                runs.append(Run(case, dtype, seed, truth, ours, theirs, alone))
     return runs
 
 
@@ -129,18 +134,20 @@ def print_tables(runs: list[Run]) -> None:
                     size_text([r.truth.size for r in mine]) if first.case.expect == "fail" else "-",
                     first.rule(),
                     verdicts_text(mine, "ours") + flag,
+                    verdicts_text(mine, "alone") if dtype == "float32" else "",
                     verdicts_text(mine, "torch"),
                     f"{sum(r.ours.seconds for r in mine) / len(mine):.2f}",
                 ]
             )
-        headers = ["case", "dtype", "kind", "bug size", "rule", "preflight", "torch gradcheck", "s/run"]
+        headers = ["case", "dtype", "kind", "bug size", "rule", "preflight", "float32 alone", "torch gradcheck"]
+        headers.append("s/run")
         print(format_table(headers, rows, title=f"{layer} ({first.case.kind})"))
         print()
 
 
 def totals(runs: list[Run], with_torch: bool) -> list[list[Any]]:
     rows = []
-    tools = ["ours", "torch"] if with_torch else ["ours"]
+    tools = ["ours", "alone", "torch"] if with_torch else ["ours", "alone"]
 
     def count(rule: str, dtype: str | None) -> list[Any]:
         pool = [r for r in runs if r.rule() == rule and (dtype is None or r.dtype == dtype)]
@@ -198,6 +205,7 @@ def to_json(runs: list[Run]) -> list[dict[str, Any]]:
             "ours_ok": ok(r, r.ours),
             "ours": verdict(r.ours, r.truth),
             "torch": verdict(r.torch, r.truth),
+            "float32_alone": verdict(r.alone, r.truth) if r.dtype == "float32" else None,
         }
         for r in runs
     ]
@@ -220,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     seeds = [0] if args.quick else list(range(args.seeds))
     runs = run_all(cases, dtypes, seeds, with_torch=not args.no_torch)
     print_tables(runs)
-    headers = ["rule", "dtype", "runs", "preflight"] + ([] if args.no_torch else ["torch gradcheck"])
+    headers = ["rule", "dtype", "runs", "preflight", "float32 alone"] + ([] if args.no_torch else ["torch gradcheck"])
     title = f"totals over {len(cases)} cases x seeds {seeds} (a run breaking its rule: '<-' above)"
     print(format_table(headers, totals(runs, not args.no_torch), title=title))
     if args.json:

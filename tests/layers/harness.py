@@ -62,8 +62,9 @@ class Verdict:
         return f"FAIL (blames {', '.join(wrong)})" if wrong else "FAIL"
 
 
-def run_ours(call: Call) -> Verdict:
-    """preflight's checker: check_function, check_module or gradcheck, with default settings."""
+def run_ours(call: Call, reference: bool = True) -> Verdict:
+    """preflight's checker: check_function, check_module or gradcheck, with default settings (``reference=False``:
+    a float32 check without its float64 copy)."""
     from preflight import gradcheck
     from preflight.torch import check_function, check_module
 
@@ -72,9 +73,11 @@ def run_ours(call: Call) -> Verdict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if isinstance(call, FunctionCall):
-                report = check_function(call.fn, *call.inputs, names=list(call.names), forward_ad=False)
+                report = check_function(
+                    call.fn, *call.inputs, names=list(call.names), forward_ad=False, reference=reference
+                )
             elif isinstance(call, ModuleCall):
-                report = check_module(call.model, call.loss_fn, call.batch, progress=False)
+                report = check_module(call.model, call.loss_fn, call.batch, progress=False, reference=reference)
             else:
                 params = {k: v.copy() for k, v in call.params.items()}
                 report = gradcheck(call.loss, params, call.grads, progress=False)

@@ -169,6 +169,9 @@ class GradcheckReport:
     stopped: str | None = None
     unit: str = "coordinates"
     second_order: dict[str, TensorResult] | None = None
+    #: The same check on float64 copies of the values, where a float32 check made one
+    #: (:mod:`preflight.check.reference`).
+    reference: GradcheckReport | None = None
 
     @property
     def checked(self) -> int:
@@ -222,6 +225,7 @@ class GradcheckReport:
             "parameters": {name: r.to_dict() for name, r in self.parameters.items()},
             "forward_ad": forward,
             "second_order": second,
+            "reference": None if self.reference is None else self.reference.to_dict(),
         }
 
     def to_json(self, **dumps_options: Any) -> str:

@@ -14,7 +14,10 @@ from torch.func import functional_call
 
 from preflight._util.validation import describe
 
-__all__ = ["FunctionalModel", "check_precision", "describe_value", "scalar_loss", "shared_parameters"]
+__all__ = [
+    "FunctionalModel", "check_precision", "describe_value", "random_loss_message", "scalar_loss", "shared_parameters",
+    "split_batch",
+]  # fmt: skip
 
 #: Dtypes a gradient check can judge. A central difference's relative error at the optimal step is about eps^(2/3):
 #: 1 % of the gradient in float16 (eps 2^-10), 4 % in bfloat16 (eps 2^-7), with a tolerance of several times that;
@@ -106,3 +109,28 @@ def _slots(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
             module.named_buffers(prefix=prefix, recurse=False, remove_duplicate=False),
         )
         yield from own
+
+
+def split_batch(batch: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """(inputs, targets) of ``batch``: a tensor of inputs, or a pair (inputs, target)."""
+    if isinstance(batch, torch.Tensor):
+        return (batch,), ()
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        inputs, target = batch
+        return (tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)), (target,)
+    raise ValueError(f"batch: expected a tensor of inputs or a pair (inputs, target), got {describe(batch)}")
+
+
+def random_loss_message(model: nn.Module, values: tuple[float, float] | None) -> str:
+    """The torch advice first: how to make this model's loss deterministic, then what was seen."""
+    drop = any(isinstance(m, nn.modules.dropout._DropoutNd) and m.training and m.p > 0 for m in model.modules())
+    advice = (
+        "dropout is active (the model is in training mode): pass mode='eval' to check_module (or call model.eval())"
+        if drop
+        else "something in the model or the loss samples at random: seed it inside forward, or pass the random "
+        "draw in as an input"
+    )
+    seen = "two calls at the same parameters differ" if values is None else (
+        f"two calls at the same parameters gave {values[0]!r} and {values[1]!r}"
+    )  # fmt: skip
+    return f"loss: the loss is random, so finite differences mean nothing. In this model {advice}. ({seen})"

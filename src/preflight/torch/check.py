@@ -8,6 +8,7 @@ Custom autograd Functions and ops are checked by :func:`preflight.torch.function
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import math
 import time
@@ -23,7 +24,15 @@ from preflight._util.progress import should_show_progress
 from preflight._util.validation import check_choice, describe
 from preflight.check.engine import GradcheckReport, NondeterministicLossError, gradcheck
 from preflight.torch._evaluators import ChainEvaluator, LoopEvaluator, VmapEvaluator, class_targets
-from preflight.torch._model import FunctionalModel, check_precision, scalar_loss, shared_parameters
+from preflight.torch._model import (
+    FunctionalModel,
+    check_precision,
+    random_loss_message,
+    scalar_loss,
+    shared_parameters,
+    split_batch,
+)
+from preflight.torch._reference import module_reference, needs_reference
 from preflight.torch.function import check_function
 from preflight.torch.graph import build_graph_evaluator, linear_only
 
@@ -46,15 +55,6 @@ MODULE_FIX = "check a copy, e.g. copy.deepcopy(model).double() with the batch's 
 PROBE_LOSSES, PROBE_SECONDS = 64, 0.02
 
 
-def _split_batch(batch: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-    if isinstance(batch, torch.Tensor):
-        return (batch,), ()
-    if isinstance(batch, (tuple, list)) and len(batch) == 2:
-        inputs, target = batch
-        return (tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)), (target,)
-    raise ValueError(f"batch: expected a tensor of inputs or a pair (inputs, target), got {describe(batch)}")
-
-
 def check_module(
     model: nn.Module,
     loss_fn: Callable[..., torch.Tensor] | None,
@@ -71,6 +71,7 @@ def check_module(
     progress: bool | None = None,
     order: int = 1,
     client: Any = None,
+    reference: bool = True,
 ) -> GradcheckReport:
     """Check every trainable parameter of ``model`` against autograd, with :func:`preflight.gradcheck.gradcheck`.
 
@@ -122,6 +123,12 @@ def check_module(
     client : dask.distributed.Client, optional
         Compute the perturbed losses on a Dask cluster (:mod:`preflight.check.distributed`): the evaluator is
         shipped once per worker, the coordinates go out in ranges; the noise and the verdict stay here.
+    reference : bool
+        With float32 parameters, run the same check on a float64 copy of the model and batch too (default), and
+        fail a tensor that either check fails (:mod:`preflight.check.reference`): float32 differences resolve an
+        error only to ~1e-3 of a gradient element among dense ReLU kinks, the copy to ~1e-9. The float32 check
+        still runs (it alone sees a backward that loses precision in float32). A model that does not run in
+        float64 (an error, or a loss still in float32) is checked in float32 alone, with a note saying why.
 
     Returns
     -------
@@ -152,7 +159,7 @@ def check_module(
     if isinstance(parameters, str):
         raise ValueError(f"parameters: expected a list of parameter names, got the string {parameters!r}; pass "
                          f"[{parameters!r}]")  # fmt: skip
-    inputs, targets = _split_batch(batch)
+    inputs, targets = split_batch(batch)
     flags = {m: m.training for m in model.modules()}
     try:
         if mode != "as_is":
@@ -173,26 +180,17 @@ def check_module(
                 screen=screen, evaluator=evaluator, progress=show, hvp=hvp, client=client,
             )  # fmt: skip
         except NondeterministicLossError:
-            raise NondeterministicLossError(_random_loss_message(model, None)) from None
-        return dataclasses.replace(report, notes=job.final_notes() + report.notes)
+            raise NondeterministicLossError(random_loss_message(model, None)) from None
+        report = dataclasses.replace(report, notes=job.final_notes() + report.notes)
+        if reference and needs_reference([job.tensors[n] for n in job.checked]):
+            again = functools.partial(check_module, eps=eps, parameters=parameters, method=method,
+                                      sample=sample, screen=screen, strategy=strategy, seed=seed, progress=progress,
+                                      order=order, client=client, reference=False)  # fmt: skip
+            report = module_reference(report, model, loss_fn, batch, again)
+        return report
     finally:
         for m, training in flags.items():
             m.training = training
-
-
-def _random_loss_message(model: nn.Module, values: tuple[float, float] | None) -> str:
-    """The torch advice first: how to make this model's loss deterministic, then what was seen."""
-    drop = any(isinstance(m, nn.modules.dropout._DropoutNd) and m.training and m.p > 0 for m in model.modules())
-    advice = (
-        "dropout is active (the model is in training mode): pass mode='eval' to check_module (or call model.eval())"
-        if drop
-        else "something in the model or the loss samples at random: seed it inside forward, or pass the random "
-        "draw in as an input"
-    )
-    seen = "two calls at the same parameters differ" if values is None else (
-        f"two calls at the same parameters gave {values[0]!r} and {values[1]!r}"
-    )  # fmt: skip
-    return f"loss: the loss is random, so finite differences mean nothing. In this model {advice}. ({seen})"
 
 
 def _show_progress(
@@ -286,7 +284,7 @@ class _ModuleCheck:
                              "is no gradient to check; look for NaN/inf in the batch, an overflow in the model or "
                              "a log(0) in loss_fn")  # fmt: skip
         if first != again and not (math.isnan(first) and math.isnan(again)):
-            raise NondeterministicLossError(_random_loss_message(self.model, (first, again)))
+            raise NondeterministicLossError(random_loss_message(self.model, (first, again)))
 
     def analytic(self) -> dict[str, A]:
         leaves = {n: p.clone().requires_grad_(n in self.checked) for n, p in self.tensors.items()}

@@ -9,6 +9,7 @@ leaves the function's domain, or straddles a pole, is shrunk for that element be
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ from preflight.torch._function_check import FunctionCheck, Stopped
 from preflight.torch._function_io import differentiable_kind
 from preflight.torch._function_steps import Verdict
 from preflight.torch._model import check_precision
+from preflight.torch._reference import function_reference, needs_reference
 
 __all__ = ["check_function", "run_function_check"]
 
@@ -87,6 +89,7 @@ def check_function(
     seed: int = 0,
     worst: int = 5,
     order: int = 1,
+    reference: bool = True,
 ) -> GradcheckReport:
     """Check the backward (and forward-mode AD where defined) of ``fn`` against finite differences, per Jacobian entry.
 
@@ -114,6 +117,12 @@ def check_function(
         2: after the first-order check passes, the backward's own derivatives (double backward), with respect to
         the inputs and to ``grad_output``, in the report's ``second_order`` section
         (:mod:`preflight.torch.second_order`).
+    reference : bool
+        With a float32 (or complex64) input checked, run the same check on float64 copies of the inputs too
+        (default), and fail an input that either check fails (:mod:`preflight.check.reference`): float32 differences
+        resolve an error only to ~1e-4 of a Jacobian entry, the copies to ~1e-9. The float32 check still runs (it
+        alone sees a backward that loses precision in float32). A function that does not run in float64 (an error,
+        or float32 outputs from float64 inputs) is checked in float32 alone, with a note saying why.
 
     Returns
     -------
@@ -141,11 +150,19 @@ def check_function(
     if order == 2:
         from preflight.torch.second_order import check_function_twice
 
-        return check_function_twice(fn, *inputs, eps=eps, forward_ad=forward_ad, richardson=richardson,
-                                    max_outputs=max_outputs, names=names, seed=seed, worst=worst)  # fmt: skip
-    if order != 1 or isinstance(order, bool):
+        report = check_function_twice(fn, *inputs, eps=eps, forward_ad=forward_ad, richardson=richardson,
+                                      max_outputs=max_outputs, names=names, seed=seed, worst=worst)  # fmt: skip
+    elif order != 1 or isinstance(order, bool):
         raise ValueError(f"order: expected 1 or 2, got {order!r}")
-    return run_function_check(FunctionCheck, fn, inputs, eps, forward_ad, richardson, max_outputs, names, seed, worst)
+    else:
+        report = run_function_check(FunctionCheck, fn, inputs, eps, forward_ad, richardson, max_outputs, names, seed,
+                                    worst)  # fmt: skip
+    if reference and needs_reference([inputs[i] for i in _checked_positions(inputs)]):
+        again = functools.partial(check_function, eps=eps, forward_ad=forward_ad, richardson=richardson,
+                                  max_outputs=max_outputs, names=names, seed=seed, worst=worst, order=order,
+                                  reference=False)  # fmt: skip
+        report = function_reference(report, fn, inputs, again)
+    return report
 
 
 def run_function_check(

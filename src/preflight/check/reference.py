@@ -1,0 +1,99 @@
+"""A float32 check completed by the same check on a float64 copy: one report, both verdicts.
+
+Finite differences of a float32 loss resolve a gradient element only to a few sigma / h of its rounding noise
+(about 1e-3 of a typical element at batch 256, less beside dense ReLU kinks). Where the layer's code runs in
+float64 as well (a module cast with ``.double()``, a function of float64 inputs), the same code checked on float64
+copies of the same values resolves errors a million times smaller, at the same point. The adapters run both; this
+module merges the two reports: a tensor fails when either check fails it, and the float32 check keeps what only
+float32 can show (a backward that loses precision in float32 only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from preflight.check.report import GradcheckReport, TensorResult
+
+__all__ = ["REFERENCE_NOTE", "with_reference"]
+
+#: How every merged report names the float64 check (tests and the text report look for it).
+REFERENCE_NOTE = "float64 copy"
+
+
+def _merge(
+    own: dict[str, TensorResult] | None, other: dict[str, TensorResult] | None, found: list[str], section: str
+) -> dict[str, TensorResult] | None:
+    """``own``'s results, each replaced by ``other``'s where only the float64 copy fails it (named in ``found``), or
+    where float32 judged none of its coordinates and the copy judged some."""
+    if own is None:
+        return None
+    merged = dict(own)
+    for name, result in own.items():
+        theirs = (other or {}).get(name)
+        if theirs is None or not result.passed:
+            continue
+        if not theirs.passed:
+            merged[name] = theirs
+            found.append(f"{section}{name}")
+        elif result.checked == 0 and theirs.checked > 0:
+            merged[name] = theirs
+    return merged
+
+
+def with_reference(
+    own: GradcheckReport, reference: GradcheckReport | None, why_not: str | None = None
+) -> GradcheckReport:
+    """``own`` (a float32 check) completed by ``reference`` (the same check of a float64 copy).
+
+    A tensor fails when either check fails it; where only the float64 copy does, its result (worst coordinates,
+    float64 values) stands in the report, and a note and the hints say so. A float32 check that could judge too
+    few coordinates (INCONCLUSIVE) passes when the float64 copy passes. A float32 check that stopped stays stopped.
+
+    Parameters
+    ----------
+    own : GradcheckReport
+        The check at the caller's precision.
+    reference : GradcheckReport or None
+        The check of the float64 copy; None when none could be made (``why_not`` says why, in a note).
+    why_not : str, optional
+
+    Returns
+    -------
+    GradcheckReport
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from preflight import gradcheck
+    >>> w32, w64 = np.ones(3, np.float32), np.ones(3)
+    >>> loss = lambda p: float(np.sum(p["w"] ** 3))
+    >>> own = gradcheck(loss, {"w": w32}, {"w": 3 * w32 * np.float32(1 + 2e-6)})  # below what float32 resolves
+    >>> ref = gradcheck(loss, {"w": w64}, {"w": 3 * w64 * (1 + 2e-6)})
+    >>> own.passed, with_reference(own, ref).passed
+    (True, False)
+    """
+    if reference is None or own.stopped or reference.stopped:
+        # A copy that cannot be checked says nothing about the caller's layer: the float32 verdict stands alone.
+        why = why_not if reference is None else "the float32 check stopped" if own.stopped else reference.stopped
+        if why is None:
+            return own
+        return dataclasses.replace(own, notes=[*own.notes, f"{REFERENCE_NOTE}: not checked ({why})"])
+    found: list[str] = []
+    parameters = _merge(own.parameters, reference.parameters, found, "") or {}
+    forward = _merge(own.forward_ad, reference.forward_ad, found, "forward-mode AD: ")
+    second = _merge(own.second_order, reference.second_order, found, "second order: ")
+    sections = [*parameters.values(), *(forward or {}).values(), *(second or {}).values()]
+    own_inconclusive = own.verdict == "INCONCLUSIVE"
+    passed = all(r.passed for r in sections) and (not own_inconclusive or reference.passed)
+    if found:
+        note = (f"{REFERENCE_NOTE}: the same check on float64 copies of the values fails {', '.join(found)}, which "
+                "float32 differences do not resolve; those rows show the float64 values")  # fmt: skip
+    else:
+        note = (f"{REFERENCE_NOTE}: the same check on float64 copies of the values {reference.verdict.lower()} "
+                f"({reference.checked:,} {reference.unit} judged, {reference.evaluations:,} evaluations)")  # fmt: skip
+    hints = own.hints + [f"{REFERENCE_NOTE}: {h}" for h in reference.hints if found]
+    return dataclasses.replace(
+        own, passed=passed, parameters=parameters, forward_ad=forward, second_order=second, hints=hints,
+        notes=[*own.notes, note], evaluations=own.evaluations + reference.evaluations,
+        seconds=own.seconds + reference.seconds, reference=reference,
+    )  # fmt: skip
