@@ -47,7 +47,7 @@ def check_function_twice(
     """``check_function(fn, *inputs, order=2)``: the first-order check, then the Jacobian of the backward (module
     docstring) in the report's ``second_order`` section, one row per checked input and per ``grad_output``."""
     options: dict[str, Any] = {"eps": eps, "richardson": richardson, "max_outputs": max_outputs, "seed": seed}
-    first = check_function(fn, *inputs, forward_ad=forward_ad, names=names, worst=worst, **options)
+    first = check_function(fn, *inputs, forward_ad=forward_ad, names=names, worst=worst, reference=False, **options)
     return attach(first, lambda: _backward_check(fn, inputs, names, worst, options))
 
 
