@@ -11,13 +11,58 @@ float32 can show (a backward that loses precision in float32 only).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from preflight.check.report import GradcheckReport, TensorResult
 
-__all__ = ["REFERENCE_NOTE", "with_reference"]
+__all__ = ["FLOAT32_RESOLUTION", "REFERENCE_NOTE", "analytic_resolution", "resolution_floor", "with_reference"]
 
 #: How every merged report names the float64 check (tests and the text report look for it).
 REFERENCE_NOTE = "float64 copy"
+#: What float32 arithmetic itself cannot promise of a derivative: 8 ulps of the largest entry of its tensor. The
+#: float64 copy runs the caller's float64 code, which may hold float32 on purpose or by necessity (torch's float64
+#: hardsigmoid backward multiplies by 1/6 rounded to float32, 3e-8 off) or a forward less accurate than float64
+#: (trigamma: 4e-10; ndtr's tail: 1e-16 absolute); a float32 layer is none the worse for those. Discrepancies below
+#: this are not failures of the copy, which still resolves far finer than float32 differences: their tolerance is
+#: several noise units of the loss (a few eps |loss|) over a step of 4.9e-3, hundreds of eps |loss| per unit.
+FLOAT32_RESOLUTION = 8 * float(np.finfo(np.float32).eps)
+
+_RESOLUTION: ContextVar[float] = ContextVar("analytic_resolution", default=0.0)
+
+
+@contextmanager
+def analytic_resolution(resolution: float) -> Iterator[None]:
+    """Within the block, every verdict (``gradcheck``'s, ``check_function``'s) adds ``resolution`` times its tensor's
+    largest |analytic| to each coordinate's tolerance (:func:`resolution_floor`): how a float64 copy of a float32
+    check is judged."""
+    token = _RESOLUTION.set(resolution)
+    try:
+        yield
+    finally:
+        _RESOLUTION.reset(token)
+
+
+def resolution_floor(analytic: NDArray[Any]) -> float:
+    """The tolerance added to every coordinate of a tensor whose judged analytic values are ``analytic``: 0 outside
+    :func:`analytic_resolution`.
+
+    Examples
+    --------
+    >>> with analytic_resolution(1e-3):
+    ...     resolution_floor(np.array([0.5, -2.0, np.nan]))
+    0.002
+    >>> resolution_floor(np.array([0.5, -2.0]))
+    0.0
+    """
+    resolution = _RESOLUTION.get()
+    finite = np.abs(analytic[np.isfinite(analytic)])
+    return resolution * float(finite.max()) if resolution > 0 and finite.size else 0.0
 
 
 def _merge(

@@ -18,6 +18,7 @@ from preflight.check.dense import GRID, closer_look
 from preflight.check.diagnosis import TensorEvidence
 from preflight.check.kinks import ROUNDING_FACTOR, SCALES, judge
 from preflight.check.perturb import PerturbedLoss
+from preflight.check.reference import resolution_floor
 from preflight.check.report import Coordinate, TensorResult
 
 __all__ = [
@@ -225,7 +226,8 @@ def _values_at(t: TensorCheck, evaluate: PerturbedLoss, scale: float, rows: NDAr
 def tensor_result(t: TensorCheck) -> tuple[TensorResult, TensorEvidence]:
     g = t.g.reshape(-1)[t.index]
     keep = ~t.kink
-    a, n, tol = g[keep], t.numeric[keep], t.tolerance[keep]
+    tolerance = t.tolerance + resolution_floor(g[keep])  # 0 but for a float64 copy (preflight.check.reference)
+    a, n, tol = g[keep], t.numeric[keep], tolerance[keep]
     ratio = excess_ratio(a, n, tol)
     failed = int(np.sum(ratio > 1.0))
     difference = relative_difference(a, n)
@@ -238,7 +240,7 @@ def tensor_result(t: TensorCheck) -> tuple[TensorResult, TensorEvidence]:
                 tuple(int(i) for i in np.unravel_index(int(k), shape)) if shape else (),
                 float(g[where][r]),
                 float(t.numeric[where][r]),
-                float(t.tolerance[where][r]),
+                float(tolerance[where][r]),
             )
             for r, k in zip(rows.tolist(), idx.tolist(), strict=True)
         ]

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from preflight.check.reference import with_reference
+from preflight.check.reference import FLOAT32_RESOLUTION, analytic_resolution, with_reference
 from preflight.check.report import GradcheckReport
 from preflight.torch._model import split_batch
 
@@ -89,7 +89,8 @@ def module_reference(
     if twin is None:
         return with_reference(report, None, why)
     try:
-        again = check(twin, loss_fn, wide)
+        with analytic_resolution(FLOAT32_RESOLUTION):
+            again = check(twin, loss_fn, wide)
     except Exception as error:  # a copy that cannot be checked says nothing about the caller's model
         return with_reference(report, None, f"{type(error).__name__}: {str(error)[:160]}")
     return with_reference(report, again)
@@ -106,7 +107,8 @@ def function_reference(
             narrow = single_precision_outputs(fn(*wide))
         if narrow:
             return with_reference(report, None, f"fn returns {narrow[0]} from float64 inputs: it casts inside")
-        again = check(fn, *wide)
+        with analytic_resolution(FLOAT32_RESOLUTION):
+            again = check(fn, *wide)
     except Exception as error:  # a function that does not run in float64 says nothing about its float32 backward
         return with_reference(report, None, f"fn does not run in float64: {type(error).__name__}: {str(error)[:160]}")
     return with_reference(report, again)

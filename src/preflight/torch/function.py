@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from preflight._util.validation import check_in_range, check_positive_int
 from preflight.check.diagnosis import TensorEvidence, diagnose
+from preflight.check.reference import resolution_floor
 from preflight.check.report import Coordinate, GradcheckReport, TensorResult
 from preflight.check.verdict import JUDGED_SHARE, relative_difference
 from preflight.torch._function_check import FunctionCheck, Stopped
@@ -40,6 +41,11 @@ def _result(name: str, shape: tuple[int, ...], analytic: A, v: Verdict, worst: i
     a, numeric, tolerance = analytic.ravel(), v.numeric.ravel(), v.tolerance.ravel()
     bad, kink, skip = v.bad.ravel(), v.kink.ravel(), v.skip.ravel()
     keep = ~kink & ~skip
+    floor = resolution_floor(a[keep])  # 0 but for the float64 copy of a float32 check (preflight.check.reference)
+    if floor > 0:
+        tolerance = tolerance + floor
+        with np.errstate(invalid="ignore"):
+            bad = bad & ~(np.abs(a - numeric) <= tolerance)  # a NaN stays bad
     with np.errstate(invalid="ignore"):
         excess = np.where(keep, np.abs(a - numeric) / np.maximum(tolerance, 1e-300), 0.0)
     excess = np.where(bad & np.isnan(excess), np.inf, excess)  # a NaN from the backward ranks first
