@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--tensors", action="store_true", help="print the whole report (one row per tensor)")
+    parser.add_argument("--no-reference", action="store_true", help="float32 alone: no float64 copy checked too")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
@@ -44,7 +45,9 @@ def main() -> None:
             F.cross_entropy(model(x.to(dtype)), y)
         forward = (time.perf_counter() - forward) / 5
     start = time.perf_counter()
-    report = check_module(model, F.cross_entropy, (x.to(dtype), y), sample=args.sample, progress=False)
+    report = check_module(
+        model, F.cross_entropy, (x.to(dtype), y), sample=args.sample, progress=False, reference=not args.no_reference
+    )
     seconds = time.perf_counter() - start
     if args.tensors:
         print(report, "\n")
@@ -52,7 +55,8 @@ def main() -> None:
     large = [r.detection for r in report.parameters.values() if r.size >= 100_000]
     rows = [
         [
-            f"ResNet-18, {args.dtype}, batch {args.batch} of 3x{args.size}x{args.size}",
+            f"ResNet-18, {args.dtype}{' + float64 copy' if report.reference else ''}, batch {args.batch} of "
+            f"3x{args.size}x{args.size}",
             count,
             len(report.parameters),
             report.checked,

@@ -117,6 +117,15 @@ def test_a_float64_model_makes_no_copy() -> None:
     assert not any(n.startswith(REFERENCE_NOTE) for n in report.notes)
 
 
+def test_a_sampled_check_makes_a_copy_only_when_asked() -> None:
+    model, batch = model_and_batch((1, 5))
+    sampled = check_module(model, ce, batch, sample=0.5)
+    assert sampled.reference is None
+    assert any(n.startswith(f"{REFERENCE_NOTE}: not checked (a sampled check") for n in sampled.notes)
+    asked = check_module(model, ce, batch, sample=0.5, reference=True)
+    assert asked.reference is not None and asked.reference.sampled
+
+
 class CastsInside(nn.Module):
     """Computes in float32 whatever its parameters' dtype: a float64 copy proves nothing about it."""
 

@@ -74,10 +74,13 @@ def float64_model(model: nn.Module, loss_of: Callable[[nn.Module], Any]) -> tupl
 
 def module_reference(
     report: GradcheckReport, model: nn.Module, loss_fn: Callable[..., Any] | None, batch: Any,
-    check: Callable[[nn.Module, Any, Any], GradcheckReport],
+    check: Callable[[nn.Module, Any, Any], GradcheckReport], wanted: bool = True,
 ) -> GradcheckReport:  # fmt: skip
     """``report`` (a float32 module check) merged with ``check(copy, loss_fn, batch64)`` on a float64 copy of the
-    model and batch, or with a note saying why no copy could be checked."""
+    model and batch, or with a note saying why no copy could be checked (``wanted`` False: a sampled check, where
+    the copy is not made unless asked for)."""
+    if not wanted:
+        return with_reference(report, None, "a sampled check: pass reference=True to check a float64 copy too")
     wide = float64_values(batch)
     inputs, targets = split_batch(wide)
 

@@ -71,7 +71,7 @@ def check_module(
     progress: bool | None = None,
     order: int = 1,
     client: Any = None,
-    reference: bool = True,
+    reference: bool | None = None,
 ) -> GradcheckReport:
     """Check every trainable parameter of ``model`` against autograd, with :func:`preflight.gradcheck.gradcheck`.
 
@@ -123,12 +123,14 @@ def check_module(
     client : dask.distributed.Client, optional
         Compute the perturbed losses on a Dask cluster (:mod:`preflight.check.distributed`): the evaluator is
         shipped once per worker, the coordinates go out in ranges; the noise and the verdict stay here.
-    reference : bool
-        With float32 parameters, run the same check on a float64 copy of the model and batch too (default), and
-        fail a tensor that either check fails (:mod:`preflight.check.reference`): float32 differences resolve an
-        error only to ~1e-3 of a gradient element among dense ReLU kinks, the copy to ~1e-9. The float32 check
-        still runs (it alone sees a backward that loses precision in float32). A model that does not run in
-        float64 (an error, or a loss still in float32) is checked in float32 alone, with a note saying why.
+    reference : bool, optional
+        With float32 parameters, run the same check on a float64 copy of the model and batch too, and fail a
+        tensor that either check fails (:mod:`preflight.check.reference`): float32 differences resolve an error
+        only to ~1e-3 of a gradient element among dense ReLU kinks, the copy to 8 float32 ulps of the tensor's
+        largest one. The float32 check still runs (it alone sees a backward that loses precision in float32). A
+        model that does not run in float64 (an error, or a loss still in float32) is checked in float32 alone,
+        with a note saying why. ``None`` (default): the copy unless ``sample`` is given (a sampled check is for
+        models too large to check whole; float64 convolutions can cost several times float32's); True: always.
 
     Returns
     -------
@@ -182,11 +184,11 @@ def check_module(
         except NondeterministicLossError:
             raise NondeterministicLossError(random_loss_message(model, None)) from None
         report = dataclasses.replace(report, notes=job.final_notes() + report.notes)
-        if reference and needs_reference([job.tensors[n] for n in job.checked]):
+        if reference is not False and needs_reference([job.tensors[n] for n in job.checked]):
             again = functools.partial(check_module, eps=eps, parameters=parameters, method=method,
                                       sample=sample, screen=screen, strategy=strategy, seed=seed, progress=progress,
                                       order=order, client=client, reference=False)  # fmt: skip
-            report = module_reference(report, model, loss_fn, batch, again)
+            report = module_reference(report, model, loss_fn, batch, again, reference or sample is None)
         return report
     finally:
         for m, training in flags.items():

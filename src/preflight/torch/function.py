@@ -126,9 +126,10 @@ def check_function(
     reference : bool
         With a float32 (or complex64) input checked, run the same check on float64 copies of the inputs too
         (default), and fail an input that either check fails (:mod:`preflight.check.reference`): float32 differences
-        resolve an error only to ~1e-4 of a Jacobian entry, the copies to ~1e-9. The float32 check still runs (it
-        alone sees a backward that loses precision in float32). A function that does not run in float64 (an error,
-        or float32 outputs from float64 inputs) is checked in float32 alone, with a note saying why.
+        resolve an error only to ~1e-4 of a Jacobian entry, the copies to 8 float32 ulps of the largest one. The
+        float32 check still runs (it alone sees a backward that loses precision in float32). A function that does
+        not run in float64 (an error, or float32 outputs from float64 inputs) is checked in float32 alone, with a
+        note saying why.
 
     Returns
     -------
