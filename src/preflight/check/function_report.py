@@ -7,7 +7,7 @@ with :func:`preflight.check.function_judge.judge_block`, then builds its report 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -15,14 +15,13 @@ from numpy.typing import NDArray
 
 from preflight.check.diagnosis import TensorEvidence
 from preflight.check.function_steps import Verdict
+from preflight.check.jacobian import Locator
 from preflight.check.report import Coordinate, TensorResult
 from preflight.check.verdict import JUDGED_SHARE, relative_difference
 
-__all__ = ["Locator", "block_evidence", "conclusive", "verdict_result"]
+__all__ = ["block_evidence", "conclusive", "verdict_result"]
 
 A = NDArray[Any]
-#: A flat entry of a Jacobian block ``(R, n)`` -> (the input element's index, the output element's or None).
-Locator = Callable[[int], tuple[tuple[int, ...], tuple[int, ...] | None]]
 
 
 def verdict_result(

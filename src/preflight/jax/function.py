@@ -23,8 +23,9 @@ from preflight._util.validation import check_in_range, check_positive_int, descr
 from preflight.check.diagnosis import TensorEvidence, diagnose
 from preflight.check.function_judge import judge_block
 from preflight.check.function_noise import row_grids
-from preflight.check.function_report import Locator, block_evidence, conclusive, verdict_result
+from preflight.check.function_report import block_evidence, conclusive, verdict_result
 from preflight.check.function_steps import Verdict
+from preflight.check.jacobian import Locator
 from preflight.check.report import GradcheckReport, TensorResult
 from preflight.check.verdict import relative_difference
 from preflight.jax._outputs import Outputs, Stopped
