@@ -71,7 +71,7 @@ class Outputs:
             self.notes.append(f"{m} output elements: checked through {PROJECTIONS} random projections of the output")
         # Its own stream: drawn from the caller's seed alone, v could equal an input drawn from that seed too.
         self.v = np.random.default_rng([seed, 1]).standard_normal(len(self.project))
-        with np.errstate(invalid="ignore", over="ignore"):  # a non-finite output stops the check just after
+        with np.errstate(invalid="ignore", over="ignore"):  # an output not finite stops the check (require_usable)
             self.f0 = (self.project @ first)[:, None]
         self.sigma = np.zeros_like(self.f0)
         #: Each output row's stairs, where the noise probe crossed some, 0 elsewhere (:meth:`measure_noise`).

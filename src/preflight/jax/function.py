@@ -63,7 +63,8 @@ def check_function(
         Reverse mode (VJP, the report's ``parameters``) and forward mode (JVP, its ``forward_ad``). A mode the
         function does not define (JVP of a ``custom_vjp``) is skipped with a note, unless it is the only one asked.
     eps : float, optional
-        Fixed step; default ``cbrt(eps) * max(1, |x_i|)`` per element, exactly representable.
+        Fixed step; default ``cbrt(eps) * max(1, |x_i|)`` per element, exactly representable. Where the outputs
+        are not finite at a step, it is halved for that element (a note names them).
     richardson : bool
         Also evaluate at +-2h: the truncation error is measured instead of assumed.
     max_outputs : int
@@ -78,8 +79,9 @@ def check_function(
     -------
     GradcheckReport
         The report every preflight check returns (its ``unit`` is Jacobian entries). The worst entries name the
-        input element and the output element. The check stops (``stopped`` says why, ``passed`` is False) when
-        ``f`` is random, or an output is not finite at the primals or at a perturbed point.
+        input element and the output element. It does not pass (INCONCLUSIVE) when too few entries could be
+        judged (all set aside as kinks, or not resolved at the step). The check stops (``stopped`` says why,
+        ``passed`` is False) when ``f`` is random, or an output is not finite at the primals.
 
     Raises
     ------
