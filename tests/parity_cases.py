@@ -222,6 +222,7 @@ CASES: list[Case] = [
     ),
     Case("tanh", "grid", lambda o: o.tanh, _normal(3, 4, scale=2.0)),
     Case("softmax", "grid", lambda o: o.softmax, _normal(3, 6, scale=2.0)),
+    Case("tanh of a 0-d input", "grid", lambda o: o.tanh, lambda rng: [np.asarray(rng.standard_normal())]),
     # kinks and ties at the point
     Case("relu at 0", "kink", lambda o: o.relu, _at_kinks),
     Case("abs at 0", "kink", lambda o: abs, _at_kinks),

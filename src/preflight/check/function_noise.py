@@ -99,7 +99,11 @@ def probe_noise(
     for size in sorted({16 * epsilon, max(16 * epsilon, epsilon ** (1 / 3) / 2**18)}):
         rows = []
         for k in range(PROBE_POSITIONS):
-            moved = [np.asarray(x, dtype=np.float64) + k * size * d for x, d in zip(points, directions, strict=True)]
+            # np.asarray again: a 0-d input plus a 0-d move is a NumPy scalar, not an array.
+            moved = [
+                np.asarray(np.asarray(x, dtype=np.float64) + k * size * d)
+                for x, d in zip(points, directions, strict=True)
+            ]
             rows.append(np.asarray(rows_at(moved), dtype=np.float64))
         values = np.stack(rows, axis=1)
         finite = np.all(np.isfinite(values), axis=1)
