@@ -20,10 +20,9 @@ from numpy.typing import NDArray
 
 from preflight.check.dense import GRID, closer_look
 from preflight.check.kinks import ROUNDING_FACTOR, SCALES, judge
-from preflight.check.report import Coordinate, TensorResult
-from preflight.check.verdict import ANALYTIC_FACTOR, relative_difference
+from preflight.check.verdict import ANALYTIC_FACTOR
 
-__all__ = ["Columns", "EntryVerdict", "Locator", "block_result", "judge_entries"]
+__all__ = ["Columns", "EntryVerdict", "Locator", "judge_entries"]
 
 F64 = NDArray[np.float64]
 #: Evaluates the rows at ``scale x h`` for the given element indices: ``(values (R, k), signed steps (k,))``.
@@ -148,34 +147,3 @@ def _look_closer(
     sigma = np.broadcast_to(columns.sigma, a.shape)[r, c]
     look = closer_look(values, positions, (x[1.0][c] - x[-1.0][c]) / 2, a[r, c], analytic_tolerance[r, c], sigma)
     numeric[r, c], tolerance[r, c], kink[r, c] = look.numeric, look.tolerance, look.kink
-
-
-def block_result(
-    name: str, shape: tuple[int, ...], analytic: Any, numeric: Any, tolerance: Any, bad: Any, kink: Any, worst: int,
-    outputs: Locator | None = None,
-) -> TensorResult:  # fmt: skip
-    """The report's :class:`TensorResult` for one input's Jacobian block, all arrays flat ``(R * n,)``.
-
-    ``outputs`` names each flat entry's input and output elements (default: the input element alone, ``shape``).
-    """
-    analytic, numeric, tolerance = (np.asarray(v, dtype=np.float64) for v in (analytic, numeric, tolerance))
-    kink, bad = np.asarray(kink, dtype=bool), np.asarray(bad, dtype=bool)
-    with np.errstate(invalid="ignore"):
-        excess = np.where(kink, 0.0, np.abs(analytic - numeric) / np.maximum(tolerance, 1e-300))
-    excess = np.where(bad & np.isnan(excess), np.inf, excess)  # a failing NaN ranks first among the worst
-
-    def coordinates(flats: list[int]) -> list[Coordinate]:
-        out = []
-        for flat in flats:
-            index, output = outputs(flat) if outputs else (tuple(int(i) for i in np.unravel_index(flat, shape)), None)
-            out.append(Coordinate(index, float(analytic[flat]), float(numeric[flat]), float(tolerance[flat]), output))
-        return out
-
-    keep = ~kink
-    return TensorResult(
-        name=name, shape=shape, size=int(analytic.size), checked=int(keep.sum()),
-        difference=relative_difference(analytic[keep], numeric[keep]), passed=not bool(bad.any()),
-        failed=int(bad.sum()), significance=float(excess.max()) if excess.size else 0.0,
-        worst=coordinates(np.argsort(-excess, kind="stable")[:worst].tolist()),
-        kinks=coordinates(np.flatnonzero(kink).tolist()),
-    )  # fmt: skip

@@ -2,8 +2,10 @@
 
 :class:`Outputs` wraps ``g(leaves) -> pytree`` (the function of its floating input leaves): the floating outputs
 concatenated into one float64 vector ``y``, the rows ``P @ y`` checked (``P`` the identity, or random projections of
-a large output), their measured rounding noise, the columns of finite differences per input leaf (vmapped, one jit
-per leaf and step), and the analytic rows by ``jax.vjp`` and ``jax.jvp``.
+a large output), and the analytic rows by ``jax.vjp`` and ``jax.jvp``. It only evaluates: the rows' noise, the steps
+and the blocks of moved evaluations per input leaf are those of every adapter's ``check_function``
+(:func:`preflight.check.function_noise.probe_noise`, :func:`preflight.check.function_steps.build_block`), the
+moved evaluations of a leaf vmapped, one jit per leaf.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from preflight.check import numdiff
-from preflight.check.jacobian import Columns
+from preflight.check.function_noise import default_steps, probe_noise
+from preflight.check.function_steps import Block, build_block
 from preflight.jax._pytree import Split
 
 #: jnp.finfo (untyped in jax's stubs), which knows bfloat16 as NumPy does not.
@@ -27,6 +30,7 @@ _finfo: Any = jnp.finfo
 __all__ = ["Outputs", "Stopped"]
 
 A = NDArray[Any]
+F64 = NDArray[np.float64]
 #: Output projections checked when the output has more than ``max_outputs`` elements.
 PROJECTIONS = 16
 #: Perturbed outputs one vmapped call may hold (elements).
@@ -52,6 +56,7 @@ class Outputs:
             raise ValueError("f: it returned no floating-point output to differentiate")
         self.shapes = [tuple(s.shape) for s in floats]
         self.output_epsilon = max(float(_finfo(s.dtype).eps) for s in floats)
+        self.input_epsilon = max(numdiff.machine_epsilon(a.dtype) for a in tree.arrays)
         self.flat = jax.jit(self._flat)
         first, second = np.asarray(self.flat(self.base)), np.asarray(self.flat(self.base))
         self.evaluations += 2
@@ -66,9 +71,11 @@ class Outputs:
             self.notes.append(f"{m} output elements: checked through {PROJECTIONS} random projections of the output")
         # Its own stream: drawn from the caller's seed alone, v could equal an input drawn from that seed too.
         self.v = np.random.default_rng([seed, 1]).standard_normal(len(self.project))
-        with np.errstate(invalid="ignore", over="ignore"):  # a non-finite output stops the check just after
+        with np.errstate(invalid="ignore", over="ignore"):  # an output not finite stops the check (require_usable)
             self.f0 = (self.project @ first)[:, None]
         self.sigma = np.zeros_like(self.f0)
+        #: Each output row's stairs, where the noise probe crossed some, 0 elsewhere (:meth:`measure_noise`).
+        self.stairs = np.zeros_like(self.f0)
         self.noise = 0.0
         self.compiled: dict[int, Callable[..., Any]] = {}
 
@@ -116,28 +123,20 @@ class Outputs:
             )
 
     def measure_noise(self) -> None:
-        """ECnoise per output row on 16 evaluations along a random direction that moves every input element by a
-        few ulps of the coarser of its dtype and the outputs'."""
-        rng = np.random.default_rng(self.seed + 7919)
-        rows = []
-        directions = []
-        for a in self.tree.arrays:
-            epsilon = max(numdiff.machine_epsilon(a.dtype), self.output_epsilon)
-            sign = rng.choice([-1.0, 1.0], size=a.shape)
-            directions.append(sign * 16 * epsilon * np.maximum(np.abs(a.astype(np.float64)), 1.0))
-        for k in range(16):
-            moved = [
-                jax.device_put((a.astype(np.float64) + k * d).astype(a.dtype))
-                for a, d in zip(self.tree.arrays, directions, strict=True)
-            ]
-            rows.append(self.project @ np.asarray(self.flat(moved), dtype=np.float64))
-        self.evaluations += 16
-        values = np.stack(rows, axis=1)
-        finite = np.all(np.isfinite(values), axis=1)
-        sigma = np.zeros(len(values))
-        sigma[finite] = numdiff.estimate_noise_rows(values[finite])
-        # Never below the rounding of the row's own value (a row the probe did not move at all).
-        self.sigma = np.maximum(sigma, self.output_epsilon * np.abs(self.f0[:, 0]))[:, None]
+        """Each output row's rounding noise and the stairs its probe crossed, measured as every adapter measures
+        them (:func:`preflight.check.function_noise.probe_noise`)."""
+        points = [a.astype(np.float64) for a in self.tree.arrays]
+
+        def rows_at(moved: list[F64]) -> F64:
+            leaves = [jax.device_put(m.astype(a.dtype)) for m, a in zip(moved, self.tree.arrays, strict=True)]
+            self.evaluations += 1
+            rows: F64 = self.project @ np.asarray(self.flat(leaves), dtype=np.float64)
+            return rows
+
+        epsilon = max(self.input_epsilon, self.output_epsilon)
+        self.sigma, self.stairs = probe_noise(
+            rows_at, points, self.f0, epsilon=epsilon, output_epsilon=self.output_epsilon, seed=self.seed
+        )
         self.noise = float(np.max(self.sigma)) if self.sigma.size else 0.0
 
     def _perturbed(self, k: int) -> Callable[..., Any]:
@@ -157,21 +156,19 @@ class Outputs:
             self.compiled[k] = jax.jit(outputs)
         return self.compiled[k]
 
-    def columns(self, k: int, eps: float | None, richardson: bool) -> Columns:
-        """Rows at +-h (and +-2h) for every element of input leaf k; more positions on demand."""
+    def block(self, k: int, eps: float | None, richardson: bool) -> Block:
+        """Rows at +-h (and +-2h) for every finite element of input leaf k, steps inside the function's domain
+        (:func:`preflight.check.function_steps.build_block`); more positions on demand."""
         arr = self.tree.arrays[k]
         flat = arr.reshape(-1)
-        if eps is None:
-            base = max(numdiff.machine_epsilon(arr.dtype), self.output_epsilon) ** (1.0 / 3.0)
-            h = numdiff.step_size(flat, eps=base).astype(np.float64)
-        else:
-            h = np.full(flat.size, float(eps))
+        epsilon = numdiff.machine_epsilon(arr.dtype)
+        h = default_steps(flat, eps, epsilon=epsilon, output_epsilon=self.output_epsilon)
         chunk = max(1, min(1024, CHUNK_ELEMENTS // max(1, self.first.size, arr.size)))
         fn = self._perturbed(k)
 
-        def evaluate(scale: float, elements: NDArray[np.intp]) -> tuple[A, A]:
-            moved = (flat[elements].astype(np.float64) + scale * h[elements]).astype(arr.dtype)
-            steps = moved.astype(np.float64) - flat[elements].astype(np.float64)
+        def move(steps: F64, scale: float, elements: NDArray[np.intp]) -> tuple[F64, F64, NDArray[np.bool_]]:
+            moved = (flat[elements].astype(np.float64) + scale * steps[elements]).astype(arr.dtype)
+            signed = moved.astype(np.float64) - flat[elements].astype(np.float64)
             parts = []
             for start in range(0, elements.size, chunk):
                 idx, vals = elements[start : start + chunk], moved[start : start + chunk]
@@ -182,27 +179,13 @@ class Outputs:
                 parts.append(ys[: chunk - pad])
             self.evaluations += int(elements.size)
             ys = np.concatenate(parts) if parts else np.zeros((0, self.first.size))
-            self.require_finite(ys, k, elements, steps)
-            return self.project @ ys.T, steps
+            with np.errstate(invalid="ignore", over="ignore"):  # a row not finite: its element's step shrinks
+                values: F64 = self.project @ ys.T
+            return values, signed, np.all(np.isfinite(ys), axis=1)
 
-        block = Columns(self.f0, self.sigma, numdiff.machine_epsilon(arr.dtype), flat.size, evaluate)
-        everything = np.arange(flat.size)
-        for scale in (1.0, -1.0, 2.0, -2.0) if richardson else (1.0, -1.0):
-            block.fill(scale, everything)
-        return block
-
-    def require_finite(self, ys: A, k: int, elements: A, steps: A) -> None:
-        """Stopped when an output at a perturbed input is not finite: the step left the function's domain."""
-        bad = ~np.isfinite(ys)
-        if bad.any():
-            r, col = (int(v) for v in np.argwhere(bad)[0])
-            shape = self.tree.arrays[k].shape
-            index = [int(i) for i in np.unravel_index(int(elements[r]), shape)] if shape else []
-            raise Stopped(
-                f"an output is not finite at a perturbed input: {self.describe(col)} is {ys[r, col]} with "
-                f"{self.tree.names[k]}{index} moved by {steps[r]:+.3g}; the step leaves the function's domain: pass a "
-                "smaller eps, or inputs farther from the domain's edge"
-            )
+        scales = (1.0, -1.0, 2.0, -2.0) if richardson else (1.0, -1.0)
+        return build_block(self.tree.names[k], self.tree.arrays[k].shape, flat.astype(np.float64), h, move, scales,
+                           (self.f0, self.sigma, epsilon), self.notes, self.stairs)  # fmt: skip
 
     def vjp_rows(self) -> list[A]:
         """Rows ``P @ J`` per input leaf, by reverse mode: one VJP per row of P, vmapped (one compiled program)."""

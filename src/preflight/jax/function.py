@@ -1,9 +1,12 @@
 """Gradient checks for JAX functions, custom_vjp and custom_jvp rules first: VJP and JVP per Jacobian entry.
 
 Reverse mode (``jax.vjp``) and forward mode (``jax.jvp``) are compared with central differences of real evaluations,
-entry by entry, by the Jacobian verdict every preflight check shares (:mod:`preflight.check.jacobian`): each output
-row's rounding noise measured, Richardson with its truncation estimate, the second look at suspects (kinks), the one
-report. Inputs and outputs are any pytrees; the perturbed evaluations of one input leaf run vmapped, one jit each.
+entry by entry, by the same code as ``preflight.torch.check_function``: each output row's rounding noise and the
+stairs its probe crossed (:mod:`preflight.check.function_noise`), steps inside the function's domain
+(:mod:`preflight.check.function_steps`), the Jacobian verdict with rows on a grid and smaller steps where the
+estimates do not settle (:mod:`preflight.check.function_judge`), the one report
+(:mod:`preflight.check.function_report`). The same function gets the same verdict from either adapter. Inputs and
+outputs are any pytrees; the perturbed evaluations of one input leaf run vmapped, one jit each.
 """
 
 from __future__ import annotations
@@ -18,7 +21,11 @@ from numpy.typing import NDArray
 
 from preflight._util.validation import check_in_range, check_positive_int, describe
 from preflight.check.diagnosis import TensorEvidence, diagnose
-from preflight.check.jacobian import Columns, Locator, block_result, judge_entries
+from preflight.check.function_judge import judge_block
+from preflight.check.function_noise import row_grids
+from preflight.check.function_report import block_evidence, conclusive, verdict_result
+from preflight.check.function_steps import Verdict
+from preflight.check.jacobian import Locator
 from preflight.check.report import GradcheckReport, TensorResult
 from preflight.check.verdict import relative_difference
 from preflight.jax._outputs import Outputs, Stopped
@@ -56,7 +63,8 @@ def check_function(
         Reverse mode (VJP, the report's ``parameters``) and forward mode (JVP, its ``forward_ad``). A mode the
         function does not define (JVP of a ``custom_vjp``) is skipped with a note, unless it is the only one asked.
     eps : float, optional
-        Fixed step; default ``cbrt(eps) * max(1, |x_i|)`` per element, exactly representable.
+        Fixed step; default ``cbrt(eps) * max(1, |x_i|)`` per element, exactly representable. Where the outputs
+        are not finite at a step, it is halved for that element (a note names them).
     richardson : bool
         Also evaluate at +-2h: the truncation error is measured instead of assumed.
     max_outputs : int
@@ -71,8 +79,9 @@ def check_function(
     -------
     GradcheckReport
         The report every preflight check returns (its ``unit`` is Jacobian entries). The worst entries name the
-        input element and the output element. The check stops (``stopped`` says why, ``passed`` is False) when
-        ``f`` is random, or an output is not finite at the primals or at a perturbed point.
+        input element and the output element. It does not pass (INCONCLUSIVE) when too few entries could be
+        judged (all set aside as kinks, or not resolved at the step). The check stops (``stopped`` says why,
+        ``passed`` is False) when ``f`` is random, or an output is not finite at the primals.
 
     Raises
     ------
@@ -119,7 +128,8 @@ def check_function(
     try:
         out.require_usable()
         out.measure_noise()
-        fd = [out.columns(k, eps, richardson) for k in range(len(tree.arrays))]
+        blocks = [out.block(k, eps, richardson) for k in range(len(tree.arrays))]
+        quantum, showing = row_grids(blocks, out.sigma)
     except Stopped as stop:
         return GradcheckReport(
             passed=False, difference=math.nan, parameters={}, hints=[str(stop)], dtype=dtype, method=method,
@@ -129,9 +139,10 @@ def check_function(
     results: dict[str, dict[str, TensorResult]] = {}
     evidence: dict[str, list[TensorEvidence]] = {}
     pairs: dict[str, tuple[list[A], list[A]]] = {}
+    verdicts: dict[str, list[Verdict]] = {}
     for mode in wanted:
         try:
-            blocks = out.vjp_rows() if mode == "rev" else out.jvp_rows()
+            blocks_ad = out.vjp_rows() if mode == "rev" else out.jvp_rows()
         except Exception as exc:  # JAX raises TypeError for jvp of custom_vjp, others for unsupported rules
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
             word = "reverse-mode AD (VJP)" if mode == "rev" else "forward-mode AD (JVP)"
@@ -139,11 +150,15 @@ def check_function(
                 raise ValueError(f"modes: {word} is not defined for this function ({reason})") from None
             out.notes.append(f"{word} not checked: not defined for this function ({reason})")
             continue
-        results[mode], evidence[mode], pairs[mode] = _judge(out, tree, fd, blocks, worst)
+        judged = [judge_block(block, rows, quantum, showing) for block, rows in zip(blocks, blocks_ad, strict=True)]
+        verdicts[mode] = [v for _, v in judged]
+        results[mode], evidence[mode], pairs[mode] = _results(out, tree, judged, worst)
     main = "rev" if "rev" in results else "fwd"
     backward = results.get("rev", {})
     forward = results.get("fwd")
-    passed = all(r.passed for block in results.values() for r in block.values())
+    finite = any(block.finite.any() for block in blocks)
+    proven = conclusive(verdicts[main], out.notes, any_finite=finite)
+    passed = proven and all(r.passed for block in results.values() for r in block.values())
     a_all, n_all = pairs[main]
     return GradcheckReport(
         passed=passed, difference=relative_difference(np.concatenate(a_all), np.concatenate(n_all)),
@@ -162,25 +177,18 @@ def _renamed(tree: Split, labels: list[str]) -> Split:
     return Split(tree.treedef, tree.leaves, tree.positions, tuple(named), tree.arrays)
 
 
-def _judge(
-    out: Outputs, tree: Split, fd: list[Columns], blocks: list[A], worst: int
+def _results(
+    out: Outputs, tree: Split, judged: list[tuple[A, Verdict]], worst: int
 ) -> tuple[dict[str, TensorResult], list[TensorEvidence], tuple[list[A], list[A]]]:
+    """Each leaf's result, the hints' evidence and the entries judged (analytic, numeric), from its verdict."""
     results, evidence, a_all, n_all = {}, [], [], []
-    for k, (name, arr) in enumerate(zip(tree.names, tree.arrays, strict=True)):
-        a = blocks[k]
-        entries = judge_entries(fd[k], a)
-        numeric, tolerance, bad, kink = entries.numeric, entries.tolerance, entries.bad, entries.kink
-        results[name] = block_result(name, arr.shape, a.ravel(), numeric.ravel(), tolerance.ravel(), bad.ravel(),
-                                     kink.ravel(), worst, _locator(out, arr.shape))  # fmt: skip
-        # Hints read the gradient of <v, outputs> for one random v, in the input's shape (a transposed gradient
-        # shows there), with the tolerance |v| @ tolerance that the entries' own tolerances give it.
-        theta = arr.reshape(-1).astype(np.float64)
-        projected = (out.v @ a, out.v @ numeric, np.abs(out.v) @ np.where(kink, np.inf, tolerance))
-        evidence.append(TensorEvidence(name, arr.shape, np.arange(theta.size), *projected[:2], theta, projected[2],
-                                       bool(bad.any())))  # fmt: skip
-        # Kinks set aside count in no figure of the verdict (abs at 0 would read as a 30 % difference).
-        a_all.append(a.ravel()[~kink.ravel()])
-        n_all.append(numeric.ravel()[~kink.ravel()])
+    for (name, arr), (a, v) in zip(zip(tree.names, tree.arrays, strict=True), judged, strict=True):
+        results[name] = verdict_result(name, arr.shape, a, v, worst, _locator(out, arr.shape))
+        evidence.append(block_evidence(name, arr.shape, arr.reshape(-1).astype(np.float64), out.v, a, v))
+        # Kinks and skipped entries count in no figure of the verdict (abs at 0 would read as a 30 % difference).
+        keep = ~v.kink & ~v.skip
+        a_all.append(a[keep])
+        n_all.append(v.numeric[keep])
     return results, evidence, (a_all, n_all)
 
 

@@ -2,7 +2,7 @@
 
 One :class:`FunctionCheck` per call. The Jacobian block of each checked input is judged by
 :func:`preflight.check.jacobian.judge_entries` on the elements that can be moved: an element that is not finite gets
-no step, and the steps are chosen per element by :mod:`preflight.torch._function_steps` (inside the function's
+no step, and the steps are chosen per element by :mod:`preflight.check.function_steps` (inside the function's
 domain, small enough to settle). Elements left out are *skipped*: not judged, not kinks, named in a note.
 """
 
@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from preflight.check import numdiff
 from preflight.check.diagnosis import TensorEvidence
-from preflight.check.quanta import entry_quanta, row_quanta, shared_quanta, showing_quanta
+from preflight.check.function_judge import judge_block
+from preflight.check.function_noise import default_steps, probe_noise, row_grids
+from preflight.check.function_report import block_evidence
+from preflight.check.function_steps import Block, Verdict, build_block
 from preflight.torch._function_ad import forward_columns, reverse_rows
 from preflight.torch._function_io import RealFunction
-from preflight.torch._function_judge import first_look, judge_block
-from preflight.torch._function_steps import Block, Verdict, build_block
 
 __all__ = ["FunctionCheck", "Stopped"]
 
@@ -66,7 +66,7 @@ class FunctionCheck:
         self.input_epsilon = max(float(torch.finfo(self.io.inputs[i].dtype).eps) for i in positions)
         self.sigma = np.zeros_like(self.f0)
         #: Each output row's stairs, where the noise probe crossed some (:meth:`measure_noise`), 0 elsewhere: for the
-        #: smoothness tests of the smaller steps (:mod:`preflight.torch._function_judge`).
+        #: smoothness tests of the smaller steps (:mod:`preflight.check.function_judge`).
         self.probe_quantum = np.zeros_like(self.f0)
         #: Each output row's grid where it rounds coarser than its measured noise (:meth:`read_quanta`).
         self.quantum: F64 | None = None
@@ -113,61 +113,22 @@ class FunctionCheck:
         return where
 
     def measure_noise(self) -> None:
-        """The rounding noise of each output row, measured: ECnoise on 16 evaluations along a random direction that
-        moves every checked (finite) element by a few ulps of the coarser of its dtype and the outputs', and on 16
-        more at 2^-18 of the check's step where that is more, and on 16 more along another direction; the largest
-        reading of each row is kept."""
-        generator = np.random.default_rng(self.seed + 7919)
-        epsilon = max(self.input_epsilon, self.output_epsilon)
+        """The rounding noise of each output row, measured, and the stairs its probe crossed
+        (:func:`preflight.check.function_noise.probe_noise`)."""
+        points = [self.io.inputs[i].detach().double().numpy() for i in self.positions]
 
-        def direction() -> dict[int, torch.Tensor]:
-            out = {}
-            for i in self.positions:
-                x = self.io.inputs[i].detach().double()
-                sign = torch.from_numpy(generator.choice([-1.0, 1.0], size=tuple(x.shape)))
-                # Magnitudes drawn in [0.5, 1), not all a power of two: equal dyadic moves can cancel inside a sum
-                # (a softmax backward's sum(g y)) or leave low bits unchanged (grid coordinates scaled by a power of
-                # two), and the probe would then read less noise than the steps of the check carry.
-                sign = sign * torch.from_numpy(generator.uniform(0.5, 1.0, size=tuple(x.shape)))
-                out[i] = sign * torch.where(x.isfinite(), torch.clamp(x.abs(), min=1.0), 0.0)
+        def rows_at(moved: list[F64]) -> F64:
+            args = list(self.io.inputs)
+            for i, m in zip(self.positions, moved, strict=True):
+                args[i] = torch.from_numpy(m).to(self.io.inputs[i].dtype)
+            with torch.no_grad():
+                out: F64 = (self.project @ self.outputs(args)).numpy()
             return out
 
-        # Two probes, the larger reading of each row kept: moves of a few ulps, and moves of 2^-18 of the check's
-        # step (cbrt(eps) |x|: 1e5 float64 ulps). Moves of a few ulps can leave a rounding unchanged when the terms it
-        # rounds move together: in y (g - sum(g y)) with y = 1 - c, a move of g re-rolls the rounding of the
-        # difference only once it reaches 1 / c ulps (c = 3.5e-4 in an op-database sample), which the check's own
-        # steps do. 15 such moves span 2^-14 of the step, far inside the kinks the second look resolves (h / 16). In
-        # float32, 2^-18 of the step is below a few ulps: the one probe serves.
-        #
-        # A third probe, along another direction with steps 1.618 times the larger: a row that rounds on a grid
-        # coarser than its value's ulps (log(1 + e) in a dominant class's log-softmax: a grid of ulp(1) under a value
-        # of 3.6e-4) shows no noise along a direction whose every step moves it by a near-whole number of grid
-        # cells; an incommensurate step on an independent direction does not repeat the coincidence (measured: the
-        # 2-layer float64 MLP of tests/second_order_functions.py at float32-rounded inputs, seed 9, read 8e-20
-        # where its steps carry 1e-16, and failed a correct entry).
-        sigma, grid = np.zeros(len(self.f0)), np.zeros(len(self.f0))
-        floor = self.output_epsilon * np.abs(self.f0[:, 0])
-        first, larger = direction(), max(16 * epsilon, epsilon ** (1 / 3) / 2**18)
-        probes = {(16 * epsilon, 0), (larger, 0), (larger * (1 + 5**0.5) / 2, 1)}
-        for size, which in sorted(probes):
-            directions = first if which == 0 else direction()
-            rows = []
-            with torch.no_grad():
-                for k in range(16):
-                    args = [
-                        (x.double() + k * size * directions[j]).to(x.dtype) if j in directions else x
-                        for j, x in enumerate(self.io.inputs)
-                    ]
-                    rows.append((self.project @ self.outputs(args)).numpy())
-            values = np.stack(rows, axis=1)
-            finite = np.all(np.isfinite(values), axis=1)
-            sigma[finite] = np.maximum(sigma[finite], numdiff.estimate_noise_rows(values[finite]))
-            # Stairs the probe crossed: levels and whole jumps far above the value's own rounding (round(x, 3):
-            # one jump of 1e-3, flat elsewhere), which ECnoise reads as noise (sigma ~ q / 6).
-            grid[finite] = np.maximum(grid[finite], entry_quanta(values[finite], floor[finite]))
-        # Never below the rounding of the row's own value (a row the probe did not move at all).
-        self.sigma = np.maximum(sigma, floor)[:, None]
-        self.probe_quantum = grid[:, None]
+        epsilon = max(self.input_epsilon, self.output_epsilon)
+        self.sigma, self.probe_quantum = probe_noise(
+            rows_at, points, self.f0, epsilon=epsilon, output_epsilon=self.output_epsilon, seed=self.seed
+        )
         self.noise = float(np.max(self.sigma)) if self.sigma.size else 0.0
 
     def _moved(self, i: int, h: F64, scale: float, elements: NDArray[np.intp]) -> tuple[F64, F64, NDArray[np.bool_]]:
@@ -194,39 +155,27 @@ class FunctionCheck:
 
     def columns(self, i: int, label: str, eps: float | None, richardson: bool) -> Block:
         """Rows at +-h (and +-2h with ``richardson``) for every finite element of input i (steps inside the
-        function's domain: :func:`preflight.torch._function_steps.build_block`); more positions on demand."""
+        function's domain: :func:`preflight.check.function_steps.build_block`); more positions on demand."""
         x = self.io.inputs[i]
         point = x.detach().reshape(-1).numpy()
-        if eps is None:
-            base = max(float(torch.finfo(x.dtype).eps), self.output_epsilon) ** (1.0 / 3.0)
-            h = numdiff.step_size(np.where(np.isfinite(point), point, 0).astype(point.dtype), eps=base)
-        else:
-            h = np.full(point.size, float(eps))
+        epsilon = float(torch.finfo(x.dtype).eps)
+        h = default_steps(point, eps, epsilon=epsilon, output_epsilon=self.output_epsilon)
 
         def move(steps: F64, scale: float, elements: NDArray[np.intp]) -> tuple[F64, F64, NDArray[np.bool_]]:
             return self._moved(i, steps, scale, elements)
 
         scales = (1.0, -1.0, 2.0, -2.0) if richardson else (1.0, -1.0)
-        epsilon = float(torch.finfo(x.dtype).eps)
-        return build_block(label, self.shape(i), point.astype(np.float64), h.astype(np.float64), move, scales,
+        return build_block(label, self.shape(i), point.astype(np.float64), h, move, scales,
                            (self.f0, self.sigma, epsilon), self.notes, self.probe_quantum)  # fmt: skip
 
     def read_quanta(self, blocks: dict[int, Block]) -> None:
         """Each output row's grid, from what every input's first look shows (:mod:`preflight.check.quanta`): a level
         in one of its entries, or whole multiples shared by several; a row is one output element, whichever input
         moves it."""
-        stacks = [first_look(block) for block in blocks.values()]
-        entries = [entry_quanta(values, self.sigma) for values in stacks]
-        levels = row_quanta(*entries)
-        shared = shared_quanta(np.concatenate(stacks, axis=1), self.sigma)
-        use_shared = (shared > 0) & ((levels == 0) | (shared < levels))
-        self.quantum = np.where(use_shared, shared, levels)
-        # How many entries show it, per row, in every input's block (a grid the entries share: all of them).
-        shown = sum((showing_quanta(self.quantum, e).sum(axis=1) for e in entries), np.zeros(len(self.quantum), int))
-        self.showing = np.where(use_shared, sum(e.shape[1] for e in entries), shown)
+        self.quantum, self.showing = row_grids(list(blocks.values()), self.sigma)
 
     def judge(self, block: Block, analytic: A) -> tuple[F64, Verdict]:
-        """The verdict on one input's block (:func:`preflight.torch._function_judge.judge_block`)."""
+        """The verdict on one input's block (:func:`preflight.check.function_judge.judge_block`)."""
         return judge_block(block, analytic, self.quantum, self.showing)
 
     def judge_backward(self, block: Block, rows: tuple[A, A | None]) -> tuple[F64, Verdict]:
@@ -261,10 +210,7 @@ class FunctionCheck:
         """What the hints read: the gradient of <v, outputs> for one random v, in the input's shape (a transposed
         gradient shows there), with the tolerance |v| @ tolerance that the entries' own tolerances give it."""
         theta = self.io.inputs[i].detach().double().reshape(-1).numpy()
-        theta = np.where(np.isfinite(theta), theta, 0.0)
-        tolerance = np.abs(self.v) @ np.where(v.kink | v.skip, np.inf, v.tolerance)
-        return TensorEvidence(label, self.shape(i), np.arange(theta.size), self.v @ a, self.v @ v.numeric, theta,
-                              tolerance, bool(v.bad.any()))  # fmt: skip
+        return block_evidence(label, self.shape(i), theta, self.v, a, v)
 
     def analytic(self) -> dict[int, tuple[A, A | None]]:
         """Rows ``P @ J`` per checked input (P the identity or random projections) by reverse-mode AD: of all

@@ -4,7 +4,7 @@ The backward (and forward-mode AD where defined) is compared with central differ
 by element, against the noise those differences can explain (calibrated for float32 as for float64). Complex values
 are checked through their real and imaginary parts; an input element that is not finite gets no step; a step that
 leaves the function's domain, or straddles a pole, is shrunk for that element before it is named as not checkable
-(:mod:`preflight.torch._function_steps`); with several outputs, each output's backward is also checked on its own.
+(:mod:`preflight.check.function_steps`); with several outputs, each output's backward is also checked on its own.
 """
 
 from __future__ import annotations
@@ -21,49 +21,18 @@ from numpy.typing import NDArray
 
 from preflight._util.validation import check_in_range, check_positive_int
 from preflight.check.diagnosis import TensorEvidence, diagnose
-from preflight.check.reference import resolution_floor
-from preflight.check.report import Coordinate, GradcheckReport, TensorResult
-from preflight.check.verdict import JUDGED_SHARE, relative_difference
+from preflight.check.function_report import conclusive, verdict_result
+from preflight.check.function_steps import Verdict
+from preflight.check.report import GradcheckReport, TensorResult
+from preflight.check.verdict import relative_difference
 from preflight.torch._function_check import FunctionCheck, Stopped
 from preflight.torch._function_io import differentiable_kind
-from preflight.torch._function_steps import Verdict
 from preflight.torch._model import check_precision
 from preflight.torch._reference import function_reference, needs_reference
 
 __all__ = ["check_function", "run_function_check"]
 
 A = NDArray[Any]
-Locator = Callable[[int], tuple[tuple[int, ...], tuple[int, ...] | None]]
-
-
-def _result(name: str, shape: tuple[int, ...], analytic: A, v: Verdict, worst: int, outputs: Locator) -> TensorResult:
-    """One input's result from the verdict on its Jacobian block (entries flattened row-major, (R, n))."""
-    a, numeric, tolerance = analytic.ravel(), v.numeric.ravel(), v.tolerance.ravel()
-    bad, kink, skip = v.bad.ravel(), v.kink.ravel(), v.skip.ravel()
-    keep = ~kink & ~skip
-    floor = resolution_floor(a[keep])  # 0 but for the float64 copy of a float32 check (preflight.check.reference)
-    if floor > 0:
-        tolerance = tolerance + floor
-        with np.errstate(invalid="ignore"):
-            bad = bad & ~(np.abs(a - numeric) <= tolerance)  # a NaN stays bad
-    with np.errstate(invalid="ignore"):
-        excess = np.where(keep, np.abs(a - numeric) / np.maximum(tolerance, 1e-300), 0.0)
-    excess = np.where(bad & np.isnan(excess), np.inf, excess)  # a NaN from the backward ranks first
-
-    def coordinates(flats: list[int]) -> list[Coordinate]:
-        out = []
-        for flat in flats:
-            index, output = outputs(flat)
-            out.append(Coordinate(index, float(a[flat]), float(numeric[flat]), float(tolerance[flat]), output))
-        return out
-
-    return TensorResult(
-        name=name, shape=shape, size=int(a.size), checked=int(keep.sum()),
-        difference=relative_difference(a[keep], numeric[keep]), passed=not bool(bad.any()),
-        failed=int(bad.sum()), significance=float(excess.max()) if excess.size else 0.0,
-        worst=coordinates(np.flatnonzero(keep)[np.argsort(-excess[keep], kind="stable")][:worst].tolist()),
-        kinks=coordinates(np.flatnonzero(kink).tolist()), inconclusive=bool(v.tried.any() and not v.judged.any()),
-    )  # fmt: skip
 
 
 def _checked_positions(inputs: tuple[Any, ...]) -> list[int]:
@@ -198,7 +167,7 @@ def run_function_check(
 
     if job.entries == 0:
         job.notes.append("0 elements, nothing to check (an empty input or output)")
-        empty = {label: _result(label, job.shape(i), np.zeros((0, 0)), Verdict.empty(), worst, job.locator(i))
+        empty = {label: verdict_result(label, job.shape(i), np.zeros((0, 0)), Verdict.empty(), worst, job.locator(i))
                  for label, i in zip(labels, positions, strict=True)}  # fmt: skip
         return report(True, empty, difference=math.nan, hints=[], noise=0.0)
     try:
@@ -215,7 +184,7 @@ def run_function_check(
     a_all, n_all = [], []
     for label, i in zip(labels, positions, strict=True):
         a, v = job.judge_backward(blocks[i], rows[i])
-        backward[label] = _result(label, job.shape(i), a, v, worst, job.locator(i))
+        backward[label] = verdict_result(label, job.shape(i), a, v, worst, job.locator(i))
         backward_verdicts[label] = v
         evidence.append(job.evidence(label, i, a, v))
         keep = ~v.kink & ~v.skip
@@ -224,27 +193,11 @@ def run_function_check(
     forward = job.forward(blocks, labels, forward_ad)
     forward_results = None
     if forward is not None:
-        forward_results = {label: _result(label, job.shape(i), a, v, worst, job.locator(i))
+        forward_results = {label: verdict_result(label, job.shape(i), a, v, worst, job.locator(i))
                            for label, (i, a, v) in forward.items()}  # fmt: skip
-    verdicts = list(backward_verdicts.values())
-    tried, judged = sum(int(v.tried.sum()) for v in verdicts), sum(int(v.judged.sum()) for v in verdicts)
-    unresolved = sum(int(v.not_resolved.sum()) for v in verdicts)
-    # Entries not resolved at the step count against the judged share as the engine's kinks do (JUDGED_SHARE): a
-    # check that could resolve almost none of its entries proves nothing.
-    conclusive = tried == 0 or (judged > 0 and judged >= JUDGED_SHARE * (judged + unresolved))
-    if not any(block.finite.any() for block in blocks.values()):
-        job.notes.append("nothing to check: every element of the checked inputs is not finite")
-    if not conclusive and judged > 0:
-        job.notes.append(
-            f"inconclusive: {unresolved:,} Jacobian entries not resolved at the step against {judged:,} judged: "
-            "nothing proven"
-        )
-    elif not conclusive:
-        job.notes.append(
-            f"inconclusive: none of the {tried:,} Jacobian entries could be judged (all set aside as kinks or steps "
-            "of the function, or not checkable): nothing proven"
-        )
-    passed = conclusive and all(r.passed for r in [*backward.values(), *(forward_results or {}).values()])
+    finite = any(block.finite.any() for block in blocks.values())
+    proven = conclusive(list(backward_verdicts.values()), job.notes, any_finite=finite)
+    passed = proven and all(r.passed for r in [*backward.values(), *(forward_results or {}).values()])
     return report(
         passed, backward, difference=relative_difference(np.concatenate(a_all), np.concatenate(n_all)),
         hints=diagnose(evidence), noise=job.noise, forward_ad=forward_results,

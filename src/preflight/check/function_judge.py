@@ -1,6 +1,6 @@
 """The verdict on one input's block in ``check_function``: the first look, rows on a grid, smaller steps.
 
-:func:`judge_block` takes an input's :class:`~preflight.torch._function_steps.Block` and the backward's rows:
+:func:`judge_block` takes an input's :class:`~preflight.check.function_steps.Block` and the backward's rows:
 
 - the engine's verdict per entry (:func:`preflight.check.jacobian.judge_entries`);
 - failing entries of rows that round coarser than their measured noise, judged with the row's grid
@@ -24,10 +24,10 @@ from numpy.typing import NDArray
 
 from preflight.check import quanta as grid
 from preflight.check.dense import GRID, Closer, closer_look
+from preflight.check.function_steps import MAX_HALVINGS, Block, Verdict, named
 from preflight.check.jacobian import Columns, judge_entries
 from preflight.check.kinks import KINK_EVIDENCE, ROUNDING_FACTOR, SHORT
 from preflight.check.verdict import ANALYTIC_FACTOR
-from preflight.torch._function_steps import MAX_HALVINGS, Block, Verdict, named
 
 __all__ = ["MIDDLE", "first_look", "judge_block"]
 

@@ -7,7 +7,7 @@ one at all (its entries are then *skipped*: not judged, not kinks, named in a no
 - an element that is not finite (``-inf`` in a masked softmax) gets no step;
 - one whose outputs are not finite at the step (asin, atanh, erfinv, logit near +-1, log near 0) gets its step
   halved until they are (:data:`MAX_HALVINGS`), then :data:`EDGE_MARGIN` times more;
-- one whose entries fail is looked at again with smaller steps (:mod:`preflight.torch._function_judge`); an element
+- one whose entries fail is looked at again with smaller steps (:mod:`preflight.check.function_judge`); an element
   whose estimates never settle is named as not checkable.
 """
 
@@ -116,7 +116,7 @@ class Block:
     #: (kind, column) pairs a note already names.
     reported: set[tuple[str, int]] = field(default_factory=set)
     #: Each row's stairs where its noise probe crossed some ``(R, 1)``, 0 elsewhere (None: none known), for the
-    #: smoothness test of the smaller steps (:mod:`preflight.torch._function_judge`).
+    #: smoothness test of the smaller steps (:mod:`preflight.check.function_judge`).
     stairs: F64 | None = None
 
     def unreported(self, kind: str, columns: set[int] | dict[int, int]) -> list[int]:
