@@ -8,6 +8,7 @@ at suspects, hints, the one report. The perturbed losses of a leaf come from :cl
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import math
 from collections.abc import Callable, Mapping
@@ -20,7 +21,9 @@ from numpy.typing import NDArray
 
 from preflight._util.validation import check_choice, check_positive_int, describe
 from preflight.check import GradcheckReport, NondeterministicLossError, gradcheck
+from preflight.check.reference import with_reference
 from preflight.jax._pytree import Split, split
+from preflight.jax._reference import has_float32, with_float64_copy
 from preflight.jax._sparse import structured_losses
 
 __all__ = ["LeafLosses", "check_model"]
@@ -50,6 +53,7 @@ def check_model(
     progress: bool | None = None,
     strategy: Strategy = "auto",
     chunk: int | None = None,
+    reference: bool | None = None,
 ) -> GradcheckReport:
     """Check ``jax.grad(loss_fn)`` against finite differences for every floating leaf of ``params``.
 
@@ -73,6 +77,12 @@ def check_model(
         copies; "loop": one call each. "auto": structured, falling back to vmap then loop if one fails.
     chunk : int, optional
         Perturbations per vmapped call (default: as many as fit in 2^22 elements, at most 1024).
+    reference : bool, optional
+        With float32 parameters (JAX's default dtype), run the same check on float64 copies of ``params`` and
+        ``batch`` too, inside ``jax.enable_x64(True)``, and fail a leaf that either check fails
+        (:mod:`preflight.check.reference`); a loss that does not run in float64 is checked in float32 alone, with a
+        note. ``None`` (default): the copy unless ``sample`` is given (a sampled check is for models too large to
+        check whole); True: always.
 
     Returns
     -------
@@ -99,6 +109,15 @@ def check_model(
     check_choice(strategy, name="strategy", allowed=("auto", "structured", "vmap", "loop"))
     if chunk is not None:
         chunk = check_positive_int(chunk, name="chunk")
+    if reference is not False and has_float32(params, *batch):
+        options: dict[str, Any] = {"eps": eps, "method": method, "sample": sample, "screen": screen, "seed": seed,
+                                   "progress": progress, "strategy": strategy, "chunk": chunk}  # fmt: skip
+        options["reference"] = False
+        own = check_model(loss_fn, params, *batch, **options)
+        if reference is None and sample is not None:
+            return with_reference(own, None, "a sampled check: pass reference=True to check a float64 copy too")
+        again = functools.partial(check_model, loss_fn, **options)
+        return with_float64_copy(own, loss_fn, again, params, *batch)
     params, loss_fn, module_note = _unwrap_module(params, loss_fn)
     tree = split(params, "params")
     job = LeafLosses(loss_fn, tree, batch, strategy, chunk)

@@ -30,6 +30,7 @@ from preflight.check.report import GradcheckReport, TensorResult
 from preflight.check.verdict import relative_difference
 from preflight.jax._outputs import Outputs, Stopped
 from preflight.jax._pytree import Split, split
+from preflight.jax._reference import has_float32, with_float64_copy
 
 __all__ = ["check_function"]
 
@@ -48,6 +49,7 @@ def check_function(
     seed: int = 0,
     worst: int = 5,
     order: int = 1,
+    reference: bool = True,
 ) -> GradcheckReport:
     """Check the VJP and JVP of ``f`` against finite differences, per Jacobian entry.
 
@@ -74,6 +76,12 @@ def check_function(
     order : {1, 2}
         2 also checks the backward's own derivatives, once the first order passes
         (:mod:`preflight.jax.second_order`): the report's ``second_order`` section.
+    reference : bool
+        With a float32 leaf checked (JAX's default dtype), run the same check on float64 copies of the primals too,
+        inside ``jax.enable_x64(True)`` (default), and fail an input that either check fails
+        (:mod:`preflight.check.reference`): float32 differences resolve an error only to ~1e-4 of a Jacobian entry,
+        the copies to 8 float32 ulps of the largest one. A function that does not run in float64 (an error, or
+        float32 outputs from float64 primals) is checked in float32 alone, with a note saying why.
 
     Returns
     -------
@@ -102,6 +110,12 @@ def check_function(
     check_positive_int(max_outputs, name="max_outputs")
     if not isinstance(order, int) or isinstance(order, bool) or order not in (1, 2):
         raise ValueError(f"order: expected 1 or 2, got {order!r}")
+    if reference and has_float32(*primals):
+        options: dict[str, Any] = {"modes": modes, "eps": eps, "richardson": richardson, "max_outputs": max_outputs,
+                                   "names": names, "seed": seed, "worst": worst, "order": order}  # fmt: skip
+        options["reference"] = False
+        own = check_function(f, *primals, **options)
+        return with_float64_copy(own, f, lambda *wide: check_function(f, *wide, **options), *primals)
     if order == 2:
         from preflight.jax.second_order import check_function_twice
 

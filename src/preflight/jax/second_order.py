@@ -29,7 +29,7 @@ def check_function_twice(
     docstring) in the report's ``second_order`` section, one row per primal and one for the cotangent."""
     from preflight.jax.function import check_function
 
-    first = check_function(f, *primals, names=names, seed=seed, worst=worst, **options)
+    first = check_function(f, *primals, names=names, seed=seed, worst=worst, reference=False, **options)
     return attach(first, lambda: _backward_check(f, primals, names, seed, worst, options))
 
 
@@ -65,6 +65,7 @@ def _backward_check(
             names=[*labels, "grad_output"],
             seed=seed,
             worst=worst,
+            reference=False,
             **rest,
         )
     except (TypeError, ValueError, NotImplementedError) as exc:
