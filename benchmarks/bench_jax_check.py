@@ -1,7 +1,8 @@
 """preflight.jax.check_model against the naive way, side by side in one run, and the directional screen at 1e6.
 
 A Flax MLP [256, 256, 128, 10] (99,978 parameters), tanh, softmax cross-entropy over a batch of 64, float32 (JAX's
-default), every coordinate checked two-sided. Beside it: the naive loop, one jitted loss call per perturbed
+default), every coordinate checked two-sided, in float32 alone (``reference=False``: the default adds the same check
+on a float64 copy, a second check of the same kind, which the float32 loop below has no counterpart for). Beside it: the naive loop, one jitted loss call per perturbed
 coordinate (each perturbed copy made with ``leaf.at[i].set``), timed on a stratified sample of coordinates and
 extrapolated to the 2P evaluations of a full check; and 2P x one jitted loss evaluation (the floor of any black
 box). Then ``screen=3`` on a ~1e6-parameter MLP: a handful of loss evaluations whatever the size, three times from
@@ -88,7 +89,7 @@ def side_by_side(sizes: list[int]) -> None:
     count = sum(a.size for a in jax.tree_util.tree_leaves(variables))
     jitted = jax.jit(loss)
     start = time.perf_counter()
-    report = check_model(loss, variables, x, y, progress=False)
+    report = check_model(loss, variables, x, y, progress=False, reference=False)  # float32 against float32 calls
     ours = time.perf_counter() - start
     one = one_loss_seconds(jitted, variables, x, y)
     per_loop, sampled = naive_loop_seconds(jitted, variables, x, y, count)
@@ -114,7 +115,7 @@ def screen(sizes: list[int], repeats: int) -> None:
         jax.clear_caches()
         load = os.getloadavg()[0]
         start, cpu = time.perf_counter(), time.process_time()
-        report = check_model(loss, variables, x, y, screen=3, progress=False)
+        report = check_model(loss, variables, x, y, screen=3, progress=False, reference=False)
         times.append(time.perf_counter() - start)
         cpu = time.process_time() - cpu
         rows.append([run, count, report.evaluations, times[-1], cpu, f"{load:.1f}", report.verdict.lower()])
