@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from preflight.check import numdiff
 from preflight.check.diagnosis import TensorEvidence
-from preflight.check.quanta import entry_quanta, row_quanta, shared_quanta, showing_quanta
+from preflight.check.quanta import entry_quanta, probe_jumps, row_quanta, shared_quanta, showing_quanta
 from preflight.torch._function_ad import forward_columns, reverse_rows
 from preflight.torch._function_io import RealFunction
 from preflight.torch._function_judge import first_look, judge_block
@@ -147,10 +147,17 @@ class FunctionCheck:
                     rows.append((self.project @ self.outputs(args)).numpy())
             values = np.stack(rows, axis=1)
             finite = np.all(np.isfinite(values), axis=1)
-            sigma[finite] = np.maximum(sigma[finite], numdiff.estimate_noise_rows(values[finite]))
+            read = numdiff.estimate_noise_rows(values[finite])
             # Stairs the probe crossed: levels and whole jumps far above the value's own rounding (round(x, 3):
             # one jump of 1e-3, flat elsewhere), which ECnoise reads as noise (sigma ~ q / 6).
-            grid[finite] = np.maximum(grid[finite], entry_quanta(values[finite], floor[finite]))
+            level = entry_quanta(values[finite], floor[finite])
+            # Jumps between values that move smoothly (a staircase times a smooth function): the noise is read
+            # without them, and the jump is the row's stairs.
+            clean, jump = probe_jumps(values[finite], floor[finite])
+            smooth_between = (level == 0) & np.isfinite(clean)
+            read = np.where(smooth_between, clean, read)
+            sigma[finite] = np.maximum(sigma[finite], read)
+            grid[finite] = np.maximum(grid[finite], np.where(smooth_between, jump, level))
         # Never below the rounding of the row's own value (a row the probe did not move at all).
         self.sigma = np.maximum(sigma, floor)[:, None]
         self.probe_quantum = grid[:, None]
