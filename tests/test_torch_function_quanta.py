@@ -277,6 +277,20 @@ def test_a_staircase_times_a_smooth_function_is_not_a_failure(name: str, dtype: 
             assert any("not checkable" in n or "not resolved" in n for n in report.notes), report.notes
 
 
+def test_tanh_of_round_times_x_near_3_in_float32_is_not_a_failure() -> None:
+    # The issue's case: x = 3 + 0.5 randn(8). Before: every one of 10 draws failed, on entries whose estimates at h
+    # and h/2 agree on the stairs' mean slope (1.0135 against the analytic 0.9975 at x = 3.35). Each stair there is
+    # a jump of ~40 sigma; beyond x = 4 it is 15 sigma or less, and its values are checked against the noise along
+    # the element itself (2 of 50 other draws, with an element at x = 4.08 and 4.30, still fail: module
+    # preflight.torch._function_judge, COORDINATE_RMS).
+    fn = STAIRS_AND_SMOOTH["tanh(round(x, 3)) x"]
+    for seed in range(10):
+        generator = torch.Generator().manual_seed(seed)
+        x = (3 + 0.5 * torch.randn(8, generator=generator, dtype=torch.float64)).to(F32)
+        report = check_function(fn, x, forward_ad=False)
+        assert report.verdict != "FAILED", (seed, str(report))
+
+
 @pytest.mark.parametrize("dtype", [F32, torch.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("name", list(STAIRS_AND_SMOOTH))
 def test_a_wrong_constant_in_such_a_backward_is_caught(name: str, dtype: Any) -> None:

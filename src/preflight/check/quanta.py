@@ -92,11 +92,11 @@ JUMP_EXCLUDE = 3.0
 #: Rounding on a coarser grid leaves adjacent excursions of unrelated sizes (a float32 linear layer's row: -21 and 15
 #: of its ulps).
 JUMP_PAIR = 0.1
-#: A jump is a stair only beyond this many times the values' typical change per step: a row rounded on a grid coarser
-#: than its noise, moving one or more quanta per step (no level: :func:`entry_quanta` does not read it), changes by
-#: n or n + 1 quanta per step, a pair of second differences +-q as a stair's, but never by more than its typical
-#: change plus one quantum.
-JUMP_MOTION = 2.0
+#: A jump is a stair only beyond this many times the values' typical (median) change per step: a row rounded on a
+#: grid coarser than its noise, moving one or more quanta per step (no level: :func:`entry_quanta` does not read it),
+#: changes by n or n + 1 quanta per step (n >= 1), a pair of second differences +-q as a stair's, of at most its
+#: typical change. tanh(round(x, 3)) x at x = 3.7 in float32 jumps by 1.7 times its change per probe step.
+JUMP_MOTION = 1.25
 #: The noise without the jumps needs at least this many second differences left (otherwise ECnoise's reading stands).
 JUMP_CLEAN = 6
 

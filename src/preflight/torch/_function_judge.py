@@ -24,10 +24,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from preflight.check import numdiff
 from preflight.check import quanta as grid
 from preflight.check.dense import GRID, Closer, closer_look
 from preflight.check.jacobian import Columns, judge_entries
 from preflight.check.kinks import KINK_EVIDENCE, ROUNDING_FACTOR, SHORT
+from preflight.check.quanta import probe_jumps
 from preflight.check.verdict import ANALYTIC_FACTOR
 from preflight.torch._function_steps import MAX_HALVINGS, Block, Verdict, named
 
@@ -104,12 +106,9 @@ LADDER = tuple(sorted({-2.0, -1.0, 1.0, 2.0} | {s * r for r in RUNGS for s in (-
 STAIR_RMS = ROUNDING_FACTOR / 2
 
 
-def _stair_free(sources: Sequence[tuple[Columns, Sequence[float]]], cols: Index, quantum: F64) -> NDArray[np.bool_]:
-    """Per entry of ``cols``, whether its values at the ``sources``' positions (levels and their scales) and the
-    point lie on one cubic within :data:`STAIR_RMS` times their row's noise (the measured sigma, or the row's grid
-    ``quantum (R, 1)`` where that is more): a jump of many sigma within the span (a stair of ``round`` or ``floor``
-    times a smooth function) leaves residuals of about half its size, a smooth function (its quartic term, a fourth
-    derivative times (2h)^4 / 24, far below the noise at the check's step) none."""
+def _stair_rms(sources: Sequence[tuple[Columns, Sequence[float]]], cols: Index) -> F64:
+    """Per entry of ``cols`` ``(R, k)``, the rms distance (over its degrees of freedom) of its values at the
+    ``sources``' positions (levels and their scales) and at the point from one cubic."""
     xs, fs = [], []
     for level, scales in sources:
         for scale in scales:
@@ -123,9 +122,17 @@ def _stair_free(sources: Sequence[tuple[Columns, Sequence[float]]], cols: Index,
     design = np.stack([u**p for p in range(4)], axis=-1)  # (k, P + 1, 4)
     with np.errstate(all="ignore"):
         fitted = np.einsum("kpq,kqj,rkj->rkp", design, np.linalg.pinv(design), f)
-        rms = np.sqrt(np.sum((f - fitted) ** 2, axis=-1) / (u.shape[-1] - 4))
-    noise = np.maximum(sources[0][0].sigma, quantum)
-    out: NDArray[np.bool_] = rms <= STAIR_RMS * noise
+        out: F64 = np.sqrt(np.sum((f - fitted) ** 2, axis=-1) / (u.shape[-1] - 4))
+    return out
+
+
+def _stair_free(sources: Sequence[tuple[Columns, Sequence[float]]], cols: Index, quantum: F64) -> NDArray[np.bool_]:
+    """Per entry of ``cols``, whether its values at the ``sources``' positions (levels and their scales) and the
+    point lie on one cubic (:func:`_stair_rms`) within :data:`STAIR_RMS` times their row's noise (the measured
+    sigma, or the row's grid ``quantum (R, 1)`` where that is more): a jump of many sigma within the span (a stair
+    of ``round`` or ``floor`` times a smooth function) leaves residuals of about half its size, a smooth function
+    (its quartic term, a fourth derivative times (2h)^4 / 24, far below the noise at the check's step) none."""
+    out: NDArray[np.bool_] = _stair_rms(sources, cols) <= STAIR_RMS * np.maximum(sources[0][0].sigma, quantum)
     return out
 
 
@@ -221,6 +228,7 @@ def _settle(block: Block, a: F64, failing: Index, verdict: list[A], quantum: F64
         if not pending.size:
             break
     block.unsettled.update(failing[pending].tolist())
+    _stairs_behind(block, failing[np.isin(failing, failing[pending], invert=True)], verdict, smaller, grid)
     fresh = block.unreported("smaller", smaller)
     if fresh:
         block.notes.append(
@@ -228,6 +236,46 @@ def _settle(block: Block, a: F64, failing: Index, verdict: list[A], quantum: F64
             " of it): their estimates at the full step did not settle (a pole or a jump within the step): "
             f"{named(block.label, block.shape, block.usable[fresh])}"
         )
+
+
+#: A failing entry's values at the positions of its estimate must lie on one cubic within this many times the noise
+#: along its own coordinate (ECnoise on 16 moves of its element, 16 ulps apart): the rms of 11 to 13 residuals of
+#: pure noise stays within 1.6 of it (chi-square, 1e-4), with room for the +-40 % of a 16-value reading. Stairs of
+#: 10 to 20 sigma (tanh(round(x, 3)) x at x = 4 in float32: 80 of them in the span, each 1e-3 x sech^2 x = 15
+#: sigma) leave 3 to 6 sigma, below the allowance for rounding on a coarser grid the probe cannot see
+#: (:data:`STAIR_RMS`), and move the estimate by their mean slope, 4e-3 there, ten times its tolerance.
+COORDINATE_RMS = 2.5
+
+
+def _stairs_behind(block: Block, cols: Index, verdict: list[A], smaller: dict[int, int], grid: F64) -> None:
+    """The failing entries of the settled ``cols`` whose values show stairs against the noise along their own
+    coordinate are set aside (:attr:`Block.staircase`): their estimate is the stairs' mean slope."""
+    bad = verdict[2]
+    cols = cols[bad[:, cols].any(axis=0)]
+    if not cols.size:
+        return
+    tiny = 16 * block.columns.epsilon ** (2 / 3) * block.h
+    steps = [block.move(tiny, float(k), block.usable[cols])[0] for k in range(1, 16)]
+    values = np.stack([np.repeat(block.columns.f0, cols.size, axis=1), *steps], axis=-1)  # (R, k, 16)
+    rows, k = values.shape[:2]
+    flat = values.reshape(rows * k, 16)
+    with np.errstate(all="ignore"):
+        noise = numdiff.estimate_noise_rows(flat)
+        clean, _ = probe_jumps(flat, block.columns.epsilon * np.repeat(np.abs(block.columns.f0[:, 0]), k))
+    noise = np.where(np.isfinite(clean), clean, noise).reshape(rows, k)
+    # Never below half the rounding of the row's value alone (an element whose tiny moves leave the row exact).
+    noise = np.maximum(noise, np.broadcast_to(block.columns.epsilon * np.abs(block.columns.f0) / 2, (rows, k)))
+    stairs = np.zeros((rows, k), dtype=bool)
+    for level in sorted({smaller.get(int(c), 1) for c in cols}):
+        at = np.flatnonzero([smaller.get(int(c), 1) == level for c in cols])
+        if level == 1:
+            sources = [(block.level(0), _SMOOTH_SCALES), (block.level(1), _FIRST_HALF)]
+        else:
+            sources = [(block.level(level), LADDER)]
+        rms = _stair_rms(sources, cols[at])
+        stairs[:, at] = rms > COORDINATE_RMS * np.maximum(noise[:, at], grid)
+    seen = cols[(stairs & bad[:, cols]).any(axis=0)]
+    block.staircase.update(seen.tolist())
 
 
 def first_look(block: Block) -> F64:
@@ -359,6 +407,9 @@ def judge_block(
         ("outputs not finite at a later position of the check (the edge of the function's domain)", block.late),
         ("the derivative estimates do not settle as the step shrinks (a pole or a jump within the step)",
          block.unsettled),
+        ("the estimate settled on the mean slope of stairs finer than its span (a staircase: round, floor, ceil or "
+         "trunc times a smooth function), whose jumps its values show against the noise along the element",
+         block.staircase),
     ):  # fmt: skip
         if positions:
             where = cols[sorted(positions)]

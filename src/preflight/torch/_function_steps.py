@@ -113,6 +113,8 @@ class Block:
     #: settled: skipped.
     late: set[int] = field(default_factory=set)
     unsettled: set[int] = field(default_factory=set)
+    #: Columns whose estimate settled on the mean slope of stairs finer than its span: skipped.
+    staircase: set[int] = field(default_factory=set)
     #: (kind, column) pairs a note already names.
     reported: set[tuple[str, int]] = field(default_factory=set)
     #: Each row's stairs where its noise probe crossed some ``(R, 1)``, 0 elsewhere (None: none known), for the
