@@ -202,7 +202,8 @@ class FunctionCheck:
         scales = (1.0, -1.0, 2.0, -2.0) if richardson else (1.0, -1.0)
         epsilon = float(torch.finfo(x.dtype).eps)
         return build_block(label, self.shape(i), point.astype(np.float64), h.astype(np.float64), move, scales,
-                           (self.f0, self.sigma, epsilon), self.notes, self.probe_quantum)  # fmt: skip
+                           (self.f0, self.sigma, epsilon), self.notes, self.probe_quantum,
+                           max(epsilon, self.output_epsilon))  # fmt: skip
 
     def read_quanta(self, blocks: dict[int, Block]) -> None:
         """Each output row's grid, from what every input's first look shows (:mod:`preflight.check.quanta`): a level

@@ -254,17 +254,19 @@ def _stairs_behind(block: Block, cols: Index, verdict: list[A], smaller: dict[in
     cols = cols[bad[:, cols].any(axis=0)]
     if not cols.size:
         return
-    tiny = 16 * block.columns.epsilon ** (2 / 3) * block.h
+    # 16 ulps of the element (h is cbrt(epsilon) max(1, |x|)), of the coarser of the input's and the outputs' dtypes.
+    epsilon = max(block.columns.epsilon, block.coarse_epsilon)
+    tiny = 16 * epsilon ** (2 / 3) * block.h
     steps = [block.move(tiny, float(k), block.usable[cols])[0] for k in range(1, 16)]
     values = np.stack([np.repeat(block.columns.f0, cols.size, axis=1), *steps], axis=-1)  # (R, k, 16)
     rows, k = values.shape[:2]
     flat = values.reshape(rows * k, 16)
     with np.errstate(all="ignore"):
         noise = numdiff.estimate_noise_rows(flat)
-        clean, _ = probe_jumps(flat, block.columns.epsilon * np.repeat(np.abs(block.columns.f0[:, 0]), k))
+        clean, _ = probe_jumps(flat, epsilon * np.repeat(np.abs(block.columns.f0[:, 0]), k))
     noise = np.where(np.isfinite(clean), clean, noise).reshape(rows, k)
     # Never below half the rounding of the row's value alone (an element whose tiny moves leave the row exact).
-    noise = np.maximum(noise, np.broadcast_to(block.columns.epsilon * np.abs(block.columns.f0) / 2, (rows, k)))
+    noise = np.maximum(noise, np.broadcast_to(epsilon * np.abs(block.columns.f0) / 2, (rows, k)))
     stairs = np.zeros((rows, k), dtype=bool)
     for level in sorted({smaller.get(int(c), 1) for c in cols}):
         at = np.flatnonzero([smaller.get(int(c), 1) == level for c in cols])
