@@ -175,10 +175,11 @@ def _closer_look(level: Columns, cols: Index, a: F64, sigma: F64) -> Closer:
                   look.smooth.reshape(shape), look.off.reshape(shape))  # fmt: skip
 
 
-def _settle(block: Block, a: F64, failing: Index, verdict: list[A], quantum: F64 | None) -> None:
+def _settle(block: Block, a: F64, failing: Index, verdict: list[A], quantum: F64 | None, behind: bool = True) -> None:
     """The second look with smaller steps at the ``failing`` columns (positions in ``usable``): ``verdict``
     (numeric, tolerance, bad, kink over the usable columns) is updated where the step had straddled a pole or jump.
-    ``quantum``: each row's grid (None: none known), for the stairs test (:func:`_stair_free`)."""
+    ``quantum``: each row's grid (None: none known), for the stairs test (:func:`_stair_free`); ``behind``: look for
+    stairs behind the failures that settled (:func:`_stairs_behind`)."""
     grid = np.zeros_like(block.columns.f0) if quantum is None else np.asarray(quantum, dtype=np.float64)[:, None]
     numeric, tolerance, bad, kink = verdict
     was_bad: NDArray[np.bool_] = bad[:, failing]
@@ -228,7 +229,8 @@ def _settle(block: Block, a: F64, failing: Index, verdict: list[A], quantum: F64
         if not pending.size:
             break
     block.unsettled.update(failing[pending].tolist())
-    _stairs_behind(block, failing[np.isin(failing, failing[pending], invert=True)], verdict, smaller, grid)
+    if behind:
+        _stairs_behind(block, failing[np.isin(failing, failing[pending], invert=True)], verdict, smaller, grid)
     fresh = block.unreported("smaller", smaller)
     if fresh:
         block.notes.append(
@@ -265,8 +267,11 @@ def _stairs_behind(block: Block, cols: Index, verdict: list[A], smaller: dict[in
         noise = numdiff.estimate_noise_rows(flat)
         clean, _ = probe_jumps(flat, epsilon * np.repeat(np.abs(block.columns.f0[:, 0]), k))
     noise = np.where(np.isfinite(clean), clean, noise).reshape(rows, k)
-    # Never below half the rounding of the row's value alone (an element whose tiny moves leave the row exact).
-    noise = np.maximum(noise, np.broadcast_to(epsilon * np.abs(block.columns.f0) / 2, (rows, k)))
+    # Never below half the rounding of the row's value alone (an element whose tiny moves leave the row exact), nor
+    # half the row's measured noise (a backward's rounding at the scale of the steps, which tiny moves do not see:
+    # preflight.torch._backward_noise).
+    floor = np.maximum(epsilon * np.abs(block.columns.f0), block.columns.sigma) / 2
+    noise = np.maximum(noise, np.broadcast_to(floor, (rows, k)))
     stairs = np.zeros((rows, k), dtype=bool)
     for level in sorted({smaller.get(int(c), 1) for c in cols}):
         at = np.flatnonzero([smaller.get(int(c), 1) == level for c in cols])
@@ -376,8 +381,9 @@ def _quantized(
 
 
 def judge_block(
-    block: Block, analytic: A, quantum: F64 | None = None, showing: NDArray[np.int_] | None = None
-) -> tuple[F64, Verdict]:
+    block: Block, analytic: A, quantum: F64 | None = None, showing: NDArray[np.int_] | None = None,
+    behind: bool = True,
+) -> tuple[F64, Verdict]:  # fmt: skip
     """The verdict on one input's block ``analytic (R, n)``; entries of elements not moved are skipped (and zeroed
     in the returned analytic block). ``quantum``: each row's grid (:func:`preflight.check.quanta.row_quanta`), for
     the failing entries of rows that round coarser than their measured noise; ``showing``: how many entries of each
@@ -399,7 +405,7 @@ def judge_block(
                 unresolved[:, cols] = _quantized(block, usable, verdict, quantum, showing)
         failing = np.flatnonzero(verdict[2].any(axis=0))
         if failing.size:
-            _settle(block, usable, failing, verdict, quantum)
+            _settle(block, usable, failing, verdict, quantum, behind)
         numeric[:, cols], tolerance[:, cols], bad[:, cols], kink[:, cols] = verdict
         skip[:, cols] = False
         unresolved[:, cols] &= ~bad[:, cols]
