@@ -2,11 +2,12 @@
 
 A Flax MLP [256, 256, 128, 10] (99,978 parameters), tanh, softmax cross-entropy over a batch of 64, float32 (JAX's
 default), every coordinate checked two-sided, in float32 alone (``reference=False``: the default adds the same check
-on a float64 copy, a second check of the same kind, which the float32 loop below has no counterpart for). Beside it: the naive loop, one jitted loss call per perturbed
-coordinate (each perturbed copy made with ``leaf.at[i].set``), timed on a stratified sample of coordinates and
-extrapolated to the 2P evaluations of a full check; and 2P x one jitted loss evaluation (the floor of any black
-box). Then ``screen=3`` on a ~1e6-parameter MLP: a handful of loss evaluations whatever the size, three times from
-cold caches (trace and compile included each time), the best of them printed.
+on a float64 copy, a second check of the same kind, which the float32 loop below has no counterpart for). Beside it:
+the naive loop, one jitted loss call per perturbed coordinate (each perturbed copy made with ``leaf.at[i].set``),
+timed on a stratified sample of coordinates and extrapolated to the 2P evaluations of a full check; and 2P x one
+jitted loss evaluation (the floor of any black box). Then ``screen=3`` on a ~1e6-parameter MLP: a handful of loss
+evaluations whatever the size, three times from cold caches (trace and compile included each time), the best of them
+printed.
 
 Run: ``.venv/bin/python benchmarks/bench_jax_check.py`` (about 2 minutes) or ``--quick`` (a 12k-parameter MLP).
 """

@@ -21,10 +21,13 @@ DRAWS = range(3)
 #: Cases whose checks take more than a few seconds on 2 loaded cores (both frameworks, one draw: 2-6 s; the others
 #: 0.3-2 s).
 SLOW = {"mlp", "mlp, log_softmax head"}
-#: A correct function both adapters fail in float32 (the issue's closing note, "What remains" item 3): the entries
-#: settle on the stairs' mean slope, the smoothness test's allowance too wide to see a stair of 40 sigma. The same
-#: verdict as torch is still asserted.
+#: A correct function both adapters still fail in float32 at some draws: at |x| beyond ~4 each stair of round(x, 3)
+#: is a jump of ~15 sigma or less, which the values cannot tell from rounding, and the entries settle on the stairs'
+#: mean slope (seeds 0 and 1 pass since the stairs are read against the noise along each element; of seeds 0-9, 6
+#: still fail). The same verdict as torch is still asserted.
 KNOWN_FALSE_ALARMS = {("tanh(round(x, 3)) * x", "float32")}
+#: The draws of it that still fail (and 0, 1 that no longer do).
+WEAK_STAIRS = {2}
 
 
 def _params() -> list[object]:
@@ -51,8 +54,15 @@ def test_a_correct_function_passes_a_buggy_backward_fails_and_torch_agrees(case:
         assert ours.verdict == "FAILED", str(ours)
 
 
-@pytest.mark.parametrize("seed", DRAWS)
-@pytest.mark.xfail(strict=True, reason="staircase x smooth in float32: the issue's item 3 (torch fails it too)")
+@pytest.mark.parametrize(
+    "seed",
+    [
+        pytest.param(s, marks=[pytest.mark.xfail(strict=True, reason="stairs of ~15 sigma at |x| > 4 (torch too)")])
+        if s in WEAK_STAIRS
+        else s
+        for s in DRAWS
+    ],
+)
 def test_the_known_staircase_times_smooth_false_alarm(seed: int) -> None:
     case = next(c for c in CASES if (c.name, "float32") in KNOWN_FALSE_ALARMS)
     assert jax_report(case, "float32", seed).verdict != "FAILED"

@@ -234,6 +234,91 @@ def test_a_derivative_of_1_where_the_stairs_are_flat_over_the_step_is_caught(nam
         assert not check_function(straight_through(fn), draw(seed, dtype)).passed, seed
 
 
+#: A staircase times or plus a smooth function. Round's, floor's, ceil's and trunc's backwards are 0, so autograd's
+#: derivative is the smooth part's with the stairs held (tanh(round(x, 3)) for the first); a difference over a step
+#: wider than a stair sees the stairs' mean slope besides (tanh(x) + x sech^2(x) there).
+STAIRS_AND_SMOOTH = {
+    "tanh(round(x, 3)) x": lambda t: torch.tanh(torch.round(t, decimals=3)) * t,
+    "floor(100x) / 100 + x^2": lambda t: torch.floor(100 * t) / 100 + t**2,
+    "round(x, 2) sin(x)": lambda t: torch.round(t, decimals=2) * torch.sin(t),
+    "ceil(1000x) / 1000 exp(x / 4)": lambda t: torch.ceil(1000 * t) / 1000 * torch.exp(t / 4),
+    "trunc(10x) / 10 + tanh(x)": lambda t: torch.trunc(10 * t) / 10 + torch.tanh(t),
+    "sigmoid(x) round(x, 1)": lambda t: torch.sigmoid(t) * torch.round(t, decimals=1),
+    "round(x, 4) x^2": lambda t: torch.round(t, decimals=4) * t * t,
+    "exp(-floor(1000x) / 1000) cos(x)": lambda t: torch.exp(-torch.floor(1000 * t) / 1000) * torch.cos(t),
+}
+
+
+def scaled_backward(fn: Any, factor: float) -> Any:
+    """``fn`` whose backward is ``factor`` times autograd's (1.001: a wrong constant of relative size 1e-3)."""
+
+    class Scaled(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: Any) -> Any:
+            ctx.save_for_backward(x)
+            return fn(x)
+
+        @staticmethod
+        def backward(ctx: Any, g: Any) -> Any:
+            (x,) = ctx.saved_tensors
+            with torch.enable_grad():
+                leaf = x.detach().requires_grad_(True)
+                (grad,) = torch.autograd.grad(fn(leaf), leaf, g)
+            return factor * grad
+
+    return Scaled.apply
+
+
+def stairs_draw(seed: int, dtype: Any) -> Any:
+    """8 elements with |x| in [0.5, 3], either sign."""
+    generator = torch.Generator().manual_seed(seed)
+    sign = torch.where(torch.rand(8, generator=generator, dtype=torch.float64) < 0.5, -1.0, 1.0)
+    return (sign * (0.5 + 2.5 * torch.rand(8, generator=generator, dtype=torch.float64))).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [F32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("name", list(STAIRS_AND_SMOOTH))
+def test_a_staircase_times_a_smooth_function_is_not_a_failure(name: str, dtype: Any) -> None:
+    # Before (float32, 20 draws each): tanh(round(x, 3)) x failed 8 of 10, round(x, 4) x^2 10 of 10, ceil(1000x) /
+    # 1000 exp(x / 4) and exp(-floor(1000x) / 1000) cos(x) 7 of 10: the estimates at h and h/2 agreed on the stairs'
+    # mean slope, and the noise probe read a stair it crossed as noise. Entries set aside are named.
+    fn = STAIRS_AND_SMOOTH[name]
+    for seed in range(3):
+        report = check_function(fn, stairs_draw(seed, dtype), forward_ad=False)
+        assert report.verdict in ("PASSED", "INCONCLUSIVE"), (seed, str(report))
+        result = report.parameters["input0"]
+        if result.checked + len(result.kinks) < result.size:
+            assert any("not checkable" in n or "not resolved" in n for n in report.notes), report.notes
+
+
+def test_tanh_of_round_times_x_near_3_in_float32_is_not_a_failure() -> None:
+    # The issue's case: x = 3 + 0.5 randn(8). Before: every one of 10 draws failed, on entries whose estimates at h
+    # and h/2 agree on the stairs' mean slope (1.0135 against the analytic 0.9975 at x = 3.35). Each stair there is
+    # a jump of ~40 sigma; beyond x = 4 it is 15 sigma or less, and its values are checked against the noise along
+    # the element itself (preflight.torch._function_judge.COORDINATE_RMS). The draws of seeds 1022 and 1033, with an
+    # element at x = 4.30 and 4.08, still fail.
+    fn = STAIRS_AND_SMOOTH["tanh(round(x, 3)) x"]
+    for seed in range(10):
+        generator = torch.Generator().manual_seed(seed)
+        x = (3 + 0.5 * torch.randn(8, generator=generator, dtype=torch.float64)).to(F32)
+        report = check_function(fn, x, forward_ad=False)
+        assert report.verdict != "FAILED", (seed, str(report))
+
+
+@pytest.mark.parametrize("dtype", [F32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("name", list(STAIRS_AND_SMOOTH))
+def test_a_wrong_constant_in_such_a_backward_is_caught(name: str, dtype: Any) -> None:
+    # Float64 resolves a 1e-3 error at every element whose step fits inside a stair or is set aside as a kink of
+    # the first look; float32 resolves a factor of 2 (half the gradient) everywhere, and finer errors only where a
+    # step fits inside one stair (the stairs of round(x, 4) are 1e-4 wide: inside one, float32's noise of 2e-7 on a
+    # value of 10 gives the slope to a few percent at best).
+    factor = 1.001 if dtype == torch.float64 else 0.5
+    fn = STAIRS_AND_SMOOTH[name]
+    for seed in range(3):
+        report = check_function(scaled_backward(fn, factor), stairs_draw(seed, dtype), forward_ad=False)
+        assert report.verdict == "FAILED", (seed, str(report))
+
+
 def test_settling_on_smooth_values_leaves_a_smooth_functions_bug_standing() -> None:
     """A 1 % error in tanh's backward, in float32: the estimates at h and h/2 agree on smooth values."""
 

@@ -10,8 +10,10 @@
   straddled a pole or a jump (tan near pi/2), and the step keeps halving until two successive estimates agree,
   whose verdict then holds. Where the backward says flat (exactly 0) the values must also be smooth over the span
   of the estimate that settles (:func:`_smooth`): a staircase finer than the step (``round(x, 3)`` in float32)
-  settles only where the step shrinks onto one stair. An element whose estimates never settle is named as not
-  checkable.
+  settles only where the step shrinks onto one stair. Whatever the backward says, the estimate that settles must
+  come from values free of stairs over its span (:func:`_stair_free`): a staircase finer than the step times a
+  smooth function (``tanh(round(x, 3)) x`` in float32) has a mean slope the backward does not see, on which the
+  estimates at h and h/2 agree. An element whose estimates never settle is named as not checkable.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from preflight.check import numdiff
 from preflight.check import quanta as grid
 from preflight.check.dense import GRID, Closer, closer_look
 from preflight.check.function_steps import MAX_HALVINGS, Block, Verdict, named
 from preflight.check.jacobian import Columns, judge_entries
 from preflight.check.kinks import KINK_EVIDENCE, ROUNDING_FACTOR, SHORT
+from preflight.check.quanta import probe_jumps
 from preflight.check.verdict import ANALYTIC_FACTOR
 
 __all__ = ["MIDDLE", "first_look", "judge_block"]
@@ -53,6 +57,8 @@ def _restricted(level: Columns, cols: Index) -> Columns:
 #: do not fall on it at the ratio they fall on +-h/16, +-h and +-2h (a staircase can look exactly linear there).
 MIDDLE = 0.5**0.5
 _SMOOTH_SCALES = (-2.0, -1.0, -SHORT, SHORT, -MIDDLE, MIDDLE, 1.0, 2.0)
+#: The positions of the smoothness test at h/2 that are not already positions of the test at h.
+_FIRST_HALF = (-1.0, -MIDDLE, -SHORT, SHORT, MIDDLE, 1.0)
 
 
 def _smooth(level: Columns, cols: Index) -> NDArray[np.bool_]:
@@ -77,6 +83,56 @@ def _smooth(level: Columns, cols: Index) -> NDArray[np.bool_]:
             slope = (level.values[t][:, cols] - level.values[-t][:, cols]) / width
             allowance = 2 * noise / width + t**2 * np.abs(richardson - d1) + own
             out &= np.abs(slope - richardson) <= allowance
+    return out
+
+
+#: The stairs test's positions, in units of the level's h: +-h and +-2h (the estimate's own) and a ladder of ratio
+#: the golden ratio from h / phi down to h / phi^6 = h / 18 on either side. A staircase finer than the span falls on
+#: a smooth curve only where every position sits at the same phase of its stairs. Positions in a rational ratio do so
+#: whenever the smallest spans a whole number of stairs (a ladder of ratio 2 from h/16: round(x, 4) at x = -1.3143 in
+#: float32, h/16 = 1.011e-4 and every rung within 0.04 of a whole number of stairs); in the golden ratio, the most
+#: irrational, the phases drift apart from rung to rung, as the stairs are not wider than the span.
+PHI = (1 + 5**0.5) / 2
+RUNGS = tuple(PHI**-j for j in range(1, 7))
+LADDER = tuple(sorted({-2.0, -1.0, 1.0, 2.0} | {s * r for r in RUNGS for s in (-1.0, 1.0)}))
+
+
+#: Values are free of stairs while their rms distance from one cubic (over its degrees of freedom) stays within this
+#: many times their row's noise: the first look's rounding allowance, ROUNDING_FACTOR sigma / h on a difference over
+#: 2h, lets each value be off by up to half of ROUNDING_FACTOR sigma. Float32 rows round on a grid coarser than the
+#: noise the probe reads (the weight of a float32 linear layer: 2.3 sigma rms off a cubic), which the first look
+#: already allows for; a staircase's sawtooth has 0.29 J rms, seen from jumps of J = 17 sigma on, and a staircase
+#: biases the estimate beyond the first look's tolerance only with jumps of that size or several stairs in the span.
+STAIR_RMS = ROUNDING_FACTOR / 2
+
+
+def _stair_rms(sources: Sequence[tuple[Columns, Sequence[float]]], cols: Index) -> F64:
+    """Per entry of ``cols`` ``(R, k)``, the rms distance (over its degrees of freedom) of its values at the
+    ``sources``' positions (levels and their scales) and at the point from one cubic."""
+    xs, fs = [], []
+    for level, scales in sources:
+        for scale in scales:
+            level.fill(scale, cols)
+            xs.append(level.positions[scale][cols])
+            fs.append(level.values[scale][:, cols] - level.f0)
+    rows, k = fs[0].shape[0], cols.size
+    x = np.stack(xs, axis=-1)  # (k, P)
+    u = np.concatenate([np.zeros((k, 1)), x / np.max(np.abs(x), axis=-1, keepdims=True)], axis=-1)
+    f = np.concatenate([np.zeros((rows, k, 1)), np.stack(fs, axis=-1)], axis=-1)  # (R, k, P + 1)
+    design = np.stack([u**p for p in range(4)], axis=-1)  # (k, P + 1, 4)
+    with np.errstate(all="ignore"):
+        fitted = np.einsum("kpq,kqj,rkj->rkp", design, np.linalg.pinv(design), f)
+        out: F64 = np.sqrt(np.sum((f - fitted) ** 2, axis=-1) / (u.shape[-1] - 4))
+    return out
+
+
+def _stair_free(sources: Sequence[tuple[Columns, Sequence[float]]], cols: Index, quantum: F64) -> NDArray[np.bool_]:
+    """Per entry of ``cols``, whether its values at the ``sources``' positions (levels and their scales) and the
+    point lie on one cubic (:func:`_stair_rms`) within :data:`STAIR_RMS` times their row's noise (the measured
+    sigma, or the row's grid ``quantum (R, 1)`` where that is more): a jump of many sigma within the span (a stair
+    of ``round`` or ``floor`` times a smooth function) leaves residuals of about half its size, a smooth function
+    (its quartic term, a fourth derivative times (2h)^4 / 24, far below the noise at the check's step) none."""
+    out: NDArray[np.bool_] = _stair_rms(sources, cols) <= STAIR_RMS * np.maximum(sources[0][0].sigma, quantum)
     return out
 
 
@@ -119,9 +175,12 @@ def _closer_look(level: Columns, cols: Index, a: F64, sigma: F64) -> Closer:
                   look.smooth.reshape(shape), look.off.reshape(shape))  # fmt: skip
 
 
-def _settle(block: Block, a: F64, failing: Index, verdict: list[A]) -> None:
+def _settle(block: Block, a: F64, failing: Index, verdict: list[A], quantum: F64 | None, behind: bool = True) -> None:
     """The second look with smaller steps at the ``failing`` columns (positions in ``usable``): ``verdict``
-    (numeric, tolerance, bad, kink over the usable columns) is updated where the step had straddled a pole or jump."""
+    (numeric, tolerance, bad, kink over the usable columns) is updated where the step had straddled a pole or jump.
+    ``quantum``: each row's grid (None: none known), for the stairs test (:func:`_stair_free`); ``behind``: look for
+    stairs behind the failures that settled (:func:`_stairs_behind`)."""
+    grid = np.zeros_like(block.columns.f0) if quantum is None else np.asarray(quantum, dtype=np.float64)[:, None]
     numeric, tolerance, bad, kink = verdict
     was_bad: NDArray[np.bool_] = bad[:, failing]
     previous = numeric[:, failing], tolerance[:, failing]
@@ -148,6 +207,17 @@ def _settle(block: Block, a: F64, failing: Index, verdict: list[A]) -> None:
         else:
             smooth = _flat_or_smooth(block.level(k), cols, stairs, flat_claim, closer=True)
         agree &= smooth | ~flat_claim
+        # Every estimate that settles must come from values free of stairs over its span: a staircase finer than the
+        # step times a smooth function (tanh(round(x, 3)) x in float32) has a mean slope the backward does not see
+        # (round's derivative is 0), on which the estimates at h and h/2 agree.
+        # At the full step, the positions the smoothness tests of h and h/2 already took (+-2h, +-h, +-h/sqrt(2),
+        # +-h/2, +-h/(2 sqrt(2)), +-h/16, +-h/32: the irrational ones break a dyadic alias) serve; smaller steps, which
+        # only an element not smooth at the full step reaches, take the golden ladder.
+        if k == 1:
+            sources = [(block.level(0), _SMOOTH_SCALES), (block.level(1), _FIRST_HALF)]
+        else:
+            sources = [(block.level(k), LADDER)]
+        agree &= _stair_free(sources, cols, grid)
         settled = np.all(agree | ~was_bad[:, pending], axis=0)
         if k > 1:  # at k = 1, settled means the estimate at h had settled: its verdict stands
             done = cols[settled]
@@ -159,6 +229,8 @@ def _settle(block: Block, a: F64, failing: Index, verdict: list[A]) -> None:
         if not pending.size:
             break
     block.unsettled.update(failing[pending].tolist())
+    if behind:
+        _stairs_behind(block, failing[np.isin(failing, failing[pending], invert=True)], verdict, smaller, grid)
     fresh = block.unreported("smaller", smaller)
     if fresh:
         block.notes.append(
@@ -166,6 +238,51 @@ def _settle(block: Block, a: F64, failing: Index, verdict: list[A]) -> None:
             " of it): their estimates at the full step did not settle (a pole or a jump within the step): "
             f"{named(block.label, block.shape, block.usable[fresh])}"
         )
+
+
+#: A failing entry's values at the positions of its estimate must lie on one cubic within this many times the noise
+#: along its own coordinate (ECnoise on 16 moves of its element, 16 ulps apart): the rms of 11 to 13 residuals of
+#: pure noise stays within 1.6 of it (chi-square, 1e-4), with room for the +-40 % of a 16-value reading. Stairs of
+#: 10 to 20 sigma (tanh(round(x, 3)) x at x = 4 in float32: 80 of them in the span, each 1e-3 x sech^2 x = 15
+#: sigma) leave 3 to 6 sigma, below the allowance for rounding on a coarser grid the probe cannot see
+#: (:data:`STAIR_RMS`), and move the estimate by their mean slope, 4e-3 there, ten times its tolerance.
+COORDINATE_RMS = 2.5
+
+
+def _stairs_behind(block: Block, cols: Index, verdict: list[A], smaller: dict[int, int], grid: F64) -> None:
+    """The failing entries of the settled ``cols`` whose values show stairs against the noise along their own
+    coordinate are set aside (:attr:`Block.staircase`): their estimate is the stairs' mean slope."""
+    bad = verdict[2]
+    cols = cols[bad[:, cols].any(axis=0)]
+    if not cols.size:
+        return
+    # 16 ulps of the element (h is cbrt(epsilon) max(1, |x|)), of the coarser of the input's and the outputs' dtypes.
+    epsilon = max(block.columns.epsilon, block.coarse_epsilon)
+    tiny = 16 * epsilon ** (2 / 3) * block.h
+    steps = [block.move(tiny, float(k), block.usable[cols])[0] for k in range(1, 16)]
+    values = np.stack([np.repeat(block.columns.f0, cols.size, axis=1), *steps], axis=-1)  # (R, k, 16)
+    rows, k = values.shape[:2]
+    flat = values.reshape(rows * k, 16)
+    with np.errstate(all="ignore"):
+        noise = numdiff.estimate_noise_rows(flat)
+        clean, _ = probe_jumps(flat, epsilon * np.repeat(np.abs(block.columns.f0[:, 0]), k))
+    noise = np.where(np.isfinite(clean), clean, noise).reshape(rows, k)
+    # Never below half the rounding of the row's value alone (an element whose tiny moves leave the row exact), nor
+    # half the row's measured noise (a backward's rounding at the scale of the steps, which tiny moves do not see:
+    # preflight.torch._backward_noise).
+    floor = np.maximum(epsilon * np.abs(block.columns.f0), block.columns.sigma) / 2
+    noise = np.maximum(noise, np.broadcast_to(floor, (rows, k)))
+    stairs = np.zeros((rows, k), dtype=bool)
+    for level in sorted({smaller.get(int(c), 1) for c in cols}):
+        at = np.flatnonzero([smaller.get(int(c), 1) == level for c in cols])
+        if level == 1:
+            sources = [(block.level(0), _SMOOTH_SCALES), (block.level(1), _FIRST_HALF)]
+        else:
+            sources = [(block.level(level), LADDER)]
+        rms = _stair_rms(sources, cols[at])
+        stairs[:, at] = rms > COORDINATE_RMS * np.maximum(noise[:, at], grid)
+    seen = cols[(stairs & bad[:, cols]).any(axis=0)]
+    block.staircase.update(seen.tolist())
 
 
 def first_look(block: Block) -> F64:
@@ -264,8 +381,9 @@ def _quantized(
 
 
 def judge_block(
-    block: Block, analytic: A, quantum: F64 | None = None, showing: NDArray[np.int_] | None = None
-) -> tuple[F64, Verdict]:
+    block: Block, analytic: A, quantum: F64 | None = None, showing: NDArray[np.int_] | None = None,
+    behind: bool = True,
+) -> tuple[F64, Verdict]:  # fmt: skip
     """The verdict on one input's block ``analytic (R, n)``; entries of elements not moved are skipped (and zeroed
     in the returned analytic block). ``quantum``: each row's grid (:func:`preflight.check.quanta.row_quanta`), for
     the failing entries of rows that round coarser than their measured noise; ``showing``: how many entries of each
@@ -287,7 +405,7 @@ def judge_block(
                 unresolved[:, cols] = _quantized(block, usable, verdict, quantum, showing)
         failing = np.flatnonzero(verdict[2].any(axis=0))
         if failing.size:
-            _settle(block, usable, failing, verdict)
+            _settle(block, usable, failing, verdict, quantum, behind)
         numeric[:, cols], tolerance[:, cols], bad[:, cols], kink[:, cols] = verdict
         skip[:, cols] = False
         unresolved[:, cols] &= ~bad[:, cols]
@@ -297,6 +415,9 @@ def judge_block(
         ("outputs not finite at a later position of the check (the edge of the function's domain)", block.late),
         ("the derivative estimates do not settle as the step shrinks (a pole or a jump within the step)",
          block.unsettled),
+        ("the estimate settled on the mean slope of stairs finer than its span (a staircase: round, floor, ceil or "
+         "trunc times a smooth function), whose jumps its values show against the noise along the element",
+         block.staircase),
     ):  # fmt: skip
         if positions:
             where = cols[sorted(positions)]

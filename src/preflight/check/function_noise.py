@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from preflight.check import numdiff
 from preflight.check.function_judge import first_look
 from preflight.check.function_steps import Block
-from preflight.check.quanta import entry_quanta, row_quanta, shared_quanta, showing_quanta
+from preflight.check.quanta import entry_quanta, probe_jumps, row_quanta, shared_quanta, showing_quanta
 
 __all__ = ["ProbedRows", "RowsAt", "default_steps", "probe_noise", "row_grids"]
 
@@ -121,10 +121,16 @@ def probe_noise(
             rows.append(np.asarray(rows_at(moved), dtype=np.float64))
         values = np.stack(rows, axis=1)
         finite = np.all(np.isfinite(values), axis=1)
-        sigma[finite] = np.maximum(sigma[finite], numdiff.estimate_noise_rows(values[finite]))
+        read = numdiff.estimate_noise_rows(values[finite])
         # Stairs the probe crossed: levels and whole jumps far above the value's own rounding (round(x, 3):
         # one jump of 1e-3, flat elsewhere), which ECnoise reads as noise (sigma ~ q / 6).
-        grid[finite] = np.maximum(grid[finite], entry_quanta(values[finite], floor[finite]))
+        level = entry_quanta(values[finite], floor[finite])
+        # Jumps between values that move smoothly (a staircase times a smooth function): the noise is read
+        # without them, and the jump is the row's stairs.
+        clean, jump = probe_jumps(values[finite], floor[finite])
+        smooth_between = (level == 0) & np.isfinite(clean)
+        sigma[finite] = np.maximum(sigma[finite], np.where(smooth_between, clean, read))
+        grid[finite] = np.maximum(grid[finite], np.where(smooth_between, jump, level))
     # Never below the rounding of the row's own value (a row the probe did not move at all).
     return ProbedRows(np.maximum(sigma, floor)[:, None], grid[:, None])
 

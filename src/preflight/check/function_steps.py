@@ -113,11 +113,16 @@ class Block:
     #: settled: skipped.
     late: set[int] = field(default_factory=set)
     unsettled: set[int] = field(default_factory=set)
+    #: Columns whose estimate settled on the mean slope of stairs finer than its span: skipped.
+    staircase: set[int] = field(default_factory=set)
     #: (kind, column) pairs a note already names.
     reported: set[tuple[str, int]] = field(default_factory=set)
     #: Each row's stairs where its noise probe crossed some ``(R, 1)``, 0 elsewhere (None: none known), for the
     #: smoothness test of the smaller steps (:mod:`preflight.check.function_judge`).
     stairs: F64 | None = None
+    #: The coarser of the input's and the outputs' machine epsilon (a float64 input whose function returns float32
+    #: moves the rows only by float32 ulps): the scale of the moves that read the noise along one element.
+    coarse_epsilon: float = 0.0
 
     def unreported(self, kind: str, columns: set[int] | dict[int, int]) -> list[int]:
         """The columns of ``kind`` no note names yet, now marked as named."""
@@ -150,7 +155,7 @@ class Block:
 
 def build_block(
     label: str, shape: tuple[int, ...], point: A, h: F64, move: Move, scales: tuple[float, ...],
-    rows_at_point: tuple[F64, F64, float], notes: list[str], stairs: F64 | None = None,
+    rows_at_point: tuple[F64, F64, float], notes: list[str], stairs: F64 | None = None, coarse_epsilon: float = 0.0,
 ) -> Block:  # fmt: skip
     """Evaluate every finite element of ``point`` at ``scales x h``, each element's step halved while its outputs
     are not finite. ``rows_at_point`` is ``(f0, sigma, epsilon)`` for :class:`~preflight.check.jacobian.Columns`;
@@ -212,5 +217,6 @@ def build_block(
     columns = Columns(f0, sigma, epsilon, usable.size, later,
                       values={s: values[s][:, usable] for s in scales},
                       positions={s: moves[s][usable] for s in scales})  # fmt: skip
-    block = Block(label, shape, columns, usable, h, move, notes, finite=finite, stairs=stairs)
+    block = Block(label, shape, columns, usable, h, move, notes, finite=finite, stairs=stairs,
+                  coarse_epsilon=max(epsilon, coarse_epsilon))  # fmt: skip
     return block

@@ -185,7 +185,8 @@ class Outputs:
 
         scales = (1.0, -1.0, 2.0, -2.0) if richardson else (1.0, -1.0)
         return build_block(self.tree.names[k], self.tree.arrays[k].shape, flat.astype(np.float64), h, move, scales,
-                           (self.f0, self.sigma, epsilon), self.notes, self.stairs)  # fmt: skip
+                           (self.f0, self.sigma, epsilon), self.notes, self.stairs,
+                           max(epsilon, self.output_epsilon))  # fmt: skip
 
     def vjp_rows(self) -> list[A]:
         """Rows ``P @ J`` per input leaf, by reverse mode: one VJP per row of P, vmapped (one compiled program)."""

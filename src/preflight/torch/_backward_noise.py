@@ -69,6 +69,11 @@ def robust_noise_rows(values: Any) -> F64:
 class BackwardCheck(FunctionCheck):
     """``check_function``'s work on a backward: its noise read by both probes (module docstring)."""
 
+    #: A float32 backward's rows round coarser at the scale of the steps than moves of a few ulps show (the wide
+    #: probe's reason): against that noise a smooth backward's values look like stairs (tanh(x @ W.T) with its
+    #: curvature x 1.1, seed 14: 4 of its 32 elements, the bug's, set aside).
+    stairs_behind = False
+
     def measure_noise(self) -> None:
         super().measure_noise()
         generator = np.random.default_rng(self.seed + 104729)

@@ -36,6 +36,10 @@ class Stopped(Exception):
 class FunctionCheck:
     """The state of one ``check_function`` call (see the module docstring)."""
 
+    #: Look for stairs behind a settled failure against the noise along its element
+    #: (:func:`preflight.check.function_judge.judge_block`).
+    stairs_behind = True
+
     def __init__(self, fn: Callable[..., Any], inputs: Sequence[Any], positions: list[int], limit: int, seed: int):
         self.io = RealFunction(fn, inputs, positions)
         self.positions, self.seed = positions, seed
@@ -166,7 +170,8 @@ class FunctionCheck:
 
         scales = (1.0, -1.0, 2.0, -2.0) if richardson else (1.0, -1.0)
         return build_block(label, self.shape(i), point.astype(np.float64), h, move, scales,
-                           (self.f0, self.sigma, epsilon), self.notes, self.probe_quantum)  # fmt: skip
+                           (self.f0, self.sigma, epsilon), self.notes, self.probe_quantum,
+                           max(epsilon, self.output_epsilon))  # fmt: skip
 
     def read_quanta(self, blocks: dict[int, Block]) -> None:
         """Each output row's grid, from what every input's first look shows (:mod:`preflight.check.quanta`): a level
@@ -176,7 +181,7 @@ class FunctionCheck:
 
     def judge(self, block: Block, analytic: A) -> tuple[F64, Verdict]:
         """The verdict on one input's block (:func:`preflight.check.function_judge.judge_block`)."""
-        return judge_block(block, analytic, self.quantum, self.showing)
+        return judge_block(block, analytic, self.quantum, self.showing, self.stairs_behind)
 
     def judge_backward(self, block: Block, rows: tuple[A, A | None]) -> tuple[F64, Verdict]:
         """The verdict on the backward of all outputs together; where the outputs' backwards taken one at a time
