@@ -113,19 +113,7 @@ def tanh_linear(curvature_factor: float = 1.0) -> Callable[..., Any]:
             (t,) = ctx.saved_tensors
             return -2 * curvature_factor * t * g
 
-    class Tanh(torch.autograd.Function):
-        @staticmethod
-        def forward(z: Any) -> Any:
-            return torch.tanh(z)
-
-        @staticmethod
-        def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
-            ctx.save_for_backward(output)
-
-        @staticmethod
-        def backward(ctx: Any, g: Any) -> Any:
-            (t,) = ctx.saved_tensors
-            return g * Slope.apply(t)
+    Tanh = from_output(torch.tanh, Slope.apply)
 
     def fn(x: Any, w: Any) -> Any:
         return Tanh.apply(x @ w.T)
