@@ -227,3 +227,12 @@ def test_a_reference_that_stopped_or_is_missing_leaves_the_float32_verdict_with_
     assert with_reference(own, None) is own
     noted = with_reference(own, None, "no float64 copy")
     assert noted.passed and noted.notes[-1] == f"{REFERENCE_NOTE}: not checked (no float64 copy)"
+
+
+@pytest.mark.parametrize("bad", ["yes", 1, 0.0])
+def test_a_reference_that_is_not_a_bool_is_refused_before_anything_runs(bad: Any) -> None:
+    model, batch = model_and_batch(None)
+    with pytest.raises(ValueError, match=r"^reference: expected True, False or None, got "):
+        check_module(model, ce, batch, reference=bad)
+    with pytest.raises(ValueError, match=r"^reference: expected True or False, got "):
+        check_function(torch.tanh, torch.randn(3), reference=bad)

@@ -79,3 +79,11 @@ def test_check_model_catches_a_float32_gradient_bug_below_resolution_through_the
     assert not report.passed and report.worst == "params['w']", report
     sampled = check_model(loss, {"w": w}, x, sample=0.5)
     assert sampled.reference is None and any("a sampled check" in n for n in sampled.notes)
+
+
+def test_a_reference_that_is_not_a_bool_is_refused() -> None:
+    x, w = arguments()
+    with pytest.raises(ValueError, match=r"^reference: expected True or False, got 'no'"):
+        check_function(dense(0.0), x, w, reference="no")
+    with pytest.raises(ValueError, match=r"^reference: expected True, False or None, got 'no'"):
+        check_model(lambda p, data: jnp.sum(data @ p["w"]), {"w": w}, x, reference="no")

@@ -21,7 +21,10 @@ from numpy.typing import NDArray
 
 from preflight.check.report import GradcheckReport, TensorResult
 
-__all__ = ["FLOAT32_RESOLUTION", "REFERENCE_NOTE", "analytic_resolution", "resolution_floor", "with_reference"]
+__all__ = [
+    "FLOAT32_RESOLUTION", "REFERENCE_NOTE", "analytic_resolution", "check_reference", "resolution_floor",
+    "with_reference",
+]  # fmt: skip
 
 #: How every merged report names the float64 check (tests and the text report look for it).
 REFERENCE_NOTE = "float64 copy"
@@ -34,6 +37,21 @@ REFERENCE_NOTE = "float64 copy"
 FLOAT32_RESOLUTION = 8 * float(np.finfo(np.float32).eps)
 
 _RESOLUTION: ContextVar[float] = ContextVar("analytic_resolution", default=0.0)
+
+
+def check_reference(reference: object, *, optional: bool = False) -> None:
+    """ValueError naming ``reference`` unless it is True or False (or None where ``optional``: "unless sampled").
+
+    Examples
+    --------
+    >>> check_reference("yes")
+    Traceback (most recent call last):
+    ...
+    ValueError: reference: expected True or False, got 'yes'
+    """
+    if not (isinstance(reference, bool) or (optional and reference is None)):
+        allowed = "True, False or None" if optional else "True or False"
+        raise ValueError(f"reference: expected {allowed}, got {reference!r}")
 
 
 @contextmanager

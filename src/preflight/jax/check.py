@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from preflight._util.validation import check_choice, check_positive_int, describe
 from preflight.check import GradcheckReport, NondeterministicLossError, gradcheck
-from preflight.check.reference import with_reference
+from preflight.check.reference import check_reference, with_reference
 from preflight.jax._pytree import Split, split
 from preflight.jax._reference import has_float32, with_float64_copy
 from preflight.jax._sparse import structured_losses
@@ -109,6 +109,7 @@ def check_model(
     check_choice(strategy, name="strategy", allowed=("auto", "structured", "vmap", "loop"))
     if chunk is not None:
         chunk = check_positive_int(chunk, name="chunk")
+    check_reference(reference, optional=True)
     if reference is not False and has_float32(params, *batch):
         options: dict[str, Any] = {"eps": eps, "method": method, "sample": sample, "screen": screen, "seed": seed,
                                    "progress": progress, "strategy": strategy, "chunk": chunk}  # fmt: skip

@@ -26,6 +26,7 @@ from preflight.check.function_noise import row_grids
 from preflight.check.function_report import block_evidence, conclusive, verdict_result
 from preflight.check.function_steps import Verdict
 from preflight.check.jacobian import Locator
+from preflight.check.reference import check_reference
 from preflight.check.report import GradcheckReport, TensorResult
 from preflight.check.verdict import relative_difference
 from preflight.jax._outputs import Outputs, Stopped
@@ -110,6 +111,7 @@ def check_function(
     check_positive_int(max_outputs, name="max_outputs")
     if not isinstance(order, int) or isinstance(order, bool) or order not in (1, 2):
         raise ValueError(f"order: expected 1 or 2, got {order!r}")
+    check_reference(reference)
     if reference and has_float32(*primals):
         options: dict[str, Any] = {"modes": modes, "eps": eps, "richardson": richardson, "max_outputs": max_outputs,
                                    "names": names, "seed": seed, "worst": worst, "order": order}  # fmt: skip

@@ -4,10 +4,12 @@ dtypes a finite-difference check can resolve, and the one message for a loss tha
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from itertools import chain
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
@@ -15,8 +17,8 @@ from torch.func import functional_call
 from preflight._util.validation import describe
 
 __all__ = [
-    "FunctionalModel", "check_precision", "describe_value", "random_loss_message", "scalar_loss", "shared_parameters",
-    "split_batch",
+    "FunctionalModel", "check_precision", "describe_value", "expected_coordinates", "random_loss_message",
+    "scalar_loss", "shared_parameters", "split_batch",
 ]  # fmt: skip
 
 #: Dtypes a gradient check can judge. A central difference's relative error at the optimal step is about eps^(2/3):
@@ -134,3 +136,15 @@ def random_loss_message(model: nn.Module, values: tuple[float, float] | None) ->
         f"two calls at the same parameters gave {values[0]!r} and {values[1]!r}"
     )  # fmt: skip
     return f"loss: the loss is random, so finite differences mean nothing. In this model {advice}. ({seen})"
+
+
+def expected_coordinates(total: int, sample: Any) -> int:
+    """How many coordinates ``sample`` asks for, roughly (gradcheck validates it and rounds per tensor)."""
+    if sample is None or isinstance(sample, bool):
+        return total
+    try:
+        value = float(sample)
+    except (TypeError, ValueError):
+        return total
+    fraction = value if isinstance(sample, (float, np.floating)) else value / max(total, 1)
+    return math.ceil(total * min(1.0, max(0.0, fraction)))

@@ -23,10 +23,12 @@ from torch import nn
 from preflight._util.progress import should_show_progress
 from preflight._util.validation import check_choice, describe
 from preflight.check.engine import GradcheckReport, NondeterministicLossError, gradcheck
+from preflight.check.reference import check_reference
 from preflight.torch._evaluators import ChainEvaluator, LoopEvaluator, VmapEvaluator, class_targets
 from preflight.torch._model import (
     FunctionalModel,
     check_precision,
+    expected_coordinates,
     random_loss_message,
     scalar_loss,
     shared_parameters,
@@ -154,6 +156,7 @@ def check_module(
     """
     check_choice(mode, name="mode", allowed=("as_is", "eval", "train"))
     check_choice(strategy, name="strategy", allowed=("auto", "chain", "graph", "vmap", "loop"))
+    check_reference(reference, optional=True)
     if order not in (1, 2) or isinstance(order, bool):
         raise ValueError(f"order: expected 1 or 2, got {order!r}")
     if not isinstance(model, nn.Module):
@@ -209,20 +212,8 @@ def _show_progress(
         return False  # no bar could show (no tqdm, or stderr not a terminal): spare the timing
     per_coordinate = {"forward": 1, "richardson": 4}.get(method, 2)
     total = sum(job.leaves[n].size for n in job.checked)
-    seconds = per_coordinate * _expected_coordinates(total, sample) * evaluator.seconds_per_loss()
+    seconds = per_coordinate * expected_coordinates(total, sample) * evaluator.seconds_per_loss()
     return should_show_progress(None, seconds)
-
-
-def _expected_coordinates(total: int, sample: Any) -> int:
-    """How many coordinates ``sample`` asks for, roughly (gradcheck validates it and rounds per tensor)."""
-    if sample is None or isinstance(sample, bool):
-        return total
-    try:
-        value = float(sample)
-    except (TypeError, ValueError):
-        return total
-    fraction = value if isinstance(sample, (float, np.floating)) else value / max(total, 1)
-    return math.ceil(total * min(1.0, max(0.0, fraction)))
 
 
 class _ModuleCheck:

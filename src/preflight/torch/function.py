@@ -23,6 +23,7 @@ from preflight._util.validation import check_in_range, check_positive_int
 from preflight.check.diagnosis import TensorEvidence, diagnose
 from preflight.check.function_report import conclusive, verdict_result
 from preflight.check.function_steps import Verdict
+from preflight.check.reference import check_reference
 from preflight.check.report import GradcheckReport, TensorResult
 from preflight.check.verdict import relative_difference
 from preflight.torch._function_check import FunctionCheck, Stopped
@@ -123,6 +124,7 @@ def check_function(
     >>> check_function(torch.fft.rfft, x).passed   # a complex output, through its real and imaginary parts
     True
     """
+    check_reference(reference)
     if order == 2:
         from preflight.torch.second_order import check_function_twice
 
