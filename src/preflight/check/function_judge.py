@@ -27,10 +27,11 @@ from numpy.typing import NDArray
 from preflight.check import numdiff
 from preflight.check import quanta as grid
 from preflight.check.dense import GRID, Closer, closer_look
-from preflight.check.function_steps import MAX_HALVINGS, Block, Verdict, named
+from preflight.check.function_steps import MAX_HALVINGS, Block, Verdict, name_unresolved, named
 from preflight.check.jacobian import Columns, judge_entries
 from preflight.check.kinks import KINK_EVIDENCE, ROUNDING_FACTOR, SHORT
 from preflight.check.quanta import probe_jumps
+from preflight.check.reference import suspects
 from preflight.check.verdict import ANALYTIC_FACTOR
 
 __all__ = ["MIDDLE", "first_look", "judge_block"]
@@ -175,14 +176,19 @@ def _closer_look(level: Columns, cols: Index, a: F64, sigma: F64) -> Closer:
                   look.smooth.reshape(shape), look.off.reshape(shape))  # fmt: skip
 
 
-def _settle(block: Block, a: F64, failing: Index, verdict: list[A], quantum: F64 | None, behind: bool = True) -> None:
+def _settle(
+    block: Block, a: F64, failing: Index, verdict: list[A], quantum: F64 | None, behind: bool = True,
+    kinks: NDArray[np.bool_] | None = None,
+) -> None:  # fmt: skip
     """The second look with smaller steps at the ``failing`` columns (positions in ``usable``): ``verdict``
     (numeric, tolerance, bad, kink over the usable columns) is updated where the step had straddled a pole or jump.
     ``quantum``: each row's grid (None: none known), for the stairs test (:func:`_stair_free`); ``behind``: look for
-    stairs behind the failures that settled (:func:`_stairs_behind`)."""
+    stairs behind the failures that settled (:func:`_stairs_behind`); ``kinks``: entries set aside as kinks that are
+    looked at as if failing (a float32 check's failures, in its float64 copy:
+    :func:`preflight.check.reference.suspects`)."""
     grid = np.zeros_like(block.columns.f0) if quantum is None else np.asarray(quantum, dtype=np.float64)[:, None]
     numeric, tolerance, bad, kink = verdict
-    was_bad: NDArray[np.bool_] = bad[:, failing]
+    was_bad: NDArray[np.bool_] = bad[:, failing] | (False if kinks is None else kinks[:, failing])
     previous = numeric[:, failing], tolerance[:, failing]
     pending = np.arange(failing.size)
     smaller: dict[int, int] = {}
@@ -403,14 +409,17 @@ def judge_block(
             verdict = [entries.numeric, entries.tolerance, entries.bad.copy(), entries.kink.copy()]
             if quantum is not None:
                 unresolved[:, cols] = _quantized(block, usable, verdict, quantum, showing)
-        failing = np.flatnonzero(verdict[2].any(axis=0))
+        # The float32 check's failures its float64 copy sets aside as kinks get the second look too (None elsewhere).
+        suspect = suspects(block.label, a.shape)
+        kinks = None if suspect is None else np.logical_and(verdict[3], suspect[:, cols])
+        failing = np.flatnonzero(verdict[2].any(axis=0) | (False if kinks is None else kinks.any(axis=0)))
         if failing.size:
-            _settle(block, usable, failing, verdict, quantum, behind)
+            _settle(block, usable, failing, verdict, quantum, behind, kinks)
         numeric[:, cols], tolerance[:, cols], bad[:, cols], kink[:, cols] = verdict
         skip[:, cols] = False
         unresolved[:, cols] &= ~bad[:, cols]
         skip |= unresolved
-        _name_unresolved(block, unresolved)
+        name_unresolved(block, unresolved)
     for reason, positions in (
         ("outputs not finite at a later position of the check (the edge of the function's domain)", block.late),
         ("the derivative estimates do not settle as the step shrinks (a pole or a jump within the step)",
@@ -431,17 +440,3 @@ def judge_block(
     unresolved &= skip
     a[skip], numeric[skip] = 0.0, 0.0
     return a, Verdict(numeric, tolerance, bad, kink, skip, tried, unresolved)
-
-
-def _name_unresolved(block: Block, unresolved: NDArray[np.bool_]) -> None:
-    """The note naming the entries not resolved at the step (once per block)."""
-    if not unresolved.any() or ("unresolved", -1) in block.reported:
-        return
-    block.reported.add(("unresolved", -1))
-    elements = np.flatnonzero(unresolved.any(axis=0))
-    block.notes.append(
-        f"{block.label}: {int(unresolved.sum())} Jacobian entries not resolved at the step, not judged: their output "
-        "rows move on a grid coarser than their measured noise (an ulp of a larger intermediate, or a staircase), "
-        "and the entries' change over the step is below a few of its quanta; in elements "
-        f"{named(block.label, block.shape, elements)}"
-    )

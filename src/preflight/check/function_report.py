@@ -16,8 +16,8 @@ from numpy.typing import NDArray
 from preflight.check.diagnosis import TensorEvidence
 from preflight.check.function_steps import Verdict
 from preflight.check.jacobian import Locator
-from preflight.check.reference import resolution_floor
-from preflight.check.report import Coordinate, TensorResult
+from preflight.check.reference import keep_entries, resolution_floor
+from preflight.check.report import Coordinate, Entries, TensorResult
 from preflight.check.verdict import JUDGED_SHARE, relative_difference
 
 __all__ = ["block_evidence", "conclusive", "verdict_result"]
@@ -58,12 +58,15 @@ def verdict_result(
             out.append(Coordinate(index, float(a[flat]), float(numeric[flat]), float(tolerance[flat]), output))
         return out
 
+    judged = v.judged.ravel()
+    entries = Entries(a.astype(np.float64), judged, bad) if keep_entries() else None
     return TensorResult(
         name=name, shape=shape, size=int(a.size), checked=int(keep.sum()),
         difference=relative_difference(a[keep], numeric[keep]), passed=not bool(bad.any()),
         failed=int(bad.sum()), significance=float(excess.max()) if excess.size else 0.0,
         worst=coordinates(np.flatnonzero(keep)[np.argsort(-excess[keep], kind="stable")][:worst].tolist()),
         kinks=coordinates(np.flatnonzero(kink).tolist()), inconclusive=bool(v.tried.any() and not v.judged.any()),
+        entries=entries,
     )  # fmt: skip
 
 

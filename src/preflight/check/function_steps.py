@@ -30,6 +30,7 @@ __all__ = [
     "Block",
     "Verdict",
     "build_block",
+    "name_unresolved",
     "named",
 ]
 
@@ -220,3 +221,17 @@ def build_block(
     block = Block(label, shape, columns, usable, h, move, notes, finite=finite, stairs=stairs,
                   coarse_epsilon=max(epsilon, coarse_epsilon))  # fmt: skip
     return block
+
+
+def name_unresolved(block: Block, unresolved: NDArray[np.bool_]) -> None:
+    """The note naming the entries not resolved at the step (once per block)."""
+    if not unresolved.any() or ("unresolved", -1) in block.reported:
+        return
+    block.reported.add(("unresolved", -1))
+    elements = np.flatnonzero(unresolved.any(axis=0))
+    block.notes.append(
+        f"{block.label}: {int(unresolved.sum())} Jacobian entries not resolved at the step, not judged: their output "
+        "rows move on a grid coarser than their measured noise (an ulp of a larger intermediate, or a staircase), "
+        "and the entries' change over the step is below a few of its quanta; in elements "
+        f"{named(block.label, block.shape, elements)}"
+    )

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from preflight._util import jsonsafe
 from preflight._util.text import format_number, format_table
 from preflight.check.guarantee import BROKEN_SHARE, detection_probability
 
-__all__ = ["COURSE_THRESHOLDS", "Coordinate", "GradcheckReport", "TensorResult", "label"]
+__all__ = ["COURSE_THRESHOLDS", "Coordinate", "Entries", "GradcheckReport", "TensorResult", "label"]
 
 #: The course's reading of the relative difference (float64, eps = 1e-7): below 1e-7 fine, below 1e-5 worrying.
 COURSE_THRESHOLDS = (1e-7, 1e-5)
@@ -90,6 +91,17 @@ class Coordinate:
 
 
 @dataclass(frozen=True)
+class Entries:
+    """Every entry of a tensor's check, flat: its analytic value, whether it was judged, whether it failed. Kept (not
+    shown, not serialized) where a float32 check fails a tensor and on the float64 copy's results, for the merge of
+    :mod:`preflight.check.reference`."""
+
+    analytic: NDArray[np.float64]
+    judged: NDArray[np.bool_]
+    bad: NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
 class TensorResult:
     """The check of one tensor (a parameter, or an input of a function)."""
 
@@ -105,6 +117,8 @@ class TensorResult:
     kinks: list[Coordinate] = field(default_factory=list)
     #: Every checked coordinate was set aside as a kink: nothing proven about this tensor.
     inconclusive: bool = False
+    #: The entries themselves, where the float64 copy's merge needs them (:class:`Entries`).
+    entries: Entries | None = field(default=None, repr=False, compare=False)
 
     @property
     def detection(self) -> float:

@@ -55,7 +55,7 @@ def with_float64_copy(
             narrow = sorted({str(s.dtype) for s in jax.tree_util.tree_leaves(shapes) if _is_float32(s)})
             if narrow:
                 return with_reference(report, None, f"it returns {narrow[0]} from float64 arguments: it casts inside")
-            with analytic_resolution(FLOAT32_RESOLUTION):
+            with analytic_resolution(FLOAT32_RESOLUTION, report):
                 again = check(*wide)
     except Exception as error:  # code that does not run in float64 says nothing about its float32 derivatives
         return with_reference(report, None, f"it does not run in float64: {type(error).__name__}: {str(error)[:160]}")

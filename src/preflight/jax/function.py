@@ -26,7 +26,7 @@ from preflight.check.function_noise import row_grids
 from preflight.check.function_report import block_evidence, conclusive, verdict_result
 from preflight.check.function_steps import Verdict
 from preflight.check.jacobian import Locator
-from preflight.check.reference import check_reference
+from preflight.check.reference import before_reference, check_reference
 from preflight.check.report import GradcheckReport, TensorResult
 from preflight.check.verdict import relative_difference
 from preflight.jax._outputs import Outputs, Stopped
@@ -116,7 +116,8 @@ def check_function(
         options: dict[str, Any] = {"modes": modes, "eps": eps, "richardson": richardson, "max_outputs": max_outputs,
                                    "names": names, "seed": seed, "worst": worst, "order": order}  # fmt: skip
         options["reference"] = False
-        own = check_function(f, *primals, **options)
+        with before_reference():
+            own = check_function(f, *primals, **options)
         return with_float64_copy(own, f, lambda *wide: check_function(f, *wide, **options), *primals)
     if order == 2:
         from preflight.jax.second_order import check_function_twice

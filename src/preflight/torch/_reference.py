@@ -110,7 +110,7 @@ def function_reference(
             narrow = single_precision_outputs(fn(*wide))
         if narrow:
             return with_reference(report, None, f"fn returns {narrow[0]} from float64 inputs: it casts inside")
-        with analytic_resolution(FLOAT32_RESOLUTION):
+        with analytic_resolution(FLOAT32_RESOLUTION, report):
             again = check(fn, *wide)
     except Exception as error:  # a function that does not run in float64 says nothing about its float32 backward
         return with_reference(report, None, f"fn does not run in float64: {type(error).__name__}: {str(error)[:160]}")

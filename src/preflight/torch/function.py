@@ -9,6 +9,7 @@ leaves the function's domain, or straddles a pole, is shrunk for that element be
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import time
@@ -23,7 +24,7 @@ from preflight._util.validation import check_in_range, check_positive_int
 from preflight.check.diagnosis import TensorEvidence, diagnose
 from preflight.check.function_report import conclusive, verdict_result
 from preflight.check.function_steps import Verdict
-from preflight.check.reference import check_reference
+from preflight.check.reference import before_reference, check_reference
 from preflight.check.report import GradcheckReport, TensorResult
 from preflight.check.verdict import relative_difference
 from preflight.torch._function_check import FunctionCheck, Stopped
@@ -125,6 +126,22 @@ def check_function(
     True
     """
     check_reference(reference)
+    copied = reference and needs_reference([inputs[i] for i in _checked_positions(inputs)])
+    with before_reference() if copied else contextlib.nullcontext():
+        report = _check_once(fn, inputs, eps, forward_ad, richardson, max_outputs, names, seed, worst, order)
+    if copied:
+        again = functools.partial(check_function, eps=eps, forward_ad=forward_ad, richardson=richardson,
+                                  max_outputs=max_outputs, names=names, seed=seed, worst=worst, order=order,
+                                  reference=False)  # fmt: skip
+        report = function_reference(report, fn, inputs, again)
+    return report
+
+
+def _check_once(
+    fn: Callable[..., Any], inputs: tuple[Any, ...], eps: float | None, forward_ad: bool | None, richardson: bool,
+    max_outputs: int, names: Sequence[str] | None, seed: int, worst: int, order: int,
+) -> GradcheckReport:  # fmt: skip
+    """:func:`check_function` at the inputs' own precision."""
     if order == 2:
         from preflight.torch.second_order import check_function_twice
 
@@ -135,11 +152,6 @@ def check_function(
     else:
         report = run_function_check(FunctionCheck, fn, inputs, eps, forward_ad, richardson, max_outputs, names, seed,
                                     worst)  # fmt: skip
-    if reference and needs_reference([inputs[i] for i in _checked_positions(inputs)]):
-        again = functools.partial(check_function, eps=eps, forward_ad=forward_ad, richardson=richardson,
-                                  max_outputs=max_outputs, names=names, seed=seed, worst=worst, order=order,
-                                  reference=False)  # fmt: skip
-        report = function_reference(report, fn, inputs, again)
     return report
 
 
