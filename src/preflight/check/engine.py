@@ -19,6 +19,7 @@ evaluator (``preflight.nn.gradcheck``) computes all perturbed losses of a tensor
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -45,6 +46,7 @@ from preflight.check.inputs import (
     screen_directions,
 )
 from preflight.check.perturb import BlackBoxLoss, CountedLoss, PerturbedLoss
+from preflight.check.pooled import COARSE_EPSILON, pooled_look
 from preflight.check.report import COURSE_THRESHOLDS, Coordinate, GradcheckReport, TensorResult
 from preflight.check.verdict import (
     ANALYTIC_FACTOR,
@@ -208,6 +210,16 @@ def gradcheck(
     for t in tensors:
         results[t.name], e = tensor_result(t)
         evidence.append(e)
+    pooled = []
+    # float32: the coordinates of a passing tensor moved together too, where no coordinate was set aside as a kink
+    # (preflight.check.pooled), and not in a sampled check (of a model too large for 6 to 62 more evaluations each)
+    if rounding >= COARSE_EPSILON and sample is None and not any(t.kink.any() for t in tensors):
+        for t in tensors:
+            if results[t.name].passed and results[t.name].checked:
+                found = pooled_look(t, leaves, blackbox.value, f0, sigma, eps)
+                if found is not None:
+                    results[t.name] = dataclasses.replace(results[t.name], passed=False)
+                    pooled.append(found.note())
     a_all = np.concatenate([e.analytic for e in evidence])
     n_all = np.concatenate([e.numeric for e in evidence])
     difference = relative_difference(a_all, n_all)
@@ -224,7 +236,7 @@ def gradcheck(
         passed=all(r.passed for r in results.values()) and conclusive,
         difference=difference,
         parameters=results,
-        hints=diagnose(evidence, m),
+        hints=diagnose(evidence, m) + pooled,
         dtype=", ".join(sorted({str(a.dtype) for a in leaves.values()})),
         method=method,
         noise=sigma,
