@@ -35,6 +35,7 @@ from preflight._util.validation import check_choice, check_in_range, check_posit
 from preflight.check import numdiff, second_order
 from preflight.check.diagnosis import batch_size, diagnose
 from preflight.check.distributed import check_client, distributed_loss
+from preflight.check.float64_look import float64_look
 from preflight.check.inputs import (
     Leaves,
     analytic_gradient,
@@ -206,6 +207,9 @@ def gradcheck(
             first_pass(active, evaluate, f0, sigma, method, eps, rounding)
             for t in active:
                 second_look(t, evaluate, f0, sigma)
+            if rounding >= COARSE_EPSILON and evaluator is None and client is None:
+                cleared = float64_look(loss, params, active, seed)  # preflight.check.float64_look
+                notes += [cleared] if cleared else []
     results, evidence = {}, []
     for t in tensors:
         results[t.name], e = tensor_result(t)
