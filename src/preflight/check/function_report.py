@@ -20,9 +20,12 @@ from preflight.check.reference import keep_entries, resolution_floor
 from preflight.check.report import Coordinate, Entries, TensorResult
 from preflight.check.verdict import JUDGED_SHARE, relative_difference
 
-__all__ = ["block_evidence", "conclusive", "verdict_result"]
+__all__ = ["NOTHING_TO_CHECK", "block_evidence", "conclusive", "nothing_to_check", "verdict_result"]
 
 A = NDArray[Any]
+#: The note of a check whose Jacobian has no entry at all (an empty input or output), which passes as torch's
+#: gradcheck does: nothing was set aside, there was nothing to judge.
+NOTHING_TO_CHECK = "0 elements, nothing to check (an empty input or output)"
 
 
 def verdict_result(
@@ -119,3 +122,22 @@ def conclusive(verdicts: Sequence[Verdict], notes: list[str], *, any_finite: boo
             "of the function, or not checkable): nothing proven"
         )
     return out
+
+
+def nothing_to_check(
+    inputs: Sequence[tuple[str, tuple[int, ...], Locator]], worst: int, notes: list[str]
+) -> dict[str, TensorResult]:
+    """Each input's result ``(name, shape, locator)`` when the Jacobian has no entry at all (an empty input or
+    output), with the note :data:`NOTHING_TO_CHECK`: the check passes. (A check whose entries exist but were all set
+    aside does not: :func:`conclusive`.)
+
+    Examples
+    --------
+    >>> notes: list[str] = []
+    >>> results = nothing_to_check([("x", (0, 3), lambda flat: ((flat,), None))], 5, notes)
+    >>> results["x"].passed, results["x"].checked, notes
+    (True, 0, ['0 elements, nothing to check (an empty input or output)'])
+    """
+    notes.append(NOTHING_TO_CHECK)
+    return {name: verdict_result(name, shape, np.zeros((0, 0)), Verdict.empty(), worst, where)
+            for name, shape, where in inputs}  # fmt: skip

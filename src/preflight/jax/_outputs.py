@@ -52,9 +52,16 @@ class Outputs:
         skipped = len(jax.tree_util.tree_leaves(shapes)) - len(floats)
         if skipped:
             self.notes.append(f"{skipped} output(s) not floating-point (integers, booleans): not checked")
-        if not floats or sum(math.prod(s.shape) for s in floats) == 0:
+        if not floats:
             raise ValueError("f: it returned no floating-point output to differentiate")
         self.shapes = [tuple(s.shape) for s in floats]
+        m = sum(math.prod(shape) for shape in self.shapes)
+        #: Jacobian entries: 0 for an empty input or output, which the check passes with nothing to check.
+        self.entries = m * sum(a.size for a in tree.arrays)
+        self.identity = m <= limit
+        self.noise = 0.0
+        if self.entries == 0:
+            return
         self.output_epsilon = max(float(_finfo(s.dtype).eps) for s in floats)
         self.input_epsilon = max(numdiff.machine_epsilon(a.dtype) for a in tree.arrays)
         self.flat = jax.jit(self._flat)
@@ -62,8 +69,6 @@ class Outputs:
         self.evaluations += 2
         self.first, self.second = first, second
         self.first_dtype = first.dtype
-        m = first.size
-        self.identity = m <= limit
         if self.identity:
             self.project = np.eye(m)
         else:
@@ -76,7 +81,6 @@ class Outputs:
         self.sigma = np.zeros_like(self.f0)
         #: Each output row's stairs, where the noise probe crossed some, 0 elsewhere (:meth:`measure_noise`).
         self.stairs = np.zeros_like(self.f0)
-        self.noise = 0.0
         self.compiled: dict[int, Callable[..., Any]] = {}
 
     def _flat(self, leaves: list[Any]) -> Any:

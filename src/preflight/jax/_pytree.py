@@ -79,15 +79,17 @@ class Split:
         return of_leaves
 
 
-def split(tree: Any, root: str, *, what: str = "params") -> Split:
+def split(tree: Any, root: str, *, what: str = "params", finite: bool = True) -> Split:
     """The floating leaves of ``tree`` by path name (``root`` + path), as contiguous NumPy copies.
 
     A leaf in a dtype JAX would not compute in (float64 while x64 is off) is copied in the dtype it becomes.
+    ``finite``: refuse NaN/inf values (parameters); ``False`` keeps them, for ``check_function``, which gives such
+    an element no step and names it as skipped (:func:`preflight.check.function_steps.build_block`).
 
     Raises
     ------
     ValueError
-        No floating leaf, or one in float16/bfloat16, or NaN/inf.
+        No floating leaf, or one in float16/bfloat16, or NaN/inf (with ``finite``).
 
     Examples
     --------
@@ -105,7 +107,7 @@ def split(tree: Any, root: str, *, what: str = "params") -> Split:
         check_precision(leaf.dtype, f"{what} ({name})", fix=f"check a float32 or float64 copy of {what}")
         # The dtype JAX computes in (float64 becomes float32 while x64 is off), copied without a compile.
         array = np.array(leaf, dtype=jax.dtypes.canonicalize_dtype(leaf.dtype), copy=True, order="C")
-        if not np.all(np.isfinite(array)):
+        if finite and not np.all(np.isfinite(array)):
             first = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
             raise ValueError(f"{what} ({name}): expected finite values, got NaN/inf at index {first}")
         positions.append(position)

@@ -5,8 +5,10 @@ entry by entry, by the same code as ``preflight.torch.check_function``: each out
 stairs its probe crossed (:mod:`preflight.check.function_noise`), steps inside the function's domain
 (:mod:`preflight.check.function_steps`), the Jacobian verdict with rows on a grid and smaller steps where the
 estimates do not settle (:mod:`preflight.check.function_judge`), the one report
-(:mod:`preflight.check.function_report`). The same function gets the same verdict from either adapter. Inputs and
-outputs are any pytrees; the perturbed evaluations of one input leaf run vmapped, one jit each.
+(:mod:`preflight.check.function_report`). The same function gets the same verdict from either adapter, at the
+edges too: an empty input or output passes with nothing to check, an input element that is not finite gets no step
+and is named as skipped. Inputs and outputs are any pytrees; the perturbed evaluations of one input leaf run vmapped,
+one jit each.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from preflight._util.validation import check_in_range, check_positive_int, descr
 from preflight.check.diagnosis import TensorEvidence, diagnose
 from preflight.check.function_judge import judge_block
 from preflight.check.function_noise import row_grids
-from preflight.check.function_report import block_evidence, conclusive, verdict_result
+from preflight.check.function_report import block_evidence, conclusive, nothing_to_check, verdict_result
 from preflight.check.function_steps import Verdict
 from preflight.check.jacobian import Locator
 from preflight.check.reference import before_reference, check_reference
@@ -61,7 +63,8 @@ def check_function(
         function, a jitted function, a layer's apply). Integer outputs are left out.
     *primals
         Arrays or pytrees; every floating leaf is checked (in the dtype JAX computes it in: float32 unless x64 is
-        enabled), named by argument and path (``input0['w']``). Never modified.
+        enabled), named by argument and path (``input0['w']``). Never modified. An element that is not finite
+        (``-inf`` in a masked softmax, NaN) gets no step: its Jacobian entries are skipped, named in a note.
     modes : sequence of {"rev", "fwd"}
         Reverse mode (VJP, the report's ``parameters``) and forward mode (JVP, its ``forward_ad``). A mode the
         function does not define (JVP of a ``custom_vjp``) is skipped with a note, unless it is the only one asked.
@@ -88,14 +91,15 @@ def check_function(
     -------
     GradcheckReport
         The report every preflight check returns (its ``unit`` is Jacobian entries). The worst entries name the
-        input element and the output element. It does not pass (INCONCLUSIVE) when too few entries could be
-        judged (all set aside as kinks, or not resolved at the step). The check stops (``stopped`` says why,
-        ``passed`` is False) when ``f`` is random, or an output is not finite at the primals.
+        input element and the output element. It passes with a note "0 elements, nothing to check" when there is
+        no Jacobian entry at all (an empty input or output), and does not pass (INCONCLUSIVE) when too few entries
+        could be judged (all set aside as kinks, or not resolved at the step). The check stops (``stopped`` says
+        why, ``passed`` is False) when ``f`` is random, or an output is not finite at the primals.
 
     Raises
     ------
     ValueError
-        No floating input, float16/bfloat16 inputs, no floating output, bad options.
+        No floating input, float16/bfloat16 inputs, no floating output (integers only), bad options.
 
     Examples
     --------
@@ -107,6 +111,10 @@ def check_function(
     >>> report = check_function(square, jnp.array([0.5, 1.0, 2.0]))
     >>> report.passed, report.hints
     (False, ['input0: analytic = 1.50 x numeric'])
+    >>> check_function(jnp.tanh, jnp.zeros((0, 3))).notes[0]
+    '0 elements, nothing to check (an empty input or output)'
+    >>> check_function(jax.nn.softmax, jnp.array([0.3, -jnp.inf, 1.2])).notes[0]
+    'input0: 1 element(s) not finite (input0[1] = -inf): no step taken, their Jacobian entries are not checked'
     """
     check_positive_int(max_outputs, name="max_outputs")
     if not isinstance(order, int) or isinstance(order, bool) or order not in (1, 2):
@@ -137,11 +145,20 @@ def check_function(
     if not primals:
         raise ValueError("primals: expected at least one argument to check")
     start = time.perf_counter()
-    tree = split(tuple(primals), "", what="primals")
+    tree = split(tuple(primals), "", what="primals", finite=False)
     tree = _renamed(tree, labels)
     out = Outputs(tree.bind(lambda args: f(*args)), tree, max_outputs, seed)
     dtype = ", ".join(sorted({str(a.dtype) for a in tree.arrays}))
     method = "richardson" if richardson else "central"
+    if out.entries == 0:
+        leaves = zip(tree.names, tree.arrays, strict=True)
+        inputs_seen = [(name, arr.shape, _locator(out, arr.shape)) for name, arr in leaves]
+        empty = nothing_to_check(inputs_seen, worst, out.notes)
+        return GradcheckReport(
+            passed=True, difference=math.nan, parameters=empty if "rev" in wanted else {}, hints=[], dtype=dtype,
+            method=method, noise=0.0, evaluations=out.evaluations, seconds=time.perf_counter() - start,
+            notes=out.notes, forward_ad=dict(empty) if "fwd" in wanted else None, unit="Jacobian entries",
+        )  # fmt: skip
     try:
         out.require_usable()
         out.measure_noise()

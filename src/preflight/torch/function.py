@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from preflight._util.validation import check_in_range, check_positive_int
 from preflight.check.diagnosis import TensorEvidence, diagnose
-from preflight.check.function_report import conclusive, verdict_result
+from preflight.check.function_report import conclusive, nothing_to_check, verdict_result
 from preflight.check.function_steps import Verdict
 from preflight.check.reference import before_reference, check_reference
 from preflight.check.report import GradcheckReport, TensorResult
@@ -180,10 +180,8 @@ def run_function_check(
         )  # fmt: skip
 
     if job.entries == 0:
-        job.notes.append("0 elements, nothing to check (an empty input or output)")
-        empty = {label: verdict_result(label, job.shape(i), np.zeros((0, 0)), Verdict.empty(), worst, job.locator(i))
-                 for label, i in zip(labels, positions, strict=True)}  # fmt: skip
-        return report(True, empty, difference=math.nan, hints=[], noise=0.0)
+        inputs_seen = [(label, job.shape(i), job.locator(i)) for label, i in zip(labels, positions, strict=True)]
+        return report(True, nothing_to_check(inputs_seen, worst, job.notes), difference=math.nan, hints=[], noise=0.0)
     try:
         job.require_usable()
         job.measure_noise()
