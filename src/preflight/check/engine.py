@@ -198,6 +198,7 @@ def gradcheck(
     per_coordinate = {"central": 2, "forward": 1, "richardson": 4}[method]
     expected = per_coordinate * sum(t.index.size for t in tensors)
     show = should_show_progress(progress, expected * f0_time)
+    wide_evaluations = 0
     with progress_bar(expected, show, desc="gradcheck") as tick:
         blackbox.progress = tick
         inner = evaluator if client is None else distributed_loss(client, evaluator, loss, params, f0, f0_time)
@@ -208,7 +209,7 @@ def gradcheck(
             for t in active:
                 second_look(t, evaluate, f0, sigma)
             if rounding >= COARSE_EPSILON and evaluator is None and client is None:
-                cleared = float64_look(loss, params, active, seed)  # preflight.check.float64_look
+                cleared, wide_evaluations = float64_look(loss, params, active, seed)  # preflight.check.float64_look
                 notes += [cleared] if cleared else []
     results, evidence = {}, []
     for t in tensors:
@@ -228,7 +229,7 @@ def gradcheck(
     n_all = np.concatenate([e.numeric for e in evidence])
     difference = relative_difference(a_all, n_all)
     checked_all = all(t.index.size == t.arr.size for t in tensors)
-    evaluations = blackbox.evaluations
+    evaluations = blackbox.evaluations + wide_evaluations
     attempted, judged = sum(t.index.size for t in tensors), sum(r.checked for r in results.values())
     conclusive = judged >= JUDGED_SHARE * attempted and (judged > 0 or attempted == 0)
     if not conclusive:
