@@ -5,11 +5,12 @@ a sigmoid output, cross-entropy and L2), in float32, over several seeds, with th
 adds to its coordinates and without them (the coordinates alone): the float64 look (``preflight.check.float64_look``:
 failing coordinates judged again at float64 copies of the parameters, which can only clear a failure) and the pooled
 look (``preflight.check.pooled``: every coordinate of a passing tensor moved together along its analytic gradient).
-A NumPy check gets no float64 copy of the backward: the gradient comes as float32 arrays.
+Given as arrays, the gradient exists in float32 only; given as a function, it also runs at float64 copies of the
+parameters (``preflight.check.numpy_reference``), a third column.
 
 Printed per network and bug: the bug's relative size ``||g - g_true|| / ||g_true||`` (median over seeds, against a
 float64 backward of the same values), how many seeds it was caught at (a bug) or failed at (a correct backward: a
-false alarm), with and without the looks, and the evaluations (mean per check).
+false alarm) in the three settings, and the evaluations (mean per check, in the same order).
 
 Run: ``PYTHONPATH=src .venv/bin/python benchmarks/numpy_float32_bugs.py`` (``--seeds 6``; a few minutes on 2 cores).
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import numpy as np
@@ -34,11 +36,15 @@ NETS = (("relu", (12, 16, 8, 1), 64), ("relu", (20, 32, 16, 1), 256), ("tanh", (
         ("tanh", (20, 32, 16, 1), 256))  # fmt: skip
 
 
-def run(act: str, dims: tuple[int, ...], m: int, bug: str, lam: float, seed: int, looks: bool) -> tuple[bool, int]:
+def run(act: str, dims: tuple[int, ...], m: int, bug: str, lam: float, seed: int, mode: int) -> tuple[bool, int]:
+    """mode 0: the gradient as arrays, coordinates alone; 1: as arrays, with the looks; 2: as a function (the float64
+    copy too)."""
     p, X, Y = make(seed, dims, m)
-    g = grads(p, X, Y, act, lam, bug)
+    g: Any = grads(p, X, Y, act, lam, bug)
+    if mode == 2:
+        g = lambda q: grads(q, X, Y, act, lam, bug)  # noqa: E731
     # Without the looks: the engine's threshold for them (a loss rounding like float32) set beyond any precision.
-    with mock.patch("preflight.check.engine.COARSE_EPSILON", np.inf if not looks else 1e-10):
+    with mock.patch("preflight.check.engine.COARSE_EPSILON", np.inf if mode == 0 else 1e-10):
         report = gradcheck(lambda q: loss(q, X, Y, act, lam), p, g)
     return report.passed, report.evaluations
 
@@ -48,46 +54,47 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=6)
     parser.add_argument("--from-seed", type=int, default=0)
     args = parser.parse_args()
-    rows, totals = [], {"alarms": [0, 0, 0], "missed": [0, 0, 0]}
+    rows, totals = [], {"alarms": [0, 0, 0, 0], "missed": [0, 0, 0, 0]}
     missed: list[str] = []
     for act, dims, m in NETS:
         for bug in BUGS:
             if bug == "tanh-derivative" and act == "relu":
                 continue
             lam = 0.7
-            sizes, caught, evals = [], [0, 0], [0, 0]
+            sizes, caught, evals = [], [0, 0, 0], [0, 0, 0]
             for seed in range(args.from_seed, args.from_seed + args.seeds):
                 p, X, Y = make(seed, dims, m)
                 wide = {k: v.astype(np.float64) for k, v in p.items()}
                 truth = grads(wide, X.astype(np.float64), Y.astype(np.float64), act, lam)
                 size = relative_size(grads(p, X, Y, act, lam, bug), truth)
                 sizes.append(size)
-                for k, looks in enumerate((False, True)):
-                    passed, n = run(act, dims, m, bug, lam, seed, looks)
+                for k in range(3):
+                    passed, n = run(act, dims, m, bug, lam, seed, k)
                     caught[k] += not passed
                     evals[k] += n
                     if bug and size >= 1e-3 and passed:
                         totals["missed"][k] += 1
-                        if looks:
+                        if k == 1:
                             missed.append(f"{act} {'-'.join(map(str, dims))} m={m}, {bug}, seed {seed}: {size:.2e}")
                     if not bug and not passed:
                         totals["alarms"][k] += 1
                 if bug and size >= 1e-3:
-                    totals["missed"][2] += 1
+                    totals["missed"][3] += 1
                 if not bug:
-                    totals["alarms"][2] += 1
+                    totals["alarms"][3] += 1
             word = "failed (false alarms)" if not bug else "caught"
-            rows.append([f"{act} {'-'.join(map(str, dims))}, m={m}", BUGS[bug], f"{np.median(sizes):.1e}",
-                         f"{caught[0]}/{args.seeds} {word}", f"{caught[1]}/{args.seeds} {word}",
-                         f"{evals[0] // args.seeds:,}", f"{evals[1] // args.seeds:,}"])  # fmt: skip
+            counts = [f"{c}/{args.seeds} {word}" for c in caught]
+            means = [f"{e // args.seeds:,}" for e in evals]
+            net = f"{act} {'-'.join(map(str, dims))}, m={m}"
+            rows.append([net, BUGS[bug], f"{np.median(sizes):.1e}", *counts, *means])
             print(rows[-1], flush=True, file=sys.stderr)
-    print(format_table(["network", "backward", "size", "coordinates alone", "with both looks", "evals alone",
-                        "evals with"], rows))  # fmt: skip
+    print(format_table(["network", "backward", "size", "arrays, coordinates alone", "arrays, both looks",
+                        "a function, float64 copy", "evals", "evals", "evals"], rows))  # fmt: skip
     a, b = totals["alarms"], totals["missed"]
-    print(f"false alarms: {a[0]} alone, {a[1]} with both looks, of {a[2]} correct runs")
-    print(f"bugs >= 1e-3 missed: {b[0]} alone, {b[1]} with both looks, of {b[2]} runs")
+    print(f"false alarms: {a[0]} alone, {a[1]} with both looks, {a[2]} with the copy, of {a[3]} correct runs")
+    print(f"bugs >= 1e-3 missed: {b[0]} alone, {b[1]} with both looks, {b[2]} with the copy, of {b[3]} runs")
     for line in missed:
-        print(f"  missed with both looks: {line}")
+        print(f"  missed with both looks (arrays): {line}")
 
 
 if __name__ == "__main__":

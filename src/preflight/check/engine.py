@@ -20,6 +20,7 @@ evaluator (``preflight.nn.gradcheck``) computes all perturbed losses of a tensor
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -46,8 +47,10 @@ from preflight.check.inputs import (
     sample_coordinates,
     screen_directions,
 )
+from preflight.check.numpy_reference import numpy_reference
 from preflight.check.perturb import BlackBoxLoss, CountedLoss, PerturbedLoss
 from preflight.check.pooled import COARSE_EPSILON, pooled_look
+from preflight.check.reference import check_reference
 from preflight.check.report import COURSE_THRESHOLDS, Coordinate, GradcheckReport, TensorResult
 from preflight.check.verdict import (
     ANALYTIC_FACTOR,
@@ -95,6 +98,7 @@ def gradcheck(
     batch: Any = None,
     hvp: Callable[[Any, Any], Any] | None = None,
     client: Any = None,
+    reference: bool | None = None,
 ) -> GradcheckReport:
     """Check an analytic gradient against finite differences, coordinate by coordinate.
 
@@ -133,6 +137,12 @@ def gradcheck(
         Compute the perturbed losses on a Dask cluster (:mod:`preflight.check.distributed`): the loss and a copy of
         ``params`` (or the ``evaluator``) are shipped once per worker, the coordinates go out in ranges, the losses
         come back into this check; the noise is measured and the verdict taken here. Same numbers as without.
+    reference : bool, optional
+        With float32 parameters and a callable ``grads``, run the same check at float64 copies of the parameters
+        too, and fail a tensor either check fails (:mod:`preflight.check.numpy_reference`): float32 differences
+        resolve about 1e-3 of a ReLU network's gradient, float64's a million times finer. ``None`` (default): the
+        copy is made unless the check is sampled or runs through an ``evaluator`` or a ``client``; ``True``: also
+        when sampled; ``False``: never. Gradients given as arrays get no copy (they exist in float32 only).
 
     Returns
     -------
@@ -167,6 +177,7 @@ def gradcheck(
         check_in_range(eps, name="eps", low=0.0, high=1.0, low_open=True)
     if client is not None:
         check_client(client)
+    check_reference(reference, optional=True)
     leaves = parameter_leaves(params)
     m, batch_note = batch_size(batch, leaves)
     notes: list[str] = [batch_note] if batch_note else []
@@ -255,6 +266,12 @@ def gradcheck(
         report = second_order.attach(
             report, lambda: second_order.check_hessian(params, leaves, grads, hvp, seed=seed, eps=eps)
         )
+    single = any(numdiff.machine_epsilon(a.dtype) > COARSE_EPSILON for a in leaves.values())
+    plain = evaluator is None and client is None and (sample is None or reference is True)
+    if reference is not False and single and callable(grads) and plain:
+        options = {"eps": eps, "sample": sample, "seed": seed, "method": method, "screen": screen, "batch": batch}
+        copy_check = functools.partial(gradcheck, loss, grads=grads, progress=progress, reference=False, **options)
+        report = numpy_reference(report, params, grads, copy_check)
     return report
 
 
