@@ -47,9 +47,10 @@ from preflight.check.inputs import (
     sample_coordinates,
     screen_directions,
 )
+from preflight.check.numdiff import COARSE_EPSILON
 from preflight.check.numpy_reference import numpy_reference
 from preflight.check.perturb import BlackBoxLoss, CountedLoss, PerturbedLoss
-from preflight.check.pooled import COARSE_EPSILON, pooled_look
+from preflight.check.pooled import pooled_look
 from preflight.check.reference import check_reference
 from preflight.check.report import COURSE_THRESHOLDS, Coordinate, GradcheckReport, TensorResult
 from preflight.check.verdict import (
@@ -270,7 +271,7 @@ def gradcheck(
     plain = evaluator is None and client is None and (sample is None or reference is True)
     if reference is not False and single and callable(grads) and plain:
         options = {"eps": eps, "sample": sample, "seed": seed, "method": method, "screen": screen, "batch": batch}
-        copy_check = functools.partial(gradcheck, loss, grads=grads, progress=progress, reference=False, **options)
+        copy_check = functools.partial(gradcheck, loss, progress=progress, reference=False, **options)
         report = numpy_reference(report, params, grads, copy_check)
     return report
 

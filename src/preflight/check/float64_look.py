@@ -32,14 +32,14 @@ from preflight.check import numdiff
 from preflight.check.inputs import measure_noise, parameter_leaves
 from preflight.check.perturb import BlackBoxLoss
 from preflight.check.report import label
-from preflight.check.tree import ravel, unravel
+from preflight.check.tree import widened
 from preflight.check.verdict import ANALYTIC_FACTOR, TensorCheck, excess_ratio, first_pass, second_look
 
 __all__ = ["FLOAT64_EPSILON", "float64_look"]
 
 F64 = NDArray[np.float64]
-#: A loss of float64 parameters rounds like float64 when its measured epsilon is at most this (float32's is 1.2e-7).
-FLOAT64_EPSILON = 1e-10
+#: A loss of float64 parameters rounds like float64 when its measured epsilon is below this (float32's is 1.2e-7).
+FLOAT64_EPSILON = numdiff.COARSE_EPSILON
 #: Coordinates named in the note.
 NAMED = 5
 #: A tensor is looked at again only with at most this many failing coordinates, or this share of those judged: the
@@ -80,8 +80,7 @@ def float64_look(
     if not any(rows.size for rows in failing.values()):
         return None, 0
     try:
-        theta, spec = ravel(params, dtype=np.float64)
-        wide = unravel(theta, spec)
+        wide = widened(params)
         leaves = parameter_leaves(wide)
         box = BlackBoxLoss(loss, wide, leaves)
         f0 = box.value()
@@ -93,10 +92,11 @@ def float64_look(
     looks = [TensorCheck(t.name, leaves[t.name], t.index[rows], t.g) for t in tensors if (rows := failing[t.name]).size]
     first_pass(looks, box, f0, sigma, "central", None, box.output_epsilon)
     cleared, set_aside = [], 0
+    by_name = {t.name: t for t in tensors}
     for look in looks:
         look.kink = np.zeros(look.index.size, dtype=bool)
         second_look(look, box, f0, sigma)
-        t = next(t for t in tensors if t.name == look.name)
+        t = by_name[look.name]
         rows = failing[t.name]
         g = t.g.reshape(-1)
         rms = float(np.sqrt(np.mean(g**2))) if g.size else 0.0

@@ -27,6 +27,7 @@ from numpy.typing import DTypeLike, NDArray
 from preflight._util.validation import check_array, check_choice, check_in_range
 
 __all__ = [
+    "COARSE_EPSILON",
     "METHODS",
     "Estimate",
     "central",
@@ -51,6 +52,11 @@ class Estimate:
 
     value: F64
     error: F64
+
+
+#: A machine epsilon at or above this rounds like float32 or coarser (float32's is 1.2e-7, float64's 2.2e-16): what
+#: float32 differences resolve, where float64 copies of the same values resolve far finer.
+COARSE_EPSILON = 1e-10
 
 
 def machine_epsilon(dtype: DTypeLike) -> float:

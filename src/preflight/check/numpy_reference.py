@@ -17,18 +17,19 @@ from typing import Any
 
 import numpy as np
 
+from preflight.check.numdiff import COARSE_EPSILON
 from preflight.check.reference import FLOAT32_RESOLUTION, analytic_resolution, with_reference
 from preflight.check.report import GradcheckReport
-from preflight.check.tree import flatten, ravel, unravel
+from preflight.check.tree import flatten, widened
 
 __all__ = ["numpy_reference"]
 
 
 def numpy_reference(
-    own: GradcheckReport, params: Any, grads: Callable[[Any], Any], check: Callable[[Any], GradcheckReport]
+    own: GradcheckReport, params: Any, grads: Callable[[Any], Any], check: Callable[[Any, Any], GradcheckReport]
 ) -> GradcheckReport:
-    """``own`` (a float32 check) merged with ``check(params64)``, the same check at float64 copies of ``params``
-    (float32 resolution added to its tolerances), or with a note saying why no copy could be checked.
+    """``own`` (a float32 check) merged with ``check(params64, grads(params64))``, the same check at float64 copies of
+    ``params`` (float32 resolution added to its tolerances), or with a note saying why no copy could be checked.
 
     Examples
     --------
@@ -40,17 +41,17 @@ def numpy_reference(
     >>> gradcheck(loss, {"w": w}, grads, reference=False).passed, gradcheck(loss, {"w": w}, grads).passed
     (True, False)
     """
-    theta, spec = ravel(params, dtype=np.float64)
-    wide = unravel(theta, spec)
+    wide = widened(params)
     try:
-        narrow = sorted({str(np.asarray(v).dtype) for _, v in flatten(grads(wide)) if _single(v)})
+        gradient = grads(wide)
+        narrow = sorted({str(np.asarray(v).dtype) for _, v in flatten(gradient) if _single(v)})
     except Exception as error:  # grads that do not run at float64 parameters say nothing about float32's
         return with_reference(own, None, f"grads does not run at float64 parameters: {type(error).__name__}")
     if narrow:
         return with_reference(own, None, f"grads returns {narrow[0]} at float64 parameters: it casts inside")
     try:
         with analytic_resolution(FLOAT32_RESOLUTION):
-            again = check(wide)
+            again = check(wide, gradient)
     except Exception as error:  # a loss that does not run at float64 parameters: the float32 verdict stands
         return with_reference(own, None, f"the loss does not run at float64 parameters: {type(error).__name__}")
     return with_reference(own, again)
@@ -59,4 +60,4 @@ def numpy_reference(
 def _single(value: Any) -> bool:
     """A float32 (or narrower) floating array or scalar."""
     dtype = np.asarray(value).dtype
-    return bool(np.issubdtype(dtype, np.floating) and np.finfo(dtype).eps > 1e-10)
+    return bool(np.issubdtype(dtype, np.floating) and np.finfo(dtype).eps > COARSE_EPSILON)

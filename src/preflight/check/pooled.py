@@ -36,20 +36,16 @@ from preflight.check.inputs import Leaves, moved_all
 from preflight.check.kinks import SCALES, judge
 from preflight.check.verdict import ANALYTIC_FACTOR, TensorCheck
 
-__all__ = ["COARSE_EPSILON", "Pooled", "pooled_look"]
+__all__ = ["Pooled", "pooled_look"]
 
 F64 = NDArray[np.float64]
-#: Tensors whose loss rounds at this machine epsilon or coarser get the pooled look (float32's is 1.2e-7; float64's
-#: 2.2e-16 resolves each coordinate a million times finer, and gains nothing worth the evaluations).
-COARSE_EPSILON = 1e-10
 
 
 @dataclass(frozen=True)
 class Pooled:
-    """A direction along which a tensor's loss disagrees with its analytic gradient."""
+    """A tensor whose loss, moved along its analytic gradient, disagrees with it."""
 
     name: str
-    direction: str  # "its analytic gradient"
     coordinates: int
     numeric: float
     analytic: float
@@ -59,7 +55,7 @@ class Pooled:
         """What the report says."""
         ratio = self.analytic / self.numeric if self.numeric else float("inf")
         return (
-            f"{self.name}: moved along {self.direction} (its {self.coordinates:,} coordinates together), the loss "
+            f"{self.name}: moved along its analytic gradient (its {self.coordinates:,} coordinates together), the loss "
             f"changes at {self.numeric:.6g} where the gradient says {self.analytic:.6g} (analytic = {ratio:.5f} x "
             f"numeric, {abs(self.analytic - self.numeric) / self.tolerance:.1f} x the tolerance): an error shared by "
             "many coordinates (a wrong constant or scale, a dropped small term), each inside what one coordinate "
@@ -70,7 +66,7 @@ class Pooled:
 def pooled_look(
     t: TensorCheck, leaves: Leaves, value: Callable[[], float], f0: float, sigma: float, eps: float | None = None
 ) -> Pooled | None:
-    """The first direction along which tensor ``t`` fails, or None. ``value()`` is the loss at the leaves as they are
+    """Tensor ``t``'s failure along its analytic gradient, or None. ``value()`` is the loss at the leaves as they are
     (moved in place and restored), ``f0`` its value at the point, ``sigma`` its measured rounding noise. A direction
     is judged as a coordinate's second look judges (:func:`preflight.check.verdict.second_look`): Richardson and
     the kink test, then, where that sees a kink or cannot tell, the closer look along the direction.
@@ -86,44 +82,41 @@ def pooled_look(
     >>> pooled_look(ok, leaves, value, value(), 1e-6) is None
     True
     >>> off = TensorCheck("w", w, np.arange(0), (2.01 * w).astype(np.float64))  # 0.5 % too large
-    >>> pooled_look(off, leaves, value, value(), 1e-6).direction
-    'its analytic gradient'
+    >>> pooled_look(off, leaves, value, value(), 1e-6).coordinates
+    64
     """
     flat_g = t.g.reshape(-1).astype(np.float64)
-    h = numdiff.step_size(t.arr, eps=eps).astype(np.float64).reshape(-1)
-    rms = float(np.sqrt(np.mean(flat_g**2))) if flat_g.size else 0.0
-    rounding = ANALYTIC_FACTOR * numdiff.machine_epsilon(t.arr.dtype) * (np.abs(flat_g) + rms)
-    saved = t.arr.reshape(-1).astype(np.float64)
     if not np.any(flat_g) or not np.all(np.isfinite(flat_g)):
         return None
-    for direction, weights in (("its analytic gradient", flat_g),):
-        s = weights / np.max(np.abs(weights)) * h  # the largest weight moves its coordinate by its own step
+    h = numdiff.step_size(t.arr, eps=eps).astype(np.float64).reshape(-1)
+    rms = float(np.sqrt(np.mean(flat_g**2)))
+    rounding = ANALYTIC_FACTOR * numdiff.machine_epsilon(t.arr.dtype) * (np.abs(flat_g) + rms)
+    saved = t.arr.reshape(-1).astype(np.float64)
+    s = flat_g / np.max(np.abs(flat_g)) * h  # the largest entry moves its coordinate by its own step
 
-        def at(scales: tuple[float, ...], f: dict[float, F64], s: F64 = s) -> None:
-            with moved_all(leaves) as move:
-                for k in scales:
-                    move({t.name: (k * s).reshape(t.arr.shape)})
-                    # The value as if the move had been exactly k s: each coordinate's rounding to the dtype, times
-                    # its analytic derivative, taken out (a float32 move of a few 1e-3 errs by ~1e-5 of itself).
-                    moved = t.arr.reshape(-1).astype(np.float64) - saved
-                    f[k] = np.array([value() - float(np.vdot(flat_g, moved - k * s))])
+    def at(scales: tuple[float, ...], f: dict[float, F64]) -> None:
+        with moved_all(leaves) as move:
+            for k in scales:
+                move({t.name: (k * s).reshape(t.arr.shape)})
+                # The value as if the move had been exactly k s: each coordinate's rounding to the dtype, times its
+                # analytic derivative, taken out (a float32 move of a few 1e-3 errs by ~1e-5 of itself).
+                moved = t.arr.reshape(-1).astype(np.float64) - saved
+                f[k] = np.array([value() - float(np.vdot(flat_g, moved - k * s))])
 
-        # One virtual coordinate, as arrays of one entry: the values at k s, the positions in units of s.
-        values: dict[float, F64] = {0.0: np.array([f0])}
-        at(SCALES, values)
-        analytic = np.array([np.vdot(flat_g, s)])
-        tolerance = np.array([np.vdot(rounding, np.abs(s))])
-        j = judge(values, {k: np.array([k]) for k in values}, analytic, tolerance, sigma)
-        if j.settled[0]:
-            continue
-        numeric, allowed = float(j.numeric[0]), float(j.tolerance[0])
-        if j.kink[0] or j.near[0]:
-            at(tuple(k for k in GRID if k not in values), values)
-            positions = {k: np.array([k]) for k in values}
-            look = closer_look(values, positions, np.ones(1), analytic, tolerance, sigma)
-            fails = not look.kink[0] and abs(analytic[0] - look.numeric[0]) > look.tolerance[0]
-            if not fails or (j.kink[0] and not look.off[0]):
-                continue
-            numeric, allowed = float(look.numeric[0]), float(look.tolerance[0])
-        return Pooled(t.name, direction, int(np.count_nonzero(weights)), numeric, float(analytic[0]), allowed)
-    return None
+    # One virtual coordinate, as arrays of one entry: the values at k s, the positions in units of s.
+    values: dict[float, F64] = {0.0: np.array([f0])}
+    at(SCALES, values)
+    analytic = np.array([np.vdot(flat_g, s)])
+    tolerance = np.array([np.vdot(rounding, np.abs(s))])
+    j = judge(values, {k: np.array([k]) for k in values}, analytic, tolerance, sigma)
+    if j.settled[0]:
+        return None
+    numeric, allowed = float(j.numeric[0]), float(j.tolerance[0])
+    if j.kink[0] or j.near[0]:
+        at(tuple(k for k in GRID if k not in values), values)
+        look = closer_look(values, {k: np.array([k]) for k in values}, np.ones(1), analytic, tolerance, sigma)
+        fails = not look.kink[0] and abs(analytic[0] - look.numeric[0]) > look.tolerance[0]
+        if not fails or (j.kink[0] and not look.off[0]):
+            return None
+        numeric, allowed = float(look.numeric[0]), float(look.tolerance[0])
+    return Pooled(t.name, int(np.count_nonzero(flat_g)), numeric, float(analytic[0]), allowed)

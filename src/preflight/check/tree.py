@@ -16,7 +16,7 @@ from numpy.typing import DTypeLike, NDArray
 
 from preflight._util.validation import describe
 
-__all__ = ["TreeSpec", "flatten", "ravel", "unravel"]
+__all__ = ["TreeSpec", "flatten", "ravel", "unravel", "widened"]
 
 #: Name of the single leaf when the tree is one bare array.
 ROOT = "params"
@@ -143,3 +143,16 @@ def unravel(theta: NDArray[Any], spec: TreeSpec) -> Any:
         raise ValueError(f"theta: expected a 1-D array of {spec.size} entries, got {describe(theta)}")
     leaves = [theta[spec.offsets[i] : spec.offsets[i + 1]].reshape(shape) for i, shape in enumerate(spec.shapes)]
     return _fill(spec.skeleton, leaves)
+
+
+def widened(tree: Any) -> Any:
+    """A float64 copy of ``tree`` (same structure, every leaf a float64 array holding the same values).
+
+    Examples
+    --------
+    >>> wide = widened({"W": np.ones(2, np.float32), "b": [np.zeros(1, np.float32)]})
+    >>> wide["W"].dtype, wide["b"][0].dtype
+    (dtype('float64'), dtype('float64'))
+    """
+    theta, spec = ravel(tree, dtype=np.float64)
+    return unravel(theta, spec)
