@@ -10,6 +10,7 @@ gradient given as arrays, ``reference=False`` and sampled checks get no copy; th
 from __future__ import annotations
 
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -35,8 +36,10 @@ def copy_note(report: Any) -> str:
 
 def test_a_scale_error_float32_differences_miss_fails_through_the_float64_copy() -> None:
     p, f, g = problem("b1-scaled")
-    assert gradcheck(f, p, g(p)).passed  # as arrays: float32 alone, no copy
-    report = gradcheck(f, p, g)
+    # float32 differences alone (without the pooled look at float64 copies, which catches it too) pass it
+    with mock.patch("preflight.check.engine.wide_pooled_look", lambda *a, **k: None):
+        assert gradcheck(f, p, g(p)).passed  # as arrays: no copy
+        report = gradcheck(f, p, g)
     assert not report.passed
     assert [n for n, r in report.parameters.items() if not r.passed] == ["b1"]
     assert "fails b1" in copy_note(report) and report.reference is not None

@@ -36,7 +36,7 @@ from preflight._util.validation import check_choice, check_in_range, check_posit
 from preflight.check import numdiff, second_order
 from preflight.check.diagnosis import batch_size, diagnose
 from preflight.check.distributed import check_client, distributed_loss
-from preflight.check.float64_look import float64_look
+from preflight.check.float64_look import Float64Copy, float64_look
 from preflight.check.inputs import (
     Leaves,
     analytic_gradient,
@@ -50,7 +50,7 @@ from preflight.check.inputs import (
 from preflight.check.numdiff import COARSE_EPSILON
 from preflight.check.numpy_reference import numpy_reference
 from preflight.check.perturb import BlackBoxLoss, CountedLoss, PerturbedLoss
-from preflight.check.pooled import pooled_look
+from preflight.check.pooled import pooled_look, wide_pooled_look
 from preflight.check.reference import check_reference
 from preflight.check.report import COURSE_THRESHOLDS, Coordinate, GradcheckReport, TensorResult
 from preflight.check.verdict import (
@@ -210,7 +210,9 @@ def gradcheck(
     per_coordinate = {"central": 2, "forward": 1, "richardson": 4}[method]
     expected = per_coordinate * sum(t.index.size for t in tensors)
     show = should_show_progress(progress, expected * f0_time)
-    wide_evaluations = 0
+    # A float32 NumPy loss read at float64 copies of the parameters too (built only where a look needs it).
+    plain_float32 = rounding >= COARSE_EPSILON and evaluator is None and client is None
+    wide = Float64Copy(loss, params, seed) if plain_float32 else None
     with progress_bar(expected, show, desc="gradcheck") as tick:
         blackbox.progress = tick
         inner = evaluator if client is None else distributed_loss(client, evaluator, loss, params, f0, f0_time)
@@ -220,20 +222,24 @@ def gradcheck(
             first_pass(active, evaluate, f0, sigma, method, eps, rounding)
             for t in active:
                 second_look(t, evaluate, f0, sigma)
-            if rounding >= COARSE_EPSILON and evaluator is None and client is None:
-                cleared, wide_evaluations = float64_look(loss, params, active, seed)  # preflight.check.float64_look
-                notes += [cleared] if cleared else []
+            if wide is not None and (cleared := float64_look(wide, active)):  # preflight.check.float64_look
+                notes.append(cleared)
     results, evidence = {}, []
     for t in tensors:
         results[t.name], e = tensor_result(t)
         evidence.append(e)
     pooled = []
-    # float32: the coordinates of a passing tensor moved together too, where no coordinate was set aside as a kink
-    # (preflight.check.pooled), and not in a sampled check (of a model too large for 6 to 62 more evaluations each)
-    if rounding >= COARSE_EPSILON and sample is None and not any(t.kink.any() for t in tensors):
+    # float32: the coordinates of a passing tensor moved together too (preflight.check.pooled), not in a sampled check
+    # (of a model too large for 6 to 62 more evaluations each); in float32 where no coordinate was set aside as a
+    # kink, else at the float64 copies where the loss computes in float64 there (a NumPy loss)
+    kinks = any(t.kink.any() for t in tensors)
+    if rounding >= COARSE_EPSILON and sample is None and (not kinks or (wide is not None and wide.available)):
         for t in tensors:
             if results[t.name].passed and results[t.name].checked:
-                found = pooled_look(t, leaves, blackbox.value, f0, sigma, eps)
+                if not kinks:
+                    found = pooled_look(t, leaves, blackbox.value, f0, sigma, eps)
+                else:
+                    found = wide_pooled_look(t, wide, sigma, eps) if wide is not None else None
                 if found is not None:
                     results[t.name] = dataclasses.replace(results[t.name], passed=False)
                     pooled.append(found.note())
@@ -241,7 +247,7 @@ def gradcheck(
     n_all = np.concatenate([e.numeric for e in evidence])
     difference = relative_difference(a_all, n_all)
     checked_all = all(t.index.size == t.arr.size for t in tensors)
-    evaluations = blackbox.evaluations + wide_evaluations
+    evaluations = blackbox.evaluations + (wide.evaluations if wide is not None else 0)
     attempted, judged = sum(t.index.size for t in tensors), sum(r.checked for r in results.values())
     conclusive = judged >= JUDGED_SHARE * attempted and (judged > 0 or attempted == 0)
     if not conclusive:

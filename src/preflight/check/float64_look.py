@@ -29,13 +29,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from preflight.check import numdiff
-from preflight.check.inputs import measure_noise, parameter_leaves
+from preflight.check.inputs import Leaves, measure_noise, parameter_leaves
 from preflight.check.perturb import BlackBoxLoss
 from preflight.check.report import label
 from preflight.check.tree import widened
 from preflight.check.verdict import ANALYTIC_FACTOR, TensorCheck, excess_ratio, first_pass, second_look
 
-__all__ = ["FLOAT64_EPSILON", "float64_look"]
+__all__ = ["FLOAT64_EPSILON", "Float64Copy", "float64_look"]
 
 F64 = NDArray[np.float64]
 #: A loss of float64 parameters rounds like float64 when its measured epsilon is below this (float32's is 1.2e-7).
@@ -56,12 +56,63 @@ def _failing(t: TensorCheck) -> NDArray[np.intp]:
     return rows if rows.size <= max(MAX_FAILING, MAX_SHARE * judged) else rows[:0]
 
 
-def float64_look(
-    loss: Callable[[Any], Any], params: Any, tensors: list[TensorCheck], seed: int
-) -> tuple[str | None, int]:
-    """Judge the failing coordinates of ``tensors`` (a float32 check of ``loss(params)``, after its second look)
-    again at float64 copies of ``params``, updating ``tensors`` in place; the note saying what it did (or None) and
-    the evaluations of the loss it made.
+class Float64Copy:
+    """The loss at float64 copies of a float32 check's parameters, built on first use, shared by the float64 look
+    and the pooled look at float64 (:func:`preflight.check.pooled.wide_pooled_look`): its leaves, black box, value
+    at the point and measured noise, used only where :attr:`available` (the loss computes in float64 there: it does
+    not cast inside, nor raise).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> copy = Float64Copy(lambda p: float(np.sum(p["w"] ** 3)), {"w": np.float32([0.3, 0.7])}, seed=0)
+    >>> copy.available, copy.leaves["w"].dtype, copy.evaluations > 0
+    (True, dtype('float64'), True)
+    >>> Float64Copy(lambda p: float(np.sum(np.sin(p["w"].astype(np.float32)))), {"w": np.float32([1.0])}, 0).available
+    False
+    """
+
+    def __init__(self, loss: Callable[[Any], Any], params: Any, seed: int) -> None:
+        self._loss, self._params, self._seed = loss, params, seed
+        self._box: BlackBoxLoss | None = None
+        self._ready: bool | None = None
+        self.leaves: Leaves = {}
+        self.f0 = self.sigma = 0.0
+
+    @property
+    def available(self) -> bool:
+        """Whether the loss computes in float64 at the copies (built now if it was not)."""
+        if self._ready is None:
+            self._ready = False
+            try:
+                wide = widened(self._params)
+                self.leaves = parameter_leaves(wide)
+                self._box = BlackBoxLoss(self._loss, wide, self.leaves)
+                self.f0 = self._box.value()
+                self.sigma, rounding = measure_noise(
+                    self._box.value, self.leaves, self.f0, self._seed, self._box.output_epsilon
+                )
+            except Exception:  # a loss that does not run at float64 parameters: the float32 verdict stands
+                return False
+            # A loss that rounds like float32 whatever its parameters has nothing finer to read.
+            self._ready = rounding <= FLOAT64_EPSILON and bool(np.isfinite(self.sigma))
+        return self._ready
+
+    @property
+    def box(self) -> BlackBoxLoss:
+        """The loss at the copies (moved through :attr:`leaves`); only where :attr:`available`."""
+        assert self._box is not None and self._ready
+        return self._box
+
+    @property
+    def evaluations(self) -> int:
+        """The loss evaluations made at the copies so far."""
+        return self._box.evaluations if self._box is not None else 0
+
+
+def float64_look(copy: Float64Copy, tensors: list[TensorCheck]) -> str | None:
+    """Judge the failing coordinates of ``tensors`` (a float32 check, after its second look) again at the float64
+    copies of its parameters, updating ``tensors`` in place; the note saying what it did, or None.
 
     Examples
     --------
@@ -72,23 +123,13 @@ def float64_look(
     >>> t = TensorCheck("w", w, np.arange(2), 3 * w.astype(np.float64) ** 2)
     >>> t.numeric, t.tolerance, t.kink = 3 * w.astype(np.float64) ** 2, np.full(2, 1e-3), np.zeros(2, bool)
     >>> t.numeric[1] += 0.01                       # as if float32 differences had read 0.01 off at w[1]
-    >>> note, evaluations = float64_look(loss, {"w": w}, [t], 0)
-    >>> print(note[:60])
+    >>> print(float64_look(Float64Copy(loss, {"w": w}, 0), [t])[:60])
     1 coordinate(s) that float32 differences failed pass at floa
     """
     failing = {t.name: _failing(t) for t in tensors}
-    if not any(rows.size for rows in failing.values()):
-        return None, 0
-    try:
-        wide = widened(params)
-        leaves = parameter_leaves(wide)
-        box = BlackBoxLoss(loss, wide, leaves)
-        f0 = box.value()
-        sigma, rounding = measure_noise(box.value, leaves, f0, seed, box.output_epsilon)
-    except Exception:  # a loss that does not run at float64 parameters: the float32 verdict stands
-        return None, 0
-    if rounding > FLOAT64_EPSILON or not np.isfinite(sigma):
-        return None, box.evaluations  # the loss rounds like float32 whatever its parameters: nothing finer to read
+    if not any(rows.size for rows in failing.values()) or not copy.available:
+        return None
+    leaves, box, f0, sigma = copy.leaves, copy.box, copy.f0, copy.sigma
     looks = [TensorCheck(t.name, leaves[t.name], t.index[rows], t.g) for t in tensors if (rows := failing[t.name]).size]
     first_pass(looks, box, f0, sigma, "central", None, box.output_epsilon)
     cleared, set_aside = [], 0
@@ -110,7 +151,7 @@ def float64_look(
         set_aside += int(look.kink.sum())
         cleared += [label(t.name, t.arr.shape, int(k)) for k in look.index[passes]]
     if not cleared and not set_aside:
-        return None, box.evaluations
+        return None
     named = ", ".join(cleared[:NAMED]) + (", ..." if len(cleared) > NAMED else "")
     note = (
         f"{len(cleared)} coordinate(s) that float32 differences failed pass at float64 copies of the parameters "
@@ -118,4 +159,4 @@ def float64_look(
         f"kinks closer to the point than float32 resolves){': ' + named if cleared else ''}"
         + (f"; {set_aside} set aside there as kinks" if set_aside else "")
     )
-    return note, box.evaluations
+    return note

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,12 +34,19 @@ from numpy.typing import NDArray
 from preflight.check import numdiff
 from preflight.check.dense import GRID, closer_look
 from preflight.check.inputs import Leaves, moved_all
-from preflight.check.kinks import SCALES, judge
+from preflight.check.kinks import ROUNDING_FACTOR, SCALES, judge
 from preflight.check.verdict import ANALYTIC_FACTOR, TensorCheck
 
-__all__ = ["Pooled", "pooled_look"]
+if TYPE_CHECKING:
+    from preflight.check.float64_look import Float64Copy
+
+__all__ = ["WIDE_SCALE", "Pooled", "pooled_look", "wide_pooled_look"]
 
 F64 = NDArray[np.float64]
+#: The pooled look at float64 copies moves along ``WIDE_SCALE`` times the float32 direction: a unit crosses its kink
+#: there only within 1/1024 of what float32's step reaches, while the float64 loss still resolves the change to
+#: ~1e-6 of float32's noise (its rounding is 2^-29 of float32's, divided by the shorter step: 2^-19).
+WIDE_SCALE = 2.0**-10
 
 
 @dataclass(frozen=True)
@@ -50,16 +58,18 @@ class Pooled:
     numeric: float
     analytic: float
     tolerance: float
+    #: Where the loss was read: "" (the check's own float32 values) or the float64 copies.
+    where: str = ""
 
     def note(self) -> str:
         """What the report says."""
         ratio = self.analytic / self.numeric if self.numeric else float("inf")
+        excess = abs(self.analytic - self.numeric) / self.tolerance
         return (
-            f"{self.name}: moved along its analytic gradient (its {self.coordinates:,} coordinates together), the loss "
-            f"changes at {self.numeric:.6g} where the gradient says {self.analytic:.6g} (analytic = {ratio:.5f} x "
-            f"numeric, {abs(self.analytic - self.numeric) / self.tolerance:.1f} x the tolerance): an error shared by "
-            "many coordinates (a wrong constant or scale, a dropped small term), each inside what one coordinate "
-            "resolves in float32"
+            f"{self.name}: moved along its analytic gradient (its {self.coordinates:,} coordinates together"
+            f"{self.where}), the loss changes at {self.numeric:.6g} where the gradient says {self.analytic:.6g} "
+            f"(analytic = {ratio:.5f} x numeric, {excess:.1f} x the tolerance): an error shared by many coordinates "
+            "(a wrong constant or scale, a dropped small term), each inside what one coordinate resolves in float32"
         )
 
 
@@ -85,38 +95,92 @@ def pooled_look(
     >>> pooled_look(off, leaves, value, value(), 1e-6).coordinates
     64
     """
+    direction = _direction(t, eps)
+    if direction is None:
+        return None
+    s, allowed = direction
+    return _along(t.name, t.g, s, leaves, value, f0, sigma, allowed, "")
+
+
+def wide_pooled_look(t: TensorCheck, copy: Float64Copy, sigma: float, eps: float | None = None) -> Pooled | None:
+    """The pooled look at float32 tensor ``t`` read at float64 copies of the parameters (``copy``), or None (also
+    where the loss does not compute in float64 there): for a check that set kinks aside, which would bend float32
+    values along the direction. The float64 loss is read along :data:`WIDE_SCALE` times the float32 direction, and
+    the analytic value held to what the float32 pooled look allows (``sigma`` is the float32 loss's noise): its
+    float32 resolution along the direction stands, only the kinks its step crosses are gone. (Not to float64's
+    precision: a correct float32 backward errs coherently along its own gradient, by up to 1e-2 of it after
+    training, within half that allowance in the learners' networks of tests/numpy_nets.py.)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from preflight.check.float64_look import Float64Copy
+    >>> from preflight.check.verdict import TensorCheck
+    >>> w = np.linspace(-1.5, 1.5, 64).astype(np.float32)
+    >>> loss = lambda p: float(np.sum(np.maximum(p["w"], 0.0) ** 2 + p["w"]))  # a kink at 0 for every entry
+    >>> copy = Float64Copy(loss, {"w": w}, seed=0)
+    >>> grad = 2 * np.maximum(w, 0.0).astype(np.float64) + 1
+    >>> wide_pooled_look(TensorCheck("w", w, np.arange(0), grad), copy, 1e-6) is None
+    True
+    >>> wide_pooled_look(TensorCheck("w", w, np.arange(0), 1.004 * grad), copy, 1e-6).coordinates
+    64
+    """
+    direction = _direction(t, eps)
+    if direction is None or not copy.available:
+        return None
+    s, allowed = direction
+    # The float32 look's allowance along s: the analytic rounding and judge's rounding term at one unit of s.
+    allowed += 1.5 * ROUNDING_FACTOR * sigma
+    where = ", at float64 copies of the parameters: float32 values along it cross kinks"
+    return _along(t.name, t.g, WIDE_SCALE * s, copy.leaves, copy.box.value, copy.f0, copy.sigma,
+                  WIDE_SCALE * allowed, where)  # fmt: skip
+
+
+def _direction(t: TensorCheck, eps: float | None) -> tuple[F64, float] | None:
+    """The direction ``s`` along ``t``'s analytic gradient (its largest entry moving its coordinate by the float32
+    step) and the analytic gradient's rounding along it; None for a zero or non-finite gradient."""
     flat_g = t.g.reshape(-1).astype(np.float64)
     if not np.any(flat_g) or not np.all(np.isfinite(flat_g)):
         return None
     h = numdiff.step_size(t.arr, eps=eps).astype(np.float64).reshape(-1)
     rms = float(np.sqrt(np.mean(flat_g**2)))
     rounding = ANALYTIC_FACTOR * numdiff.machine_epsilon(t.arr.dtype) * (np.abs(flat_g) + rms)
-    saved = t.arr.reshape(-1).astype(np.float64)
     s = flat_g / np.max(np.abs(flat_g)) * h  # the largest entry moves its coordinate by its own step
+    return s, float(np.vdot(rounding, np.abs(s)))
+
+
+def _along(
+    name: str, g: F64, s: F64, leaves: Leaves, value: Callable[[], float], f0: float, sigma: float, allowed: float,
+    where: str,
+) -> Pooled | None:  # fmt: skip
+    """Tensor ``name`` of ``leaves`` moved along ``s``: its failure against the analytic ``g . s``, or None."""
+    arr = leaves[name]
+    flat_g = g.reshape(-1).astype(np.float64)
+    saved = arr.reshape(-1).astype(np.float64)
 
     def at(scales: tuple[float, ...], f: dict[float, F64]) -> None:
         with moved_all(leaves) as move:
             for k in scales:
-                move({t.name: (k * s).reshape(t.arr.shape)})
+                move({name: (k * s).reshape(arr.shape)})
                 # The value as if the move had been exactly k s: each coordinate's rounding to the dtype, times its
                 # analytic derivative, taken out (a float32 move of a few 1e-3 errs by ~1e-5 of itself).
-                moved = t.arr.reshape(-1).astype(np.float64) - saved
+                moved = arr.reshape(-1).astype(np.float64) - saved
                 f[k] = np.array([value() - float(np.vdot(flat_g, moved - k * s))])
 
     # One virtual coordinate, as arrays of one entry: the values at k s, the positions in units of s.
     values: dict[float, F64] = {0.0: np.array([f0])}
     at(SCALES, values)
     analytic = np.array([np.vdot(flat_g, s)])
-    tolerance = np.array([np.vdot(rounding, np.abs(s))])
+    tolerance = np.array([allowed])
     j = judge(values, {k: np.array([k]) for k in values}, analytic, tolerance, sigma)
     if j.settled[0]:
         return None
-    numeric, allowed = float(j.numeric[0]), float(j.tolerance[0])
+    numeric, allowance = float(j.numeric[0]), float(j.tolerance[0])
     if j.kink[0] or j.near[0]:
         at(tuple(k for k in GRID if k not in values), values)
         look = closer_look(values, {k: np.array([k]) for k in values}, np.ones(1), analytic, tolerance, sigma)
         fails = not look.kink[0] and abs(analytic[0] - look.numeric[0]) > look.tolerance[0]
         if not fails or (j.kink[0] and not look.off[0]):
             return None
-        numeric, allowed = float(look.numeric[0]), float(look.tolerance[0])
-    return Pooled(t.name, int(np.count_nonzero(flat_g)), numeric, float(analytic[0]), allowed)
+        numeric, allowance = float(look.numeric[0]), float(look.tolerance[0])
+    return Pooled(name, int(np.count_nonzero(flat_g)), numeric, float(analytic[0]), allowance, where)
