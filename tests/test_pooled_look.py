@@ -90,21 +90,22 @@ def test_a_check_that_set_kinks_aside_gets_the_pooled_look_at_float64_copies_onl
     assert wide.call_count == len(p)  # every tensor passed, each looked at once
 
 
-# (network, bug, seed): ReLU networks at seeds where the coordinates alone pass a scale error >= 1e-3 (1.0e-3 to
-# 1.3e-3; float32 sets kinks aside in every one of these checks).
+# (network, bug, seed, steps of training): ReLU networks where the coordinates alone pass a scale error >= 1e-3
+# (1.0e-3 to 1.6e-3; float32 sets kinks aside in every one of these checks, 489 of 640 in W1 after training).
 MISSED_WITHOUT = [
-    (SMALL, "constant-2e-3", 1), (SMALL, "constant-2e-3", 6), (SMALL, "b1-scaled", 1), (SMALL, "b1-scaled", 6),
-    (((20, 32, 16, 1), 256), "b1-scaled", 4),
+    (SMALL, "constant-2e-3", 1, 0), (SMALL, "constant-2e-3", 6, 0), (SMALL, "b1-scaled", 1, 0),
+    (SMALL, "b1-scaled", 6, 0), (((20, 32, 16, 1), 256), "b1-scaled", 4, 0),
+    (((20, 32, 16, 1), 256), "constant-2e-3", 2, 1000),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("net", "bug", "seed"), MISSED_WITHOUT)
+@pytest.mark.parametrize(("net", "bug", "seed", "steps"), MISSED_WITHOUT)
 def test_a_scale_error_in_a_relu_network_fails_along_the_gradient_at_float64_copies(
-    net: tuple[tuple[int, ...], int], bug: str, seed: int
+    net: tuple[tuple[int, ...], int], bug: str, seed: int, steps: int
 ) -> None:
     tensor = {"constant-2e-3": "W1", "b1-scaled": "b1"}[bug]
-    assert relu_check(*net, bug, seed, wide=False).passed  # type: ignore[attr-defined]
-    report = relu_check(*net, bug, seed)
+    assert relu_check(*net, bug, seed, wide=False, steps=steps).passed  # type: ignore[attr-defined]
+    report = relu_check(*net, bug, seed, steps=steps)
     assert not report.passed and report.kinks  # type: ignore[attr-defined]
     assert [n for n, r in report.parameters.items() if not r.passed] == [tensor]  # type: ignore[attr-defined]
     (hint,) = pooled_hints(report)
