@@ -4,13 +4,17 @@
 a sigmoid output, cross-entropy and L2), in float32, over several seeds, with the two looks a float32 NumPy check
 adds to its coordinates and without them (the coordinates alone): the float64 look (``preflight.check.float64_look``:
 failing coordinates judged again at float64 copies of the parameters, which can only clear a failure) and the pooled
-look (``preflight.check.pooled``: every coordinate of a passing tensor moved together along its analytic gradient).
+look (``preflight.check.pooled``: every coordinate of a passing tensor moved together along its analytic gradient, in
+the float64 loss where float32 set kinks aside).
 Given as arrays, the gradient exists in float32 only; given as a function, it also runs at float64 copies of the
 parameters (``preflight.check.numpy_reference``), a third column.
 
 Printed per network and bug: the bug's relative size ``||g - g_true|| / ||g_true||`` (median over seeds, against a
 float64 backward of the same values), how many seeds it was caught at (a bug) or failed at (a correct backward: a
 false alarm) in the three settings, and the evaluations (mean per check, in the same order).
+
+At random initialization, or with ``--train N`` after N steps of gradient descent (rate 0.1, the correct backward,
+the same L2), as the course checks again after some training.
 
 Run: ``PYTHONPATH=src .venv/bin/python benchmarks/numpy_float32_bugs.py`` (``--seeds 6``; a few minutes on 2 cores).
 """
@@ -27,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.numpy_nets import BUGS, grads, loss, make, relative_size
+from tests.numpy_nets import BUGS, grads, loss, make, relative_size, train
 
 from preflight import gradcheck
 from preflight._util.text import format_table
@@ -36,10 +40,15 @@ NETS = (("relu", (12, 16, 8, 1), 64), ("relu", (20, 32, 16, 1), 256), ("tanh", (
         ("tanh", (20, 32, 16, 1), 256))  # fmt: skip
 
 
-def run(act: str, dims: tuple[int, ...], m: int, bug: str, lam: float, seed: int, mode: int) -> tuple[bool, int]:
+def problem(act: str, dims: tuple[int, ...], m: int, lam: float, seed: int, steps: int) -> tuple[Any, Any, Any]:
+    """The network at ``seed``, after ``steps`` of gradient descent (rate 0.1) with the correct backward."""
+    p, X, Y = make(seed, dims, m)
+    return train(p, X, Y, act, lam, steps), X, Y
+
+
+def run(p: Any, X: Any, Y: Any, act: str, bug: str, lam: float, mode: int) -> tuple[bool, int]:
     """mode 0: the gradient as arrays, coordinates alone; 1: as arrays, with the looks; 2: as a function (the float64
     copy too)."""
-    p, X, Y = make(seed, dims, m)
     g: Any = grads(p, X, Y, act, lam, bug)
     if mode == 2:
         g = lambda q: grads(q, X, Y, act, lam, bug)  # noqa: E731
@@ -53,6 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=6)
     parser.add_argument("--from-seed", type=int, default=0)
+    parser.add_argument("--train", type=int, default=0, help="steps of gradient descent before the check")
     args = parser.parse_args()
     rows, totals = [], {"alarms": [0, 0, 0, 0], "missed": [0, 0, 0, 0]}
     missed: list[str] = []
@@ -63,13 +73,13 @@ def main() -> None:
             lam = 0.7
             sizes, caught, evals = [], [0, 0, 0], [0, 0, 0]
             for seed in range(args.from_seed, args.from_seed + args.seeds):
-                p, X, Y = make(seed, dims, m)
+                p, X, Y = problem(act, dims, m, lam, seed, args.train)
                 wide = {k: v.astype(np.float64) for k, v in p.items()}
                 truth = grads(wide, X.astype(np.float64), Y.astype(np.float64), act, lam)
                 size = relative_size(grads(p, X, Y, act, lam, bug), truth)
                 sizes.append(size)
                 for k in range(3):
-                    passed, n = run(act, dims, m, bug, lam, seed, k)
+                    passed, n = run(p, X, Y, act, bug, lam, k)
                     caught[k] += not passed
                     evals[k] += n
                     if bug and size >= 1e-3 and passed:

@@ -85,6 +85,14 @@ def grads(p: dict[str, Any], X: Any, Y: Any, act: str, lam: float, bug: str = ""
     return g
 
 
+def train(p: dict[str, Any], X: Any, Y: Any, act: str, lam: float, steps: int, rate: float = 0.1) -> dict[str, Any]:
+    """``p`` after ``steps`` of full-batch gradient descent with the correct backward, in the parameters' dtype."""
+    for _ in range(steps):
+        g = grads(p, X, Y, act, lam)
+        p = {k: (v - v.dtype.type(rate) * g[k]).astype(v.dtype) for k, v in p.items()}
+    return p
+
+
 def relative_size(g: dict[str, Any], truth: dict[str, Any]) -> float:
     """``||g - truth|| / ||truth||`` over every tensor, in float64."""
     num = sum(float(np.sum((g[k].astype(np.float64) - truth[k]) ** 2)) for k in truth)

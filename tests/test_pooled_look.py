@@ -20,7 +20,7 @@ from preflight import gradcheck
 from preflight.check.pooled import pooled_look, wide_pooled_look
 from preflight.check.verdict import TensorCheck
 
-from .numpy_nets import grads, loss, make
+from .numpy_nets import grads, loss, make, train
 
 SMALL = ((12, 16, 8, 1), 64)
 LAM = 0.7
@@ -67,9 +67,7 @@ def test_a_correct_network_passes_with_no_pooled_failure(act: str, seed: int) ->
 def relu_check(dims: tuple[int, ...], m: int, bug: str, seed: int, wide: bool = True, steps: int = 0) -> object:
     """A float32 ReLU network's check (after ``steps`` of gradient descent), without the float64 pooled look."""
     p, X, Y = make(seed, dims, m)
-    for _ in range(steps):
-        step = grads(p, X, Y, "relu", 0.0)
-        p = {k: (v - np.float32(0.1) * step[k]).astype(np.float32) for k, v in p.items()}
+    p = train(p, X, Y, "relu", 0.0, steps)
     g = grads(p, X, Y, "relu", LAM, bug)
     with mock.patch("preflight.check.engine.wide_pooled_look", wide_pooled_look if wide else lambda *a, **k: None):
         return gradcheck(lambda q: loss(q, X, Y, "relu", LAM), p, g)
