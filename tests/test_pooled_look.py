@@ -145,3 +145,29 @@ def test_the_pooled_look_sets_a_direction_with_a_kink_at_the_point_aside() -> No
     t = TensorCheck("w", w, np.arange(0), np.full(32, 0.5))  # any value between the sides, -1 and 1
     assert pooled_look(t, {"w": w}, value, value(), 1e-7) is None
     assert np.all(w == 0)  # restored
+
+
+@pytest.mark.parametrize(("tensor", "factor"), [("W1", 1.002), ("b1", 0.99)])
+@pytest.mark.parametrize("seed", range(2))
+def test_the_structure_aware_check_of_a_float32_relu_network_gets_the_look_at_float64_copies_too(
+    tensor: str, factor: float, seed: int
+) -> None:
+    # preflight.nn.gradcheck computes its perturbed costs with its own evaluator; its loss (net.cost) is NumPy code
+    # that computes in float64 at float64 copies, so it is read there as a plain check's loss is.
+    from preflight import nn
+    from preflight.nn.network import Network
+
+    net = Network([20, 32, 16, 1], hidden="relu", output="sigmoid", l2=0.7)
+    rng = np.random.default_rng(seed)
+    X, y = rng.normal(size=(256, 20)).astype(np.float32), (rng.random(256) < 0.5).astype(np.int64)
+    params = {k: v.astype(np.float32) for k, v in net.init(seed).items()}
+    correct = nn.gradcheck(net, params, X, y)
+    assert correct.passed and correct.kinks, str(correct)
+    g = net.gradients(params, X, y)
+    report = nn.gradcheck(net, params, X, y, grads=dict(g, **{tensor: g[tensor] * np.float32(factor)}))
+    assert [n for n, r in report.parameters.items() if not r.passed] == [tensor]
+    if report.parameters[tensor].failed == 0:  # no coordinate resolves it: the pooled look at float64 copies does
+        (hint,) = pooled_hints(report)
+        assert hint.startswith(f"{tensor}:") and "at float64 copies of the parameters" in hint
+    else:
+        assert tensor == "b1"  # 1 % in a 32-element tensor: some seeds' coordinates resolve it alone

@@ -211,7 +211,9 @@ def gradcheck(
     expected = per_coordinate * sum(t.index.size for t in tensors)
     show = should_show_progress(progress, expected * f0_time)
     # A float32 NumPy loss read at float64 copies of the parameters too (built only where a look needs it).
-    plain_float32 = rounding >= COARSE_EPSILON and evaluator is None and client is None
+    # (evaluator=: where it says its loss is NumPy code of the parameters, as preflight.nn's network cost is)
+    numpy_loss = evaluator is None or getattr(evaluator, "loss_at_float64", False) is True
+    plain_float32 = rounding >= COARSE_EPSILON and numpy_loss and client is None
     wide = Float64Copy(loss, params, seed) if plain_float32 else None
     with progress_bar(expected, show, desc="gradcheck") as tick:
         blackbox.progress = tick

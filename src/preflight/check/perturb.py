@@ -31,6 +31,10 @@ class PerturbedLoss(Protocol):
     name in ``offsets`` a float64 array of the same shape: at ``idx``, the loss with ``params[name][idx] +=
     offsets[name][idx]`` and every other entry unchanged. Entries whose offset is exactly 0 may be skipped (their
     value is then the unperturbed loss). Names are the dotted leaf names of :func:`preflight.tree.flatten`.
+
+    An evaluator whose check's ``loss`` is NumPy code of the parameters (it computes in float64 at float64 copies)
+    may say so with a class attribute ``loss_at_float64 = True``: a float32 check then reads that loss at float64
+    copies as a plain one does (:mod:`preflight.check.float64_look`, :func:`preflight.check.pooled.wide_pooled_look`).
     """
 
     def __call__(self, offsets: Mapping[str, NDArray[Any]], /) -> Mapping[str, F64]: ...

@@ -68,6 +68,10 @@ class NetworkPerturbedLoss:
     (True, True)
     """
 
+    #: The check's loss (``net.cost``) computes in float64 at float64 copies of float32 parameters: a float32 check
+    #: reads it there too (:class:`preflight.check.perturb.PerturbedLoss`).
+    loss_at_float64 = True
+
     def __init__(self, net: Network, params: Params, X: Any, y: Any, *, masks: DropoutMasks | None = None) -> None:
         if not isinstance(net, Network):
             raise ValueError(f"net: expected a preflight.nn.Network, got {describe(net)}")
