@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from preflight import gradcheck
+from preflight.check.numpy_reference import ARRAYS_NOTE
 from preflight.check.reference import REFERENCE_NOTE
 
 from .numpy_nets import grads, loss, make
@@ -86,3 +87,14 @@ def test_a_reference_that_is_not_a_bool_is_refused(bad: Any) -> None:
     p, f, g = problem()
     with pytest.raises(ValueError, match="reference: expected True, False or None"):
         gradcheck(f, p, g, reference=bad)
+
+
+def test_a_float32_check_that_passes_a_gradient_given_as_arrays_says_how_to_have_it_checked_at_float64() -> None:
+    p, f, g = problem()
+    assert ARRAYS_NOTE in gradcheck(f, p, g(p)).notes  # as arrays: the note names what it cannot see
+    assert ARRAYS_NOTE not in gradcheck(f, p, g).notes  # as a function: checked at float64 copies instead
+    assert ARRAYS_NOTE not in gradcheck(f, p, g(p), reference=False).notes  # the caller said no copy
+    wide = {k: v.astype(np.float64) for k, v in p.items()}
+    assert ARRAYS_NOTE not in gradcheck(f, wide, g(wide)).notes  # float64: nothing finer to run
+    broken = problem("db-not-averaged")
+    assert ARRAYS_NOTE not in gradcheck(broken[1], broken[0], broken[2](broken[0])).notes  # failed: nothing to add

@@ -48,7 +48,7 @@ from preflight.check.inputs import (
     screen_directions,
 )
 from preflight.check.numdiff import COARSE_EPSILON
-from preflight.check.numpy_reference import numpy_reference
+from preflight.check.numpy_reference import ARRAYS_NOTE, numpy_reference
 from preflight.check.perturb import BlackBoxLoss, CountedLoss, PerturbedLoss
 from preflight.check.pooled import pooled_look, wide_pooled_look
 from preflight.check.reference import check_reference
@@ -281,6 +281,8 @@ def gradcheck(
         options = {"eps": eps, "sample": sample, "seed": seed, "method": method, "screen": screen, "batch": batch}
         copy_check = functools.partial(gradcheck, loss, progress=progress, reference=False, **options)
         report = numpy_reference(report, params, grads, copy_check)
+    elif reference is None and single and plain and report.passed:
+        report = dataclasses.replace(report, notes=[*report.notes, ARRAYS_NOTE])
     return report
 
 

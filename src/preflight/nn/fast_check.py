@@ -68,8 +68,7 @@ class NetworkPerturbedLoss:
     (True, True)
     """
 
-    #: The check's loss (``net.cost``) computes in float64 at float64 copies of float32 parameters: a float32 check
-    #: reads it there too (:class:`preflight.check.perturb.PerturbedLoss`).
+    #: Its loss (``net.cost``) computes in float64 at float64 copies: a float32 check reads it there (PerturbedLoss).
     loss_at_float64 = True
 
     def __init__(self, net: Network, params: Params, X: Any, y: Any, *, masks: DropoutMasks | None = None) -> None:
